@@ -1,0 +1,42 @@
+// A CPU evaluator of the tile IR, and the naive float64 attention it is checked against.
+//
+// evaluate() executes the kernel's IR exactly as structured - grid of q tiles, the KV loop
+// with its tile classification (empty tiles skipped, full tiles unmasked), the online
+// softmax and the epilogue - with inputs and P rounded to the spec's dtype as the GPU
+// does. Agreement with reference_attention() proves tiling, masking and online-softmax
+// logic in CI, where no GPU exists.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "flashjit/ir.h"
+
+namespace flashjit::eval {
+
+// Dense (batch, heads, seqlen, dim) tensor in float64, contiguous.
+struct HostTensor {
+  int64_t b = 0, h = 0, s = 0, d = 0;
+  std::vector<double> data;
+  HostTensor() = default;
+  HostTensor(int64_t b_, int64_t h_, int64_t s_, int64_t d_)
+      : b(b_), h(h_), s(s_), d(d_), data(static_cast<size_t>(b_ * h_ * s_ * d_)) {}
+  double& at(int64_t ib, int64_t ih, int64_t is, int64_t id) { return data[((ib * h + ih) * s + is) * d + id]; }
+  double at(int64_t ib, int64_t ih, int64_t is, int64_t id) const { return data[((ib * h + ih) * s + is) * d + id]; }
+};
+
+struct Result {
+  HostTensor o;            // (b, heads_q, seqlen_q, head_dim_v)
+  std::vector<double> lse; // (b, heads_q, seqlen_q); -inf for fully masked rows
+  // Tile counts seen by evaluate() (zero for the reference).
+  int64_t tiles_skipped = 0, tiles_full = 0, tiles_partial = 0;
+};
+
+// Rounds x to the nearest value representable in `dt` (round to nearest even).
+double round_to(DType dt, double x);
+
+Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v);
+Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
+                           const HostTensor& v);
+
+}  // namespace flashjit::eval

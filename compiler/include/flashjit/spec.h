@@ -1,0 +1,92 @@
+// AttentionSpec: the user's description of one attention variant.
+//
+// A plain value: hashable, printable, JSON round-trip, validated with errors that
+// name the bad field. Field names follow the public JSON format in docs/spec.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace flashjit {
+
+enum class DType { f16, bf16 };
+enum class MaskKind { none, causal, sliding_window };
+// Where the diagonal of a causal / windowed mask sits when seqlen_q != seqlen_k.
+//   top_left:     query i sees key j iff j <= i                      (PyTorch SDPA is_causal)
+//   bottom_right: query i sees key j iff j <= i + seqlen_k - seqlen_q (FlashAttention >= 2.1)
+enum class MaskAlign { top_left, bottom_right };
+enum class Direction { fwd, bwd };
+
+struct MaskSpec {
+  MaskKind kind = MaskKind::none;
+  MaskAlign align = MaskAlign::bottom_right;
+  // sliding_window only: query i (aligned index a = i + offset) sees keys in
+  // [a - left, a + right]; -1 means unbounded on that side (FlashAttention's window_size).
+  int left = -1;
+  int right = -1;
+
+  bool operator==(const MaskSpec& o) const {
+    return kind == o.kind && align == o.align && left == o.left && right == o.right;
+  }
+};
+
+// The tunable part. Absent in a spec means "autotune or heuristic".
+struct TileConfig {
+  int block_m = 128;  // query rows per thread block
+  int block_n = 64;   // key rows per KV tile
+  int warps = 4;      // warps per block; each warp owns block_m / warps query rows
+  int stages = 2;     // K/V shared-memory pipeline depth (cp.async ring)
+
+  bool operator==(const TileConfig& o) const {
+    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages;
+  }
+};
+
+struct AttentionSpec {
+  DType dtype = DType::bf16;
+  int head_dim = 0;      // required
+  int head_dim_v = 0;    // 0 in a freshly built spec means "same as head_dim" (see normalized())
+  int num_heads_q = 1;
+  int num_heads_kv = 0;  // 0 means "same as num_heads_q"
+  MaskSpec mask;
+  std::optional<double> softmax_scale;  // default 1/sqrt(head_dim)
+  bool return_lse = false;
+  double dropout_p = 0.0;
+  Direction direction = Direction::fwd;
+  std::optional<TileConfig> tile;
+
+  // Defaults filled in (head_dim_v, num_heads_kv). Does not validate.
+  AttentionSpec normalized() const;
+  double effective_scale() const;
+  int gqa_group() const;  // num_heads_q / num_heads_kv of the normalized spec
+
+  bool operator==(const AttentionSpec& o) const;
+};
+
+// --- JSON (nlohmann is kept out of this header) ---------------------------------
+// Parses the public JSON format; throws SpecError naming the field on bad input.
+AttentionSpec spec_from_json(const std::string& json_text);
+// Canonical JSON: normalized, every field present, stable key order, no whitespace.
+std::string spec_to_json(const AttentionSpec& spec, bool pretty = false);
+
+// Throws SpecError naming the first bad field and listing what is allowed.
+void validate(const AttentionSpec& spec);
+void validate(const TileConfig& tile, const AttentionSpec& spec);
+
+// Stable 64-bit hash of the canonical JSON (same on every platform and run).
+uint64_t spec_hash(const AttentionSpec& spec);
+// The same spec with the tile removed: the key under which tuning results are stored.
+AttentionSpec without_tile(const AttentionSpec& spec);
+
+// Short names used in JSON, kernel names and messages.
+const char* to_string(DType);
+const char* to_string(MaskKind);
+const char* to_string(MaskAlign);
+const char* to_string(Direction);
+int dtype_size(DType);
+
+// The head dims the templates support.
+inline constexpr int kSupportedHeadDims[] = {32, 64, 96, 128, 192, 256};
+
+}  // namespace flashjit

@@ -1,0 +1,58 @@
+// The C++ runtime API: compile a spec (no GPU needed) and run the forward pass.
+//
+//   flashjit::AttentionSpec spec = flashjit::spec_from_json(R"({"dtype":"bf16","head_dim":128,
+//                                                               "mask":{"kind":"causal"}})");
+//   flashjit::forward(spec, q, k, v, o, /*lse=*/nullptr, stream);
+//
+// Tensors are views (pointer, dtype, sizes, strides in elements) of logical shape
+// (batch, heads, seqlen, head_dim): any batch/head/sequence strides, last dim contiguous,
+// so both BHSD and BSHD memory layouts work.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "flashjit/compiled_kernel.h"
+#include "flashjit/spec.h"
+
+struct CUstream_st;
+
+namespace flashjit {
+
+enum class ElemType { f16, bf16, f32 };
+
+struct TensorView {
+  void* data = nullptr;
+  ElemType dtype = ElemType::bf16;
+  int rank = 4;
+  int64_t sizes[4] = {0, 0, 0, 0};
+  int64_t strides[4] = {0, 0, 0, 0};  // in elements
+
+  static TensorView bhsd(void* data, ElemType t, int64_t b, int64_t h, int64_t s, int64_t d);
+  static TensorView bshd(void* data, ElemType t, int64_t b, int64_t s, int64_t h, int64_t d);
+  // LSE: float32 (batch, heads, seqlen_q), contiguous.
+  static TensorView lse(float* data, int64_t b, int64_t h, int64_t s);
+};
+
+struct CompileOptions {
+  std::string arch;   // "sm_80", "sm_90a", ...; empty = current device's
+  bool use_cache = true;
+};
+
+// Generates, compiles (NVRTC) and caches the kernel for `spec`; needs no GPU when
+// options.arch is given. A spec without a tile gets the heuristic (or tuned) config.
+CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options = {});
+
+// Runs attention forward on the current CUDA context's device. Validates everything
+// (shapes, strides, dtypes, alignment) before launching; allocates nothing.
+// `lse` may be null unless spec.return_lse is set.
+void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
+             const TensorView& v, const TensorView& o, const TensorView* lse,
+             CUstream_st* stream);
+
+// True when a CUDA driver and at least one GPU are present.
+bool gpu_available();
+// Why gpu_available() is false (driver library missing, no device, ...).
+std::string gpu_unavailable_reason();
+
+}  // namespace flashjit
