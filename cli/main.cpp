@@ -1,1 +1,95 @@
-int main() { return 0; }  // replaced by the CLI
+// flashjit: compile, emit and inspect attention kernels from the shell.
+//   flashjit emit --spec '{"dtype":"bf16","head_dim":128,"mask":"causal"}'
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "flashjit/error.h"
+#include "flashjit/nvrtc_compiler.h"
+
+namespace flashjit::cli {
+
+void print_usage(std::FILE* out) {
+  fmt::print(out,
+             "usage: flashjit <command> [options]\n"
+             "\n"
+             "commands:\n"
+             "  compile --spec SPEC [--arch ARCH] [--no-cache]  compile with NVRTC (cached) and show\n"
+             "                                                  the kernel's name, cache entry and resources\n"
+             "  emit    --spec SPEC [--arch ARCH]               print the generated CUDA source\n"
+             "  ir      --spec SPEC [--arch ARCH] [--after PASS]\n"
+             "                                                  print the tile IR after all passes, or after\n"
+             "                                                  PASS (lower = before any pass)\n"
+             "  cache   list|stats|clear [--dir DIR]            inspect or empty the kernel cache\n"
+             "\n"
+             "SPEC is a JSON object, e.g. '{{\"dtype\":\"bf16\",\"head_dim\":128,\"mask\":\"causal\"}}',\n"
+             "or the path of a file holding one.\n"
+             "ARCH is sm_80, sm_86, sm_89, sm_90a, ...: emit and ir default to sm_80, compile to the GPU.\n"
+             "The cache lives in $FLASHJIT_CACHE_DIR, else $XDG_CACHE_HOME/flashjit, else ~/.cache/flashjit.\n"
+             "\n"
+             "options:\n"
+             "  -h, --help   show this help\n"
+             "  --version    show the flashjit and NVRTC versions\n");
+}
+
+namespace {
+
+int dispatch(const std::vector<std::string>& argv) {
+  if (argv.empty()) throw UsageError("missing command");
+  const std::string& cmd = argv[0];
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  if (cmd == "--version") {
+    fmt::print("flashjit {} (NVRTC {})\n", FLASHJIT_VERSION, nvrtc_version_string());
+    return 0;
+  }
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  for (const std::string& a : rest)
+    if (a == "-h" || a == "--help") {
+      print_usage(stdout);
+      return 0;
+    }
+
+  Args args;
+  if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch"}, {"--no-cache"});
+  else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch"}, {});
+  else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after"}, {});
+  else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {}));
+  else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, cache", cmd));
+
+  if (!args.positional.empty())
+    throw UsageError(fmt::format("unexpected argument '{}' for '{}'", args.positional[0], cmd));
+  if (cmd == "compile") return run_compile(args);
+  if (cmd == "emit") return run_emit(args);
+  return run_ir(args);
+}
+
+// Library messages already start with "flashjit: "; print it once.
+std::string message(const std::exception& e) {
+  std::string m = e.what();
+  const std::string prefix = "flashjit: ";
+  return m.compare(0, prefix.size(), prefix) == 0 ? m.substr(prefix.size()) : m;
+}
+
+}  // namespace
+}  // namespace flashjit::cli
+
+int main(int argc, char** argv) {
+  using namespace flashjit::cli;
+  try {
+    return dispatch(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "flashjit: usage error: {}\n(run 'flashjit --help' for usage)\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    // SpecError, ArgumentError, LegalityError, CompileError, CudaError and anything else:
+    // the message names the problem; there is nothing to add but the exit status.
+    fmt::print(stderr, "flashjit: error: {}\n", message(e));
+    return 1;
+  }
+}

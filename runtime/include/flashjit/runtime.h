@@ -50,6 +50,14 @@ void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k
              const TensorView& v, const TensorView& o, const TensorView* lse,
              CUstream_st* stream);
 
+// For people studying a variant (no GPU needed). arch empty = "sm_80".
+// The CUDA source NVRTC would compile for `spec` (tile filled in by the heuristic if absent).
+std::string emit_cuda(const AttentionSpec& spec, const std::string& arch = "");
+// The printed tile IR after `after_pass` ("lower" = before any pass; "" = after all passes).
+std::string emit_ir(const AttentionSpec& spec, const std::string& arch = "", const std::string& after_pass = "");
+// The spec with its tile filled in as compile()/forward() would (tuned winner or heuristic).
+AttentionSpec resolve_tile(const AttentionSpec& spec, const std::string& arch);
+
 // True when a CUDA driver and at least one GPU are present.
 bool gpu_available();
 // Why gpu_available() is false (driver library missing, no device, ...).

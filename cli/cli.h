@@ -1,0 +1,48 @@
+// The flashjit command-line tool: shared pieces of its subcommands.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "flashjit/spec.h"
+
+namespace flashjit::cli {
+
+// A malformed command line (unknown option, missing value): exit status 2 with usage.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> values;  // "--name VALUE" or "--name=VALUE"
+  std::set<std::string> flags;                // "--name"
+
+  std::optional<std::string> get(const std::string& name) const;
+  bool flag(const std::string& name) const { return flags.count(name) != 0; }
+};
+
+// Parses the arguments after the subcommand. `value_options` take a value, `flag_options`
+// do not (names with the leading "--"). Throws UsageError on anything else.
+Args parse_args(const std::string& command, const std::vector<std::string>& argv,
+                const std::vector<std::string>& value_options,
+                const std::vector<std::string>& flag_options);
+
+// The --spec argument: a JSON object if it starts with '{', else a path to a JSON file.
+// The spec is validated, so every subcommand reports a bad field the same way.
+AttentionSpec load_spec(const Args& args);
+
+// Subcommands; each returns the process exit status.
+int run_compile(const Args& args);
+int run_emit(const Args& args);
+int run_ir(const Args& args);
+int run_cache(const Args& args);
+
+void print_usage(std::FILE* out);
+
+}  // namespace flashjit::cli

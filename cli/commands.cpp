@@ -1,0 +1,89 @@
+// flashjit compile | emit | ir: the spec -> IR -> CUDA -> cubin pipeline, one stage at a time.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "cli.h"
+#include "flashjit/error.h"
+#include "flashjit/nvrtc_compiler.h"
+#include "flashjit/passes.h"
+#include "flashjit/runtime.h"
+
+namespace flashjit::cli {
+
+namespace {
+// emit and ir need no GPU; they show what compile would generate for this arch.
+constexpr const char* kDefaultArch = "sm_80";
+
+std::string arch_or_default(const Args& args) {
+  std::string arch = args.get("--arch").value_or(kDefaultArch);
+  check_arch(arch);  // a typo gets the list of known archs, not a confusing legality error
+  return arch;
+}
+
+std::string known_or_unknown(int v, const char* unit) {
+  return v < 0 ? std::string("unknown") : fmt::format("{}{}", v, unit);
+}
+
+std::string tile_string(const TileConfig& t) {
+  return fmt::format("block_m={} block_n={} warps={} stages={}", t.block_m, t.block_n, t.warps, t.stages);
+}
+}  // namespace
+
+int run_compile(const Args& args) {
+  const AttentionSpec spec = load_spec(args);
+  CompileOptions options;
+  if (auto arch = args.get("--arch")) {
+    options.arch = *arch;
+  } else if (!gpu_available()) {
+    throw ArgumentError("arch", fmt::format("no GPU to compile for ({}); pass --arch, e.g. --arch sm_80, "
+                                            "to compile without one",
+                                            gpu_unavailable_reason()));
+  }
+  options.use_cache = !args.flag("--no-cache");
+
+  const CompiledKernel k = compile(spec, options);
+  const ResourceUsage& r = k.resources;
+  fmt::print("kernel:        {}\n", k.kernel_name);
+  fmt::print("arch:          {}\n", k.arch);
+  fmt::print("cache key:     {}\n", k.cache_key);
+  fmt::print("entry:         {}\n", k.cache_path.empty() ? "(not cached)" : k.cache_path);
+  fmt::print("cache hit:     {}\n", k.cache_hit ? "yes" : "no");
+  fmt::print("compile time:  {:.1f} ms\n", k.compile_ms);
+  fmt::print("load time:     {:.1f} ms\n", k.load_ms);
+  fmt::print("registers:     {}\n", known_or_unknown(r.registers, ""));
+  fmt::print("spills:        {} stored, {} loaded\n", known_or_unknown(r.spill_store_bytes, " bytes"),
+             known_or_unknown(r.spill_load_bytes, " bytes"));
+  fmt::print("shared memory: {} dynamic, {} static\n", k.dynamic_smem_bytes,
+             known_or_unknown(r.shared_static_bytes, ""));
+  fmt::print("threads:       {}\n", k.threads);
+  fmt::print("tile:          {}\n", tile_string(k.tile));
+  return 0;
+}
+
+int run_emit(const Args& args) {
+  const AttentionSpec spec = load_spec(args);
+  const std::string arch = arch_or_default(args);
+  fmt::print("{}", emit_cuda(spec, arch));
+  return 0;
+}
+
+int run_ir(const Args& args) {
+  const AttentionSpec spec = load_spec(args);
+  const std::string arch = arch_or_default(args);
+  // "lower" = as lowered, before any pass; a pass name = stop after it; absent = all passes.
+  const std::string after = args.get("--after").value_or("");
+  if (!after.empty() && after != "lower") {
+    bool known = false;
+    std::string allowed = "lower";
+    for (const auto& name : passes::pass_names()) {
+      known = known || name == after;
+      allowed += ", " + name;
+    }
+    if (!known) throw UsageError(fmt::format("unknown pass '{}' for --after; allowed: {}", after, allowed));
+  }
+  fmt::print("{}", emit_ir(spec, arch, after));
+  return 0;
+}
+
+}  // namespace flashjit::cli

@@ -1,0 +1,255 @@
+// Codegen: tile IR (after passes) -> one readable CUDA C++ translation unit.
+//
+// Every IR op becomes a comment holding the op, followed by the call of the device
+// template that implements it (templates/flashjit/*.cuh). Users read this file when
+// debugging, so the structure mirrors the IR line by line.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "flashjit/codegen.h"
+#include "flashjit/ir.h"
+
+namespace flashjit::codegen {
+namespace {
+
+std::string mask_tag(const MaskSpec& m) {
+  const char* align = m.align == MaskAlign::top_left ? "tl" : "br";
+  switch (m.kind) {
+    case MaskKind::none: return "nomask";
+    case MaskKind::causal: return fmt::format("causal_{}", align);
+    case MaskKind::sliding_window:
+      return fmt::format("swin{}_{}_{}", m.left < 0 ? std::string("inf") : std::to_string(m.left),
+                         m.right < 0 ? std::string("inf") : std::to_string(m.right), align);
+  }
+  return "mask";
+}
+
+// A C++ float literal ("0.0f", "0.125f"): "0f" would not parse.
+std::string float_literal(double v) {
+  std::string s = fmt::format("{:.9g}", v);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s + "f";
+}
+
+// The op's printed form (one line) for the comment above its code.
+std::string op_comment(const ir::Op& op, const std::string& indent) {
+  std::string line = indent + "// ";
+  if (!op.results.empty()) {
+    for (size_t i = 0; i < op.results.size(); ++i) line += (i ? ", %" : "%") + op.results[i];
+    line += " = ";
+  }
+  line += ir::to_string(op.kind);
+  if (op.has_attr("tensor")) line += " " + op.str_attr("tensor") + "[" + op.str_attr("index") + "]";
+  for (size_t i = 0; i < op.operands.size(); ++i) line += (i ? ", %" : (op.has_attr("tensor") ? ", %" : " %")) + op.operands[i];
+  return line + "\n";
+}
+
+class Emitter {
+ public:
+  explicit Emitter(const ir::Kernel& k) : k_(k), spec_(k.spec), tile_(*k.spec.tile) {}
+
+  std::string run() {
+    if (k_.loop.stages < 2) throw std::logic_error("codegen: run the pipeline_loads pass first (stages >= 2)");
+    header();
+    preamble();
+    entry();
+    return out_.str();
+  }
+
+ private:
+  const ir::Kernel& k_;
+  const AttentionSpec& spec_;
+  const TileConfig& tile_;
+  std::ostringstream out_;
+
+  void header() {
+    out_ << "// flashjit generated kernel: " << k_.name << "\n";
+    out_ << "// Regenerate with: flashjit emit --spec '" << spec_to_json(spec_) << "'\n";
+    out_ << "//\n// Tile IR after passes:\n";
+    std::istringstream ir_text(ir::print(k_));
+    for (std::string line; std::getline(ir_text, line);) out_ << "//   " << line << "\n";
+    out_ << "//\n// Launch: grid (ceil(seqlen_q / " << tile_.block_m << "), num_heads_q, batch), block "
+         << 32 * tile_.warps << " threads, dynamic shared memory T::SMEM_BYTES.\n\n";
+  }
+
+  void preamble() {
+    for (const char* h : {"fwd_params", "fwd_traits", "band_mask", "block_context", "smem_tile", "fragments",
+                          "warp_gemm_sm80", "apply_mask", "online_softmax", "epilogue"})
+      out_ << "#include \"flashjit/" << h << ".cuh\"\n";
+    const ir::BandMask& b = k_.loop.mask;
+    out_ << "\nnamespace {\n\n";
+    out_ << fmt::format("using T = flashjit::FwdTraits<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
+                        "/*WARPS=*/{}, /*STAGES=*/{}>;\n\n",
+                        spec_.dtype == DType::bf16 ? "BF16" : "F16", spec_.head_dim, spec_.head_dim_v, tile_.block_m,
+                        tile_.block_n, tile_.warps, tile_.stages);
+    out_ << fmt::format("// softmax_scale = {:.9g}; scores are scaled into the log2 domain.\n", spec_.effective_scale());
+    out_ << fmt::format("constexpr float kScaleLog2 = {:.9g}f;  // softmax_scale * log2(e)\n\n",
+                        spec_.effective_scale() * M_LOG2E);
+    out_ << fmt::format("// Mask {}: key j visible to query i iff j < seqlen_k and {}.\n", to_string(spec_.mask.kind),
+                        band_condition(b));
+    out_ << "__device__ __forceinline__ flashjit::Band make_band(const flashjit::FwdParams& p) {\n";
+    out_ << fmt::format("  return flashjit::Band{{/*has_lo=*/{}, /*has_hi=*/{}, /*lo=*/{}, /*hi=*/{}, /*offset=*/{}}};\n",
+                        b.lo ? "true" : "false", b.hi ? "true" : "false", b.lo.value_or(0), b.hi.value_or(0),
+                        b.bottom_right ? "(long long)p.seqlen_k - p.seqlen_q" : "0");
+    out_ << "}\n\n}  // namespace\n\n";
+  }
+
+  static std::string band_condition(const ir::BandMask& b) {
+    if (b.is_trivial()) return "always";
+    const std::string d = b.bottom_right ? "j - i - (seqlen_k - seqlen_q)" : "j - i";
+    std::string s;
+    if (b.lo) s += std::to_string(*b.lo) + " <= ";
+    s += d;
+    if (b.hi) s += " <= " + std::to_string(*b.hi);
+    return s;
+  }
+
+  void entry() {
+    out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::FwdParams p) {{\n",
+                        32 * tile_.warps, k_.name);
+    out_ << "  using namespace flashjit;\n";
+    out_ << "  extern __shared__ __align__(128) unsigned char smem[];\n";
+    out_ << "  const u32 q_smem = smem_addr(smem);                       // Q tile\n";
+    out_ << "  const u32 k_smem = q_smem + T::Q_BYTES;                   // STAGES K tiles\n";
+    out_ << "  const u32 v_smem = k_smem + T::STAGES * T::K_STAGE_BYTES; // STAGES V tiles\n";
+    out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(p, /*reverse_tiles=*/{});\n",
+                        k_.grid.reverse_q_tiles ? "true" : "false");
+    out_ << "  const Band band = make_band(p);\n\n";
+    for (const ir::Op& op : k_.prologue) prologue_op(op);
+    loop();
+    for (const ir::Op& op : k_.epilogue) epilogue_op(op);
+    out_ << "}\n";
+  }
+
+  void prologue_op(const ir::Op& op) {
+    out_ << op_comment(op, "  ");
+    switch (op.kind) {
+      case ir::OpKind::load_tile:
+        out_ << "  load_tile_async<T::BM, T::D, T::THREADS>(q_smem, blk.q, p.q_row_stride, blk.q_rows, blk.tid);\n";
+        out_ << "  cp_async_commit();\n";
+        break;
+      case ir::OpKind::fill: {
+        const double v = op.float_attr("value");
+        const std::string value = std::isinf(v) ? "neg_inf()" : float_literal(v);
+        if (op.type.cols == 1) out_ << fmt::format("  RowVec<T> {};\n  {}.fill({});\n", op.results[0], op.results[0], value);
+        else out_ << fmt::format("  OutTile<T> {};\n  {}.fill({});\n", op.results[0], op.results[0], value);
+        break;
+      }
+      default:
+        throw std::logic_error("codegen: unexpected op in prologue: " + ir::to_string(op.kind));
+    }
+  }
+
+  // Issues the copies of KV tile `tile_expr` into ring slot `slot_expr`.
+  void copy_kv(const std::string& indent, const std::string& tile_expr, const std::string& slot_expr) {
+    out_ << indent << "const int rows = p.seqlen_k - (" << tile_expr << ") * T::BN;\n";
+    out_ << indent << "const long long k_off = (long long)(" << tile_expr << ") * T::BN * p.k_row_stride;\n";
+    out_ << indent << "const long long v_off = (long long)(" << tile_expr << ") * T::BN * p.v_row_stride;\n";
+    out_ << indent << "load_tile_async<T::BN, T::D, T::THREADS>(k_smem + (" << slot_expr
+         << ") * T::K_STAGE_BYTES, blk.k + k_off, p.k_row_stride, rows, blk.tid);\n";
+    out_ << indent << "load_tile_async<T::BN, T::DV, T::THREADS>(v_smem + (" << slot_expr
+         << ") * T::V_STAGE_BYTES, blk.v + v_off, p.v_row_stride, rows, blk.tid);\n";
+  }
+
+  void loop() {
+    const ir::KvLoop& loop = k_.loop;
+    out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}\n", loop.induction,
+                        loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
+                        loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages);
+    if (loop.classes.skip_empty)
+      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, p.seqlen_q, p.seqlen_k, T::BN);\n";
+    else
+      out_ << "  const KvTileRange range{0, (p.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+    out_ << "  // Pipeline prologue: start the first STAGES - 1 tiles.\n";
+    out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
+    out_ << "    if (range.begin + s < range.end) {\n";
+    copy_kv("      ", "range.begin + s", "s");
+    out_ << "    }\n    cp_async_commit();\n  }\n";
+    out_ << fmt::format("  for (int {0} = range.begin; {0} < range.end; ++{0}) {{\n", loop.induction);
+    out_ << fmt::format("    const int slot = ({} - range.begin) % T::STAGES;\n", loop.induction);
+    for (const ir::Op& op : loop.body) loop_op(op);
+    out_ << "  }\n  cp_async_wait<0>();\n\n";
+  }
+
+  void loop_op(const ir::Op& op) {
+    const std::string& kv = k_.loop.induction;
+    out_ << op_comment(op, "    ");
+    switch (op.kind) {
+      case ir::OpKind::wait_copies:
+        out_ << "    cp_async_wait<T::STAGES - 2>();  // tile " << kv << " has landed\n";
+        out_ << "    __syncthreads();                 // ... for every thread; slot of " << kv
+             << " - 1 is free again\n";
+        out_ << "    {  // prefetch tile " << kv << " + STAGES - 1 into the freed slot\n";
+        out_ << "      const int next = " << kv << " + T::STAGES - 1;\n";
+        out_ << "      if (next < range.end) {\n";
+        copy_kv("        ", "next", "(next - range.begin) % T::STAGES");
+        out_ << "      }\n      cp_async_commit();\n    }\n";
+        break;
+      case ir::OpKind::async_copy:
+        out_ << "    //   (issued STAGES - 1 iterations ago; waited for above)\n";
+        break;
+      case ir::OpKind::load_tile:
+        throw std::logic_error("codegen: synchronous loads in the KV loop; run pipeline_loads");
+      case ir::OpKind::gemm:
+        if (op.has_attr("transpose_b") && op.bool_attr("transpose_b")) {
+          out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
+          out_ << fmt::format("    gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp, blk.lane);\n",
+                              op.results[0]);
+        } else {
+          out_ << fmt::format("    gemm_pv<T>({}, {}, v_smem + slot * T::V_STAGE_BYTES, blk.lane);\n", op.results[0],
+                              op.operands[0]);
+        }
+        break;
+      case ir::OpKind::apply_mask: {
+        const bool partial_only = op.str_attr("when") == "partial" && k_.loop.classes.unmasked_full;
+        const std::string call = fmt::format(
+            "apply_band_mask<T>({}, band, blk.q0, {}, p.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
+        if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
+        else out_ << "    " << call << "\n";
+        break;
+      }
+      case ir::OpKind::online_softmax:
+        out_ << fmt::format("    online_softmax<T>({}, {}, {}, {}, kScaleLog2);\n", op.operands[0], op.operands[1],
+                            op.operands[2], op.operands[3]);
+        out_ << fmt::format("    ScoreTile<T>& {} = {};  // P overwrites S in place\n", op.results[0], op.operands[0]);
+        break;
+      default:
+        throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
+    }
+  }
+
+  void epilogue_op(const ir::Op& op) {
+    out_ << op_comment(op, "  ");
+    switch (op.kind) {
+      case ir::OpKind::finalize:
+        out_ << fmt::format("  finalize<T>({}, {});\n  OutTile<T>& {} = {};\n", op.operands[0], op.operands[1],
+                            op.results[0], op.operands[0]);
+        break;
+      case ir::OpKind::store_tile:
+        out_ << fmt::format("  store_out<T>({}, blk.o, p.o_row_stride, blk.q_rows, blk.warp, blk.lane);\n",
+                            op.operands[0]);
+        break;
+      case ir::OpKind::store_lse:
+        out_ << fmt::format("  if (blk.lse) store_lse<T>({}, {}, blk.lse, blk.q_rows, blk.warp, blk.lane);\n",
+                            op.operands[0], op.operands[1]);
+        break;
+      default:
+        throw std::logic_error("codegen: unexpected op in epilogue: " + ir::to_string(op.kind));
+    }
+  }
+};
+
+}  // namespace
+
+std::string kernel_name(const AttentionSpec& spec0) {
+  const AttentionSpec spec = spec0.normalized();
+  return fmt::format("flashjit_fwd_{}_d{}x{}_{}_{:08x}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
+                     mask_tag(spec.mask), static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu));
+}
+
+std::string generate_cuda(const ir::Kernel& k) { return Emitter(k).run(); }
+
+}  // namespace flashjit::codegen

@@ -1,0 +1,86 @@
+// Lowering: a validated AttentionSpec (tile set) -> the tile IR of the forward kernel.
+//
+// The IR is FlashAttention-2's algorithm spelled out as tile ops: one block per q tile
+// keeps its output accumulator and softmax state in registers and streams K/V tiles.
+// No optimisation happens here; passes decide which tiles to skip or mask and how
+// loads are pipelined.
+#include <cmath>
+#include <stdexcept>
+
+#include "flashjit/codegen.h"
+#include "flashjit/ir.h"
+
+namespace flashjit::ir {
+namespace {
+
+Elem elem_of(DType d) { return d == DType::bf16 ? Elem::bf16 : Elem::f16; }
+
+Op make(OpKind kind, std::vector<std::string> results, std::vector<std::string> operands, TileType type,
+        std::map<std::string, Attr> attrs = {}) {
+  return Op{kind, std::move(results), std::move(operands), std::move(attrs), type};
+}
+
+BandMask band_of(const MaskSpec& m) {
+  BandMask b;
+  b.bottom_right = m.align == MaskAlign::bottom_right;
+  switch (m.kind) {
+    case MaskKind::none: break;
+    case MaskKind::causal: b.hi = 0; break;
+    case MaskKind::sliding_window:
+      if (m.left >= 0) b.lo = -static_cast<int64_t>(m.left);
+      if (m.right >= 0) b.hi = m.right;
+      break;
+  }
+  return b;
+}
+
+}  // namespace
+
+Kernel lower(const AttentionSpec& input) {
+  const AttentionSpec spec = input.normalized();
+  if (!spec.tile) throw std::logic_error("ir::lower: the spec has no tile config (fill it with default_tile first)");
+  const TileConfig& t = *spec.tile;
+  const Elem in = elem_of(spec.dtype);
+  const int d = spec.head_dim, dv = spec.head_dim_v;
+
+  Kernel k;
+  k.name = codegen::kernel_name(spec);
+  k.spec = spec;
+  k.grid = Grid{t.block_m, t.block_n, t.warps, spec.gqa_group(), spec.mask.kind != MaskKind::none};
+
+  const TileType q_t{in, t.block_m, d, Space::shared};
+  const TileType acc_t{Elem::f32, t.block_m, dv, Space::regs};
+  const TileType row_t{Elem::f32, t.block_m, 1, Space::regs};
+  k.prologue = {
+      make(OpKind::load_tile, {"q"}, {}, q_t, {{"tensor", std::string("Q")}, {"index", std::string("q_tile")}}),
+      make(OpKind::fill, {"o"}, {}, acc_t, {{"value", 0.0}}),
+      make(OpKind::fill, {"m"}, {}, row_t, {{"value", -INFINITY}}),
+      make(OpKind::fill, {"l"}, {}, row_t, {{"value", 0.0}}),
+  };
+
+  const double scale_log2 = spec.effective_scale() * M_LOG2E;
+  k.loop.mask = band_of(spec.mask);
+  k.loop.body = {
+      make(OpKind::load_tile, {"k"}, {}, TileType{in, t.block_n, d, Space::shared},
+           {{"tensor", std::string("K")}, {"index", std::string("kv")}}),
+      make(OpKind::gemm, {"s"}, {"q", "k"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
+           {{"transpose_b", true}}),
+      make(OpKind::apply_mask, {"s"}, {"s"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
+           {{"when", std::string("always")}}),
+      make(OpKind::online_softmax, {"p", "m", "l", "o"}, {"s", "m", "l", "o"},
+           TileType{in, t.block_m, t.block_n, Space::regs}, {{"scale_log2", scale_log2}}),
+      make(OpKind::load_tile, {"v"}, {}, TileType{in, t.block_n, dv, Space::shared},
+           {{"tensor", std::string("V")}, {"index", std::string("kv")}}),
+      make(OpKind::gemm, {"o"}, {"p", "v", "o"}, acc_t, {{"accumulate", true}}),
+  };
+
+  k.epilogue = {make(OpKind::finalize, {"out"}, {"o", "l"}, TileType{in, t.block_m, dv, Space::regs}),
+                make(OpKind::store_tile, {}, {"out"}, TileType{in, t.block_m, dv, Space::global},
+                     {{"tensor", std::string("O")}, {"index", std::string("q_tile")}})};
+  if (spec.return_lse)
+    k.epilogue.push_back(make(OpKind::store_lse, {}, {"m", "l"}, TileType{Elem::f32, t.block_m, 1, Space::global},
+                              {{"tensor", std::string("LSE")}, {"index", std::string("q_tile")}}));
+  return k;
+}
+
+}  // namespace flashjit::ir

@@ -1,0 +1,76 @@
+// Pass check_legality: does the kernel fit the target? Shared memory against the arch's
+// opt-in limit per block, and the register fragments a thread must hold against the 255
+// registers ptxas can give it (beyond that it spills to local memory, a silent cliff).
+#include <fmt/format.h>
+
+#include <regex>
+
+#include "flashjit/error.h"
+#include "flashjit/passes.h"
+
+namespace flashjit::passes {
+
+namespace {
+// Shared-memory rows are padded by 8 elements (16 bytes) so that ldmatrix's eight row
+// addresses fall in distinct banks for every supported head dim (see templates/smem_tile.cuh).
+constexpr int kRowPad = 8;
+constexpr int kMaxRegisters = 255;
+// Registers a thread needs beside the fragments: addresses, loop state, softmax temporaries,
+// one k-step of A/B operands. (ptxas measured 255 with no spills at 232 fragment registers:
+// d128, 128x64, 4 warps.)
+constexpr int kRegisterOverhead = 24;
+}  // namespace
+
+int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
+  const AttentionSpec spec = spec0.normalized();
+  const int e = dtype_size(spec.dtype);
+  const int q = t.block_m * (spec.head_dim + kRowPad);
+  const int kv = t.stages * t.block_n * ((spec.head_dim + kRowPad) + (spec.head_dim_v + kRowPad));
+  return e * (q + kv);
+}
+
+int fragment_registers(const AttentionSpec& spec0, const TileConfig& t) {
+  const AttentionSpec spec = spec0.normalized();
+  const int m_tiles = t.block_m / t.warps / 16;        // 16-row mma tiles per warp
+  const int scores = m_tiles * (t.block_n / 8) * 4;    // fp32 S accumulator
+  const int out = m_tiles * (spec.head_dim_v / 8) * 4; // fp32 O accumulator
+  const int state = m_tiles * 2 * 2;                   // row max and sum
+  // P is packed to 16 bits one k-step at a time inside gemm_pv, so it adds no full tile.
+  return scores + out + state;
+}
+
+int smem_limit(const std::string& arch) {
+  std::smatch m;
+  static const std::regex re("sm_(\\d+)a?");
+  if (!std::regex_match(arch, m, re)) throw ArgumentError("arch", fmt::format("'{}' is not of the form sm_XY or sm_XYa", arch));
+  const int cc = std::stoi(m[1]);
+  if (cc == 80 || cc == 87) return 163 * 1024;
+  if (cc == 90 || cc == 100 || cc == 103) return 227 * 1024;
+  if (cc >= 80) return 99 * 1024;  // sm_86, sm_89, sm_120: consumer parts
+  return 64 * 1024;
+}
+
+void check_legality(ir::Kernel& k, const std::string& arch) {
+  const TileConfig& t = *k.spec.tile;
+  ir::Resources r;
+  r.arch = arch;
+  r.smem_bytes = smem_bytes(k.spec, t);
+  r.smem_limit = smem_limit(arch);
+  r.est_registers = fragment_registers(k.spec, t) + kRegisterOverhead;
+  r.threads = 32 * t.warps;
+  k.resources = r;
+  const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={}", t.block_m, t.block_n, t.warps, t.stages);
+  if (r.smem_bytes > r.smem_limit)
+    throw LegalityError(fmt::format(
+        "flashjit: spec.tile ({}) needs {} bytes of shared memory for head_dim={} head_dim_v={}, but {} allows {} per "
+        "block; use a smaller block_m, block_n or stages",
+        tile, r.smem_bytes, k.spec.head_dim, k.spec.head_dim_v, arch, r.smem_limit));
+  if (r.est_registers > kMaxRegisters)
+    throw LegalityError(fmt::format(
+        "flashjit: spec.tile ({}) needs at least {} registers per thread for head_dim_v={} (limit {}); use more warps "
+        "or a smaller block_m / block_n",
+        tile, r.est_registers, k.spec.head_dim_v, kMaxRegisters));
+  k.passes_run.push_back("check_legality");
+}
+
+}  // namespace flashjit::passes

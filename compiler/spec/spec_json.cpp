@@ -1,0 +1,194 @@
+// The public JSON format of an AttentionSpec (docs: spec.h). Parsing is strict: unknown
+// keys and wrong types are errors naming the field, so a typo never silently falls back
+// to a default.
+#include <fmt/format.h>
+
+#include <climits>
+#include <cstdint>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+
+#include "flashjit/error.h"
+#include "flashjit/spec.h"
+
+namespace flashjit {
+namespace {
+
+// ordered_json keeps insertion order, which gives the canonical key order on output.
+using Json = nlohmann::ordered_json;
+
+std::string show(const Json& v) {
+  std::string s = v.dump();
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
+[[noreturn]] void type_error(const std::string& field, const char* expected, const Json& v) {
+  throw SpecError(field, fmt::format("expected {}, got {} {}", expected, v.type_name(), show(v)));
+}
+
+int read_int(const Json& v, const std::string& field) {
+  if (!v.is_number_integer()) type_error(field, "an integer", v);
+  // Non-negative literals are stored unsigned; both must fit an int.
+  const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(INT_MAX)
+                                           : v.get<int64_t>() >= INT_MIN && v.get<int64_t>() <= INT_MAX;
+  if (!fits) throw SpecError(field, fmt::format("{} is out of range for a 32-bit integer", show(v)));
+  return v.get<int>();
+}
+
+double read_number(const Json& v, const std::string& field) {
+  if (!v.is_number()) type_error(field, "a number", v);
+  return v.get<double>();
+}
+
+bool read_bool(const Json& v, const std::string& field) {
+  if (!v.is_boolean()) type_error(field, "a boolean (true or false)", v);
+  return v.get<bool>();
+}
+
+const std::string& read_string(const Json& v, const std::string& field) {
+  if (!v.is_string()) type_error(field, "a string", v);
+  return v.get_ref<const std::string&>();
+}
+
+// Maps a string to an enum through (name, value) pairs; `allowed` is the message list.
+template <typename E>
+E read_enum(const Json& v, const std::string& field,
+            std::initializer_list<std::pair<const char*, E>> names, const char* allowed) {
+  const std::string& s = read_string(v, field);
+  for (const auto& [name, value] : names)
+    if (s == name) return value;
+  throw SpecError(field, fmt::format("\"{}\" is not supported; allowed: {}", s, allowed));
+}
+
+void check_keys(const Json& obj, const std::string& prefix,
+                std::initializer_list<const char*> allowed) {
+  for (const auto& item : obj.items()) {
+    bool known = false;
+    std::string list;
+    for (const char* a : allowed) {
+      known = known || item.key() == a;
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    if (!known) throw SpecError(prefix + item.key(), "unknown key; allowed keys: " + list);
+  }
+}
+
+MaskKind read_mask_kind(const Json& v, const std::string& field) {
+  return read_enum<MaskKind>(v, field,
+                             {{"none", MaskKind::none},
+                              {"causal", MaskKind::causal},
+                              {"sliding_window", MaskKind::sliding_window}},
+                             "none, causal, sliding_window");
+}
+
+MaskSpec read_mask(const Json& v) {
+  MaskSpec m;
+  if (v.is_string()) {  // shorthand: "mask": "causal"
+    m.kind = read_mask_kind(v, "mask");
+    return m;
+  }
+  if (!v.is_object()) type_error("mask", "an object or a mask kind string", v);
+  check_keys(v, "mask.", {"kind", "align", "left", "right"});
+  if (!v.contains("kind"))
+    throw SpecError("mask.kind", "is required in a mask object; allowed: none, causal, sliding_window");
+  m.kind = read_mask_kind(v["kind"], "mask.kind");
+  if (v.contains("align"))
+    m.align = read_enum<MaskAlign>(v["align"], "mask.align",
+                                   {{"top_left", MaskAlign::top_left},
+                                    {"bottom_right", MaskAlign::bottom_right}},
+                                   "top_left, bottom_right");
+  if (v.contains("left")) m.left = read_int(v["left"], "mask.left");
+  if (v.contains("right")) m.right = read_int(v["right"], "mask.right");
+  return m;
+}
+
+TileConfig read_tile(const Json& v) {
+  if (!v.is_object()) type_error("tile", "an object", v);
+  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages"});
+  TileConfig t;  // keys left out keep TileConfig's defaults
+  if (v.contains("block_m")) t.block_m = read_int(v["block_m"], "tile.block_m");
+  if (v.contains("block_n")) t.block_n = read_int(v["block_n"], "tile.block_n");
+  if (v.contains("warps")) t.warps = read_int(v["warps"], "tile.warps");
+  if (v.contains("stages")) t.stages = read_int(v["stages"], "tile.stages");
+  return t;
+}
+
+std::string strip_json_prefix(const std::string& what) {
+  // nlohmann prefixes "[json.exception.parse_error.101] "; the rest is the useful part.
+  const auto pos = what.find("] ");
+  return pos == std::string::npos ? what : what.substr(pos + 2);
+}
+
+}  // namespace
+
+AttentionSpec spec_from_json(const std::string& json_text) {
+  Json j;
+  try {
+    j = Json::parse(json_text);
+  } catch (const Json::parse_error& e) {
+    throw SpecError("json", strip_json_prefix(e.what()));
+  }
+  if (!j.is_object()) type_error("json", "a JSON object", j);
+  check_keys(j, "", {"dtype", "head_dim", "head_dim_v", "num_heads_q", "num_heads_kv", "mask",
+                     "softmax_scale", "return_lse", "dropout_p", "direction", "tile"});
+
+  AttentionSpec s;
+  if (!j.contains("dtype")) throw SpecError("dtype", "is required; allowed: bf16, fp16");
+  s.dtype = read_enum<DType>(j["dtype"], "dtype",
+                             {{"bf16", DType::bf16}, {"bfloat16", DType::bf16},
+                              {"fp16", DType::f16}, {"f16", DType::f16}, {"float16", DType::f16}},
+                             "bf16, fp16 (aliases: bfloat16, f16, float16)");
+  if (!j.contains("head_dim"))
+    throw SpecError("head_dim", "is required; allowed: 32, 64, 96, 128, 192, 256");
+  s.head_dim = read_int(j["head_dim"], "head_dim");
+  if (j.contains("head_dim_v")) s.head_dim_v = read_int(j["head_dim_v"], "head_dim_v");
+  if (j.contains("num_heads_q")) s.num_heads_q = read_int(j["num_heads_q"], "num_heads_q");
+  if (j.contains("num_heads_kv")) s.num_heads_kv = read_int(j["num_heads_kv"], "num_heads_kv");
+  if (j.contains("mask")) s.mask = read_mask(j["mask"]);
+  // null is accepted as "absent" for the optional fields (what Python's None serializes to).
+  if (j.contains("softmax_scale") && !j["softmax_scale"].is_null())
+    s.softmax_scale = read_number(j["softmax_scale"], "softmax_scale");
+  if (j.contains("return_lse")) s.return_lse = read_bool(j["return_lse"], "return_lse");
+  if (j.contains("dropout_p")) s.dropout_p = read_number(j["dropout_p"], "dropout_p");
+  if (j.contains("direction"))
+    s.direction = read_enum<Direction>(j["direction"], "direction",
+                                       {{"fwd", Direction::fwd}, {"bwd", Direction::bwd}},
+                                       "fwd, bwd");
+  if (j.contains("tile") && !j["tile"].is_null()) s.tile = read_tile(j["tile"]);
+  return s;
+}
+
+std::string spec_to_json(const AttentionSpec& spec, bool pretty) {
+  const AttentionSpec n = spec.normalized();
+  Json j = Json::object();
+  j["dtype"] = to_string(n.dtype);
+  j["head_dim"] = n.head_dim;
+  j["head_dim_v"] = n.head_dim_v;
+  j["num_heads_q"] = n.num_heads_q;
+  j["num_heads_kv"] = n.num_heads_kv;
+  Json mask = Json::object();
+  mask["kind"] = to_string(n.mask.kind);
+  mask["align"] = to_string(n.mask.align);
+  mask["left"] = n.mask.left;
+  mask["right"] = n.mask.right;
+  j["mask"] = std::move(mask);
+  // Written only when set, so "default scale" stays distinct from an explicit value.
+  if (n.softmax_scale) j["softmax_scale"] = *n.softmax_scale;
+  j["return_lse"] = n.return_lse;
+  j["dropout_p"] = n.dropout_p;
+  j["direction"] = to_string(n.direction);
+  if (n.tile) {
+    Json tile = Json::object();
+    tile["block_m"] = n.tile->block_m;
+    tile["block_n"] = n.tile->block_n;
+    tile["warps"] = n.tile->warps;
+    tile["stages"] = n.tile->stages;
+    j["tile"] = std::move(tile);
+  }
+  return pretty ? j.dump(2) : j.dump();
+}
+
+}  // namespace flashjit

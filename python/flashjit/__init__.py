@@ -1,0 +1,49 @@
+"""flashjit: a JIT compiler for FlashAttention-style CUDA kernels.
+
+    import flashjit, torch
+    o = flashjit.attention(q, k, v, causal=True)            # torch CUDA tensors, fp16/bf16
+    info = flashjit.compile(flashjit.Spec(dtype="bf16", head_dim=128, mask="causal"),
+                            arch="sm_90a")                   # no GPU needed
+    print(flashjit.emit(spec))                               # the generated CUDA
+
+See docs/python.md.
+"""
+
+try:
+    from . import _C
+except ImportError as e:  # pragma: no cover - only when the extension was not built
+    raise ImportError(
+        "flashjit: the compiled extension flashjit._C could not be imported "
+        f"({e}). Install the package with `pip install .` from the repository root, or build "
+        "with -DFLASHJIT_BUILD_PYTHON=ON and put <build>/python on PYTHONPATH.") from e
+
+from ._C import ArgumentError, CompileError, CudaError, LegalityError, SpecError
+from ._attention import attention
+from .compiler import KernelInfo, compile, emit, emit_ir
+from .spec import ALIGNS, MASK_KINDS, Spec, Tile
+
+__version__ = _C.version
+
+
+def gpu_available() -> bool:
+    """True when a CUDA driver and at least one GPU are present."""
+    return bool(_C.gpu_available())
+
+
+def gpu_unavailable_reason() -> str:
+    """Why gpu_available() is False ('' when a GPU is available)."""
+    return "" if _C.gpu_available() else _C.gpu_unavailable_reason()
+
+
+def resolve_tile(spec, arch=None) -> Tile:
+    """The tile compile()/attention() would use for ``spec`` on ``arch`` (tuned or heuristic)."""
+    from .spec import as_spec
+
+    return as_spec(spec).resolve_tile(arch).tile
+
+
+__all__ = [
+    "ALIGNS", "MASK_KINDS", "ArgumentError", "CompileError", "CudaError", "KernelInfo",
+    "LegalityError", "Spec", "SpecError", "Tile", "attention", "compile", "emit", "emit_ir",
+    "gpu_available", "gpu_unavailable_reason", "resolve_tile", "__version__",
+]

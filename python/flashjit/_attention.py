@@ -1,0 +1,227 @@
+"""attention(): FlashAttention-style forward on CUDA tensors, compiled for the call's variant
+on first use (NVRTC, then memory and disk caches)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Optional, Tuple, Union
+
+from . import _C
+from .spec import Spec, Tile
+
+__all__ = ["attention"]
+
+_GRAD_MESSAGE = (
+    "flashjit.attention: backward is not available yet; call it under torch.no_grad() "
+    "or detach the inputs"
+)
+_DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec_json(dtype: str, head_dim: int, head_dim_v: int, hq: int, hkv: int, mask: str,
+               window: Optional[Tuple[int, int]], align: str, scale: Optional[float],
+               return_lse: bool, tile: Optional[Tile]) -> str:
+    spec = Spec(dtype=dtype, head_dim=head_dim, head_dim_v=head_dim_v, num_heads_q=hq,
+                num_heads_kv=hkv, mask=mask, window=window, align=align, softmax_scale=scale,
+                return_lse=return_lse, tile=tile)
+    return spec.to_json()
+
+
+def _mask_args(causal: bool, window: Any) -> Tuple[str, Optional[Tuple[int, int]]]:
+    if window is None:
+        return ("causal" if causal else "none"), None
+    try:
+        left, right = window
+    except (TypeError, ValueError):
+        raise TypeError(f"flashjit.attention: window must be a (left, right) pair; got {window!r}") from None
+    left = -1 if left is None else left
+    right = -1 if right is None else right
+    if causal:
+        if right not in (-1, 0):
+            raise ValueError(
+                f"flashjit.attention: window right={right} contradicts causal=True "
+                "(causal means right=0); pass causal=False to look ahead")
+        right = 0
+    return "sliding_window", (left, right)
+
+
+def _shape_str(t: Any) -> str:
+    return "(" + ", ".join(str(int(s)) for s in t.shape) + ")"
+
+
+def _check_shapes(q: Any, k: Any, v: Any) -> Tuple[int, int, int, int, int, int, int]:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if len(t.shape) != 4:
+            raise ValueError(
+                f"flashjit.attention: {name} must have 4 dimensions (batch, heads, seqlen, head_dim); "
+                f"got shape {_shape_str(t)}")
+    b, hq, nq, d = (int(s) for s in q.shape)
+    bk, hkv, nk, dk = (int(s) for s in k.shape)
+    bv, hv, nv, dv = (int(s) for s in v.shape)
+    if bk != b or bv != b:
+        raise ValueError(f"flashjit.attention: batch sizes differ: q {b}, k {bk}, v {bv}")
+    if hv != hkv:
+        raise ValueError(f"flashjit.attention: v has {hv} heads but k has {hkv}; they must match")
+    if hkv == 0 or hq % hkv != 0:
+        raise ValueError(
+            f"flashjit.attention: k has {hkv} heads, which must divide q's {hq} heads (GQA/MQA)")
+    if nv != nk:
+        raise ValueError(f"flashjit.attention: v's seqlen {nv} differs from k's {nk}")
+    if dk != d:
+        raise ValueError(f"flashjit.attention: k's head_dim {dk} differs from q's {d}")
+    return b, hq, hkv, nq, nk, d, dv
+
+
+def _stream_of(x: Any) -> int:
+    mod = type(x).__module__ or ""
+    if mod.startswith("cupy"):
+        import cupy  # type: ignore
+
+        return int(cupy.cuda.get_current_stream().ptr)
+    return 0
+
+
+def _as_stream_int(stream: Any) -> int:
+    if isinstance(stream, int):
+        return stream
+    for attr in ("cuda_stream", "ptr", "handle"):
+        if hasattr(stream, attr):
+            return int(getattr(stream, attr))
+    raise TypeError(f"flashjit.attention: stream must be an int (CUstream) or a stream object; "
+                    f"got {type(stream).__name__}")
+
+
+def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
+              window: Optional[Tuple[Optional[int], Optional[int]]] = None,
+              scale: Optional[float] = None, return_lse: bool = False,
+              align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
+              out: Any = None, lse_out: Any = None, stream: Any = None) -> Any:
+    """softmax(q kᵀ · scale + mask) v, forward only.
+
+    q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
+    v: (batch, heads_kv, seqlen_k, head_dim_v). fp16 or bf16 CUDA tensors whose last
+    dimension is contiguous; other strides are free, so a (batch, seqlen, heads, dim)
+    tensor passed as ``x.transpose(1, 2)`` works without a copy. heads_kv must divide
+    heads_q (GQA/MQA).
+
+    causal: query i sees key j iff j <= i (+ seqlen_k - seqlen_q with align='bottom_right').
+    window: (left, right) sliding window around the aligned diagonal; None/-1 = unbounded
+      side; with causal=True, right is 0.
+    scale: softmax scale, default 1/sqrt(head_dim).
+    return_lse: also return the float32 log-sum-exp (batch, heads_q, seqlen_q); rows that
+      see no key get lse = -inf and output 0.
+    align: 'bottom_right' (FlashAttention) or 'top_left' (torch SDPA's is_causal).
+    tile: force a kernel configuration (Tile or dict); None = tuned/heuristic.
+    out / lse_out: preallocated outputs (required for inputs that are not torch tensors).
+    stream: CUDA stream (int or object with .cuda_stream); default torch's current stream.
+
+    Returns o, or (o, lse) when return_lse.
+    """
+    torch = sys.modules.get("torch")
+    is_torch = torch is not None and isinstance(q, torch.Tensor)
+    if isinstance(tile, dict):
+        tile = Tile.from_dict(tile)
+    mask, win = _mask_args(causal, window)
+    want_lse = bool(return_lse or lse_out is not None)
+
+    if is_torch:
+        for name, t in (("k", k), ("v", v)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"flashjit.attention: {name} must be a torch.Tensor like q; got {type(t).__name__}")
+        if q.requires_grad or k.requires_grad or v.requires_grad:
+            if torch.is_grad_enabled():
+                raise NotImplementedError(_GRAD_MESSAGE)
+            q, k, v = q.detach(), k.detach(), v.detach()
+        if q.dtype not in (torch.float16, torch.bfloat16):
+            raise TypeError(f"flashjit.attention: q has dtype {q.dtype}; supported: torch.float16, torch.bfloat16")
+        for name, t in (("k", k), ("v", v)):
+            if t.dtype != q.dtype:
+                raise TypeError(f"flashjit.attention: {name} has dtype {t.dtype} but q has {q.dtype}; they must match")
+        if q.device.type != "cuda":
+            raise ValueError(f"flashjit.attention: q must be a CUDA tensor; got device {q.device}")
+        for name, t in (("k", k), ("v", v)):
+            if t.device != q.device:
+                raise ValueError(f"flashjit.attention: {name} is on {t.device} but q is on {q.device}")
+        b, hq, hkv, nq, nk, d, dv = _check_shapes(q, k, v)
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t.stride(-1) != 1 and t.shape[-1] > 1:
+                raise ValueError(
+                    f"flashjit.attention: {name}'s last dimension must be contiguous (stride 1); got strides "
+                    f"{tuple(t.stride())}; call .contiguous() on it")
+        if out is None:
+            out = torch.empty((b, hq, nq, dv), dtype=q.dtype, device=q.device)
+        else:
+            _check_out_torch(torch, out, q, (b, hq, nq, dv))
+        if want_lse:
+            if lse_out is None:
+                lse_out = torch.empty((b, hq, nq), dtype=torch.float32, device=q.device)
+            else:
+                _check_lse_torch(torch, lse_out, q, (b, hq, nq))
+        dtype = "bf16" if q.dtype == torch.bfloat16 else "fp16"
+    else:
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if not (hasattr(t, "__dlpack__") and hasattr(t, "shape") and hasattr(t, "dtype")):
+                raise TypeError(
+                    f"flashjit.attention: {name} must be a CUDA tensor (torch, or any DLPack producer); "
+                    f"got {type(t).__name__}")
+        dtype = _DTYPE_NAMES.get(str(q.dtype).rsplit(".", 1)[-1])
+        if dtype is None:
+            raise TypeError(f"flashjit.attention: q has dtype {q.dtype}; supported: float16, bfloat16")
+        b, hq, hkv, nq, nk, d, dv = _check_shapes(q, k, v)
+        if out is None or (want_lse and lse_out is None):
+            raise ValueError(
+                "flashjit.attention: for inputs that are not torch tensors pass out= (and lse_out= "
+                "with return_lse=True): flashjit allocates only through torch")
+
+    spec_json = _spec_json(dtype, d, dv, hq, hkv, mask, win, align,
+                           None if scale is None else float(scale), want_lse, tile)
+
+    if b == 0 or hq == 0 or nq == 0:
+        pass  # nothing to compute
+    elif nk == 0:  # no key at all: every row is fully masked
+        out[...] = 0
+        if want_lse:
+            lse_out[...] = float("-inf")
+    elif is_torch:
+        if stream is None:
+            stream_int = torch.cuda.current_stream(q.device).cuda_stream
+        else:
+            stream_int = _as_stream_int(stream)
+        if q.device.index != torch.cuda.current_device():
+            with torch.cuda.device(q.device):
+                _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int)
+        else:
+            _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int)
+    else:
+        stream_int = _stream_of(q) if stream is None else _as_stream_int(stream)
+        _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int)
+
+    return (out, lse_out) if return_lse else out
+
+
+def _check_out_torch(torch: Any, out: Any, q: Any, shape: Tuple[int, ...]) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"flashjit.attention: out must be a torch.Tensor; got {type(out).__name__}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"flashjit.attention: out has shape {_shape_str(out)}; expected {shape}")
+    if out.dtype != q.dtype:
+        raise TypeError(f"flashjit.attention: out has dtype {out.dtype}; expected {q.dtype} like q")
+    if out.device != q.device:
+        raise ValueError(f"flashjit.attention: out is on {out.device} but q is on {q.device}")
+    if out.stride(-1) != 1 and out.shape[-1] > 1:
+        raise ValueError("flashjit.attention: out's last dimension must be contiguous (stride 1)")
+
+
+def _check_lse_torch(torch: Any, lse: Any, q: Any, shape: Tuple[int, ...]) -> None:
+    if not isinstance(lse, torch.Tensor):
+        raise TypeError(f"flashjit.attention: lse_out must be a torch.Tensor; got {type(lse).__name__}")
+    if tuple(lse.shape) != shape:
+        raise ValueError(f"flashjit.attention: lse_out has shape {_shape_str(lse)}; expected {shape}")
+    if lse.dtype != torch.float32:
+        raise TypeError(f"flashjit.attention: lse_out has dtype {lse.dtype}; expected torch.float32")
+    if lse.device != q.device:
+        raise ValueError(f"flashjit.attention: lse_out is on {lse.device} but q is on {q.device}")
+    if not lse.is_contiguous():
+        raise ValueError("flashjit.attention: lse_out must be contiguous")

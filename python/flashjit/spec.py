@@ -1,0 +1,209 @@
+"""The Python face of flashjit's AttentionSpec (public JSON format: docs/spec.md).
+
+A ``Spec`` is a frozen, hashable dataclass. Construction validates it through the C++
+library, so a bad field raises ``flashjit.SpecError`` (a ``ValueError``) whose message and
+``.field`` attribute name the field, exactly as the C++ API and the CLI report it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Tuple, Union
+
+from . import _C
+
+__all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
+
+MASK_KINDS = ("none", "causal", "sliding_window")
+ALIGNS = ("top_left", "bottom_right")
+_MASK_KEYS = ("kind", "align", "left", "right")
+_TILE_KEYS = ("block_m", "block_n", "warps", "stages")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The tunable part of a spec: one kernel configuration.
+
+    block_m: query rows per thread block; block_n: key rows per K/V tile;
+    warps: warps per block; stages: depth of the K/V shared-memory pipeline.
+    """
+
+    block_m: int = 128
+    block_n: int = 64
+    warps: int = 4
+    stages: int = 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Tile":
+        return cls(**{k: d[k] for k in _TILE_KEYS if k in d})
+
+
+def _dtype_name(dtype: Any) -> Any:
+    """Accepts 'bf16', 'fp16' (and the C++ aliases) or a torch / numpy dtype object."""
+    if isinstance(dtype, str) or dtype is None:
+        return dtype
+    name = str(dtype)  # torch.bfloat16 -> 'torch.bfloat16', numpy float16 -> 'float16'
+    return name.rsplit(".", 1)[-1]
+
+
+def _window_side(x: Optional[int]) -> int:
+    return -1 if x is None else x
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One attention variant.
+
+    Args:
+      dtype: 'bf16' or 'fp16' (also 'bfloat16', 'float16', or a torch dtype).
+      head_dim: query/key head dimension (32, 64, 96, 128, 192, 256).
+      head_dim_v: value head dimension; None = head_dim.
+      num_heads_q: query heads.
+      num_heads_kv: key/value heads (GQA/MQA; must divide num_heads_q); None = num_heads_q.
+      mask: 'none' | 'causal' | 'sliding_window', or a dict in the JSON format
+        ({'kind': ..., 'align': ..., 'left': ..., 'right': ...}).
+      window: (left, right) for 'sliding_window': query i (aligned index a) sees keys
+        [a - left, a + right]; None or -1 on a side = unbounded.
+      align: 'bottom_right' (FlashAttention >= 2.1) or 'top_left' (PyTorch SDPA is_causal):
+        where the diagonal of a causal/windowed mask sits when seqlen_q != seqlen_k.
+      softmax_scale: None = 1/sqrt(head_dim).
+      return_lse: also write the float32 log-sum-exp per query row (natural log).
+      dropout_p: dropout probability (the kernels have none yet: must be 0).
+      tile: a Tile (or dict) to force a kernel configuration; None = tuned/heuristic.
+      direction: 'fwd' ('bwd' is reserved).
+    """
+
+    dtype: str
+    head_dim: int
+    head_dim_v: Optional[int] = None
+    num_heads_q: int = 1
+    num_heads_kv: Optional[int] = None
+    mask: str = "none"
+    window: Optional[Tuple[Optional[int], Optional[int]]] = None
+    align: str = "bottom_right"
+    softmax_scale: Optional[float] = None
+    return_lse: bool = False
+    dropout_p: float = 0.0
+    tile: Optional[Tile] = None
+    direction: str = "fwd"
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("dtype", _dtype_name(self.dtype))
+        # Validate what the user wrote first (C++ names the bad field, e.g. 'mask.kind'),
+        # then fold the dict forms into the flat, hashable fields.
+        canonical = json.loads(_C.validate(self.to_json()))
+        set_("dtype", canonical["dtype"])
+        if isinstance(self.mask, Mapping):
+            m = dict(self.mask)
+            set_("mask", m["kind"])
+            if "align" in m:
+                set_("align", m["align"])
+            if "left" in m or "right" in m:
+                set_("window", (m.get("left", -1), m.get("right", -1)))
+        if self.window is not None:
+            left, right = self.window
+            set_("window", (None if left in (None, -1) else left, None if right in (None, -1) else right))
+            if self.window == (None, None) and self.mask != "sliding_window":
+                set_("window", None)
+        if isinstance(self.tile, Mapping):
+            set_("tile", Tile.from_dict(self.tile))
+        if self.softmax_scale is not None:
+            set_("softmax_scale", float(self.softmax_scale))
+        set_("dropout_p", float(self.dropout_p))
+
+    # --- JSON --------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The public JSON format as a dict (fields left at their defaults are omitted)."""
+        d: dict = {"dtype": self.dtype, "head_dim": self.head_dim}
+        if self.head_dim_v is not None:
+            d["head_dim_v"] = self.head_dim_v
+        if self.num_heads_q != 1:
+            d["num_heads_q"] = self.num_heads_q
+        if self.num_heads_kv is not None:
+            d["num_heads_kv"] = self.num_heads_kv
+        if isinstance(self.mask, Mapping):  # only before __post_init__ has folded it
+            d["mask"] = dict(self.mask)
+        else:
+            mask: dict = {"kind": self.mask}
+            if self.mask != "none" or self.align != "bottom_right":
+                mask["align"] = self.align
+            if self.window is not None:
+                left, right = self.window
+                mask["left"] = _window_side(left)
+                mask["right"] = _window_side(right)
+            d["mask"] = mask
+        if self.softmax_scale is not None:
+            d["softmax_scale"] = self.softmax_scale
+        if self.return_lse:
+            d["return_lse"] = True
+        if self.dropout_p:
+            d["dropout_p"] = self.dropout_p
+        if self.tile is not None:
+            d["tile"] = self.tile.to_dict() if isinstance(self.tile, Tile) else dict(self.tile)
+        if self.direction != "fwd":
+            d["direction"] = self.direction
+        return d
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def canonical_json(self) -> str:
+        """The C++ canonical form: normalized, every field present, stable key order."""
+        return _C.validate(self.to_json())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Spec":
+        d = dict(d)
+        # Missing or unknown keys, wrong types: the C++ parser names the field.
+        _C.validate(json.dumps(d))
+        kwargs: dict = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d and d[f.name] is not None:
+                kwargs[f.name] = d[f.name]
+        mask = kwargs.get("mask")
+        if isinstance(mask, Mapping):
+            kwargs["mask"] = mask["kind"]
+            if "align" in mask:
+                kwargs["align"] = mask["align"]
+            left, right = mask.get("left", -1), mask.get("right", -1)
+            if (left, right) != (-1, -1):
+                kwargs["window"] = (left, right)
+        if "tile" in kwargs and isinstance(kwargs["tile"], Mapping):
+            kwargs["tile"] = Tile.from_dict(kwargs["tile"])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: Union[str, bytes]) -> "Spec":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError:
+            _C.validate(text if isinstance(text, str) else text.decode())  # SpecError('json')
+            raise
+        if not isinstance(d, dict):
+            _C.validate(json.dumps(d))  # SpecError('json'): expected a JSON object
+        return cls.from_dict(d)
+
+    # --- conveniences --------------------------------------------------------------
+    def replace(self, **changes: Any) -> "Spec":
+        return dataclasses.replace(self, **changes)
+
+    def resolve_tile(self, arch: Optional[str] = None) -> "Spec":
+        """This spec with the tile compile()/attention() would use (tuned or heuristic)."""
+        return Spec.from_json(_C.resolve_tile(self.to_json(), arch or ""))
+
+
+def as_spec(spec: Union[Spec, Mapping[str, Any], str]) -> Spec:
+    """Spec from a Spec, a dict in the JSON format, or JSON text."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, Mapping):
+        return Spec.from_dict(spec)
+    if isinstance(spec, (str, bytes)):
+        return Spec.from_json(spec)
+    raise TypeError(f"flashjit: expected a Spec, a dict or JSON text; got {type(spec).__name__}")

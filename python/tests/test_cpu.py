@@ -1,0 +1,214 @@
+"""CPU-only tests of the Python package: no GPU and no torch needed (CI runs these)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import flashjit
+from flashjit import Spec, Tile
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "flashjit-cache"
+    monkeypatch.setenv("FLASHJIT_CACHE_DIR", str(d))
+    return d
+
+
+# --- Spec ---------------------------------------------------------------------------
+
+def test_spec_defaults_and_json_round_trip():
+    s = Spec(dtype="bf16", head_dim=128)
+    assert s.mask == "none" and s.align == "bottom_right" and s.window is None
+    assert json.loads(s.to_json()) == {"dtype": "bf16", "head_dim": 128, "mask": {"kind": "none"}}
+    assert Spec.from_json(s.to_json()) == s
+    assert hash(Spec.from_json(s.to_json())) == hash(s)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(dtype="fp16", head_dim=64, mask="causal"),
+    dict(dtype="bf16", head_dim=128, mask="causal", align="top_left", return_lse=True),
+    dict(dtype="bf16", head_dim=96, num_heads_q=6, num_heads_kv=2, softmax_scale=0.125),
+    dict(dtype="fp16", head_dim=192, head_dim_v=128, num_heads_q=7, num_heads_kv=1),
+    dict(dtype="bf16", head_dim=64, mask="sliding_window", window=(256, 0)),
+    dict(dtype="bf16", head_dim=64, mask="sliding_window", window=(None, 16)),
+    dict(dtype="bf16", head_dim=128, tile=Tile(block_m=64, block_n=64, warps=4, stages=2)),
+])
+def test_spec_round_trip(kwargs):
+    s = Spec(**kwargs)
+    assert Spec.from_json(s.to_json()) == s
+    assert Spec.from_dict(json.loads(s.to_json())) == s
+    # the C++ canonical form parses back to the same variant
+    canonical = json.loads(s.canonical_json())
+    assert canonical["dtype"] == s.dtype and canonical["head_dim"] == s.head_dim
+    assert canonical["mask"]["kind"] == s.mask
+    back = Spec.from_json(s.canonical_json())
+    assert back.mask == s.mask and back.return_lse == s.return_lse
+    assert back.softmax_scale == s.softmax_scale and back.tile == s.tile
+    assert back.window == s.window
+
+
+def test_spec_accepts_json_mask_dict_and_tile_dict():
+    s = Spec(dtype="bfloat16", head_dim=64,
+             mask={"kind": "sliding_window", "left": 128, "right": 0, "align": "top_left"},
+             tile={"block_m": 64, "block_n": 32, "warps": 4, "stages": 2})
+    assert s.dtype == "bf16"  # alias canonicalised by the C++ parser
+    assert s.mask == "sliding_window" and s.window == (128, 0) and s.align == "top_left"
+    assert s.tile == Tile(64, 32, 4, 2)
+    d = json.loads(s.to_json())
+    assert d["mask"] == {"kind": "sliding_window", "align": "top_left", "left": 128, "right": 0}
+    assert d["tile"] == {"block_m": 64, "block_n": 32, "warps": 4, "stages": 2}
+
+
+def test_spec_from_canonical_cpp_json():
+    text = Spec(dtype="fp16", head_dim=64, num_heads_q=8, num_heads_kv=2, mask="causal").canonical_json()
+    d = json.loads(text)
+    assert d["head_dim_v"] == 64 and d["num_heads_kv"] == 2  # normalized by C++
+    s = Spec.from_json(text)
+    assert (s.dtype, s.head_dim, s.head_dim_v, s.num_heads_q, s.num_heads_kv) == ("fp16", 64, 64, 8, 2)
+    assert s.mask == "causal" and s.window is None
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(dtype="bf16", head_dim=0), "head_dim"),
+    (dict(dtype="bf16", head_dim=80), "head_dim"),
+    (dict(dtype="fp64", head_dim=64), "dtype"),
+    (dict(dtype="bf16", head_dim=64, mask="diagonal"), "mask"),
+    (dict(dtype="bf16", head_dim=64, mask={"kind": "causal", "bogus": 1}), "mask.bogus"),
+    (dict(dtype="bf16", head_dim=64, align="middle", mask="causal"), "mask.align"),
+    (dict(dtype="bf16", head_dim=64, num_heads_q=6, num_heads_kv=4), "num_heads_kv"),
+])
+def test_spec_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError) as info:
+        Spec(**kwargs)
+    assert isinstance(info.value, flashjit.SpecError)
+    assert info.value.field.startswith(field)
+    assert field in str(info.value)
+
+
+def test_from_json_errors():
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec.from_json('{"dtype": "bf16", "head_dim": 64, "typo": 1}')
+    assert info.value.field == "typo"
+    with pytest.raises(ValueError):
+        Spec.from_json("{not json")
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec.from_json('{"head_dim": 64}')
+    assert info.value.field == "dtype"
+
+
+# --- compile / emit -------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_compile_reports_resources_and_caches(arch, cache_dir):
+    spec = Spec(dtype="bf16", head_dim=64, mask="causal", num_heads_q=4, num_heads_kv=2)
+    info = flashjit.compile(spec, arch=arch)
+    assert info.arch == arch
+    assert info.kernel_name and info.cache_key
+    assert info.registers > 0
+    assert info.threads > 0
+    assert info.spill_store_bytes >= 0 or info.spill_store_bytes == -1
+    assert info.tile.block_m > 0 and info.tile.block_n > 0
+    assert len(info.cubin) > 0
+    assert info["registers"] == info.registers  # dict-like access
+    assert "cubin" not in info.to_dict()
+    if not info.cache_hit:
+        assert info.compile_ms > 0
+        assert info.cache_path.startswith(str(cache_dir))
+        assert os.path.exists(info.cache_path)
+
+    again = flashjit.compile(spec, arch=arch)
+    assert again.cache_hit
+    assert again.cache_key == info.cache_key
+    assert again.registers == info.registers
+
+
+def test_disk_cache_hit_in_a_new_process(cache_dir):
+    # Two fresh processes (no memory cache): the first compiles into the disk cache,
+    # the second must be served from it.
+    spec = Spec(dtype="fp16", head_dim=128, mask="causal", return_lse=True)
+    script = textwrap.dedent(f"""
+        import json, time, flashjit
+        t0 = time.perf_counter()
+        info = flashjit.compile(flashjit.Spec.from_json({spec.to_json()!r}), arch="sm_80")
+        ms = (time.perf_counter() - t0) * 1e3
+        print(json.dumps({{"hit": info.cache_hit, "key": info.cache_key, "path": info.cache_path,
+                          "ms": ms}}))
+    """)
+    env = dict(os.environ, FLASHJIT_CACHE_DIR=str(cache_dir))
+    runs = []
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["hit"] is False
+    assert warm["hit"] is True
+    assert warm["key"] == cold["key"]
+    assert warm["path"] == cold["path"] and warm["path"].startswith(str(cache_dir))
+
+
+def test_compile_without_cache(cache_dir):
+    spec = Spec(dtype="bf16", head_dim=32)
+    info = flashjit.compile(spec, arch="sm_80", use_cache=False)
+    assert not info.cache_hit and info.cache_path == ""
+    assert info.registers > 0
+
+
+def test_compile_accepts_dict_and_json():
+    d = {"dtype": "bf16", "head_dim": 64, "mask": {"kind": "causal"}}
+    a = flashjit.compile(d, arch="sm_80")
+    b = flashjit.compile(json.dumps(d), arch="sm_80")
+    assert a.cache_key == b.cache_key
+
+
+@pytest.mark.parametrize("mask, extra", [
+    ("none", {}),
+    ("causal", {}),
+    ("sliding_window", {"window": (128, 0)}),
+])
+def test_emit_cuda(mask, extra):
+    spec = Spec(dtype="fp16", head_dim=128, mask=mask, **extra)
+    src = flashjit.emit(spec, arch="sm_80")
+    assert 'extern "C" __global__' in src
+    assert mask in src
+    assert flashjit.emit(spec, arch="sm_80") == src  # deterministic
+
+
+def test_emit_ir():
+    spec = Spec(dtype="bf16", head_dim=64, mask="causal")
+    ir = flashjit.emit_ir(spec, arch="sm_90a")
+    assert "kernel @" in ir
+    lowered = flashjit.emit_ir(spec, arch="sm_90a", after="lower")
+    assert "kernel @" in lowered
+
+
+def test_resolve_tile_matches_compile():
+    spec = Spec(dtype="bf16", head_dim=128, mask="causal")
+    tile = flashjit.resolve_tile(spec, arch="sm_80")
+    assert isinstance(tile, Tile)
+    assert flashjit.compile(spec, arch="sm_80").tile == tile
+    forced = Tile(block_m=64, block_n=64, warps=4, stages=2)
+    assert flashjit.resolve_tile(spec.replace(tile=forced), arch="sm_80") == forced
+
+
+def test_gpu_reason_is_a_string():
+    assert isinstance(flashjit.gpu_available(), bool)
+    reason = flashjit.gpu_unavailable_reason()
+    assert isinstance(reason, str)
+    if not flashjit.gpu_available():
+        assert reason
+
+
+def test_version():
+    assert flashjit.__version__ and flashjit.__version__ != "unknown"
+
+
+def test_attention_rejects_non_tensors():
+    with pytest.raises(TypeError, match="q must be a CUDA tensor"):
+        flashjit.attention([1.0], [1.0], [1.0])

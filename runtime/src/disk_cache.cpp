@@ -1,0 +1,455 @@
+// The on-disk kernel cache: one file per key, written atomically, verified on read.
+//
+// Entry file (<dir>/kernels/<key[0:2]>/<key>.fjk): a text header, then the payload.
+//   FLASHJIT-KERNEL\n
+//   schema=<kCacheSchemaVersion>\n
+//   key=<key>\n
+//   payload=<payload bytes>\n
+//   checksum=<digest_hex(payload)>\n
+//   \n
+//   <payload: the CacheEntry fields, little-endian, strings length-prefixed>
+// The header is text so `head` shows what an entry is; everything in it is checked on load.
+#include "flashjit/disk_cache.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+
+#include "flashjit/error.h"
+#include "flashjit/nvrtc_compiler.h"
+
+namespace fs = std::filesystem;
+
+namespace flashjit {
+namespace {
+
+constexpr char kMagic[] = "FLASHJIT-KERNEL";
+constexpr char kEntryExt[] = ".fjk";
+// A temp file older than this is a leftover of a writer that died; clear() removes it.
+constexpr auto kStaleTempAge = std::chrono::minutes(10);
+
+// ---- digest -------------------------------------------------------------------------
+
+// Two bijective 64-bit finalizers (SplitMix64's and MurmurHash3's): chaining
+// state = mix(state ^ word) never maps two inputs that differ in a single word to the
+// same state, and the two lanes use different mixers and seeds so they fail independently.
+uint64_t mix_a(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+uint64_t mix_b(uint64_t z) {
+  z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdULL;
+  z = (z ^ (z >> 33)) * 0xc4ceb9fe1a85ec53ULL;
+  return z ^ (z >> 33);
+}
+uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+std::string to_hex(uint64_t v) {
+  static const char digits[] = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) s[static_cast<std::size_t>(i)] = digits[v & 0xf];
+  return s;
+}
+
+// ---- payload serialization (explicit little-endian: entries are portable) -----------
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_i64(std::string& out, int64_t v) { put_u64(out, static_cast<uint64_t>(v)); }
+void put_f64(std::string& out, double d) {
+  uint64_t bits = 0;
+  static_assert(sizeof bits == sizeof d, "IEEE double expected");
+  std::memcpy(&bits, &d, sizeof bits);
+  put_u64(out, bits);
+}
+void put_str(std::string& out, const std::string& s) {
+  put_u64(out, s.size());
+  out += s;
+}
+
+// Reads fields back; any read past the end marks the whole payload bad.
+struct Reader {
+  const std::string& data;
+  std::size_t pos = 0;
+  bool ok = true;
+
+  uint64_t u64() {
+    if (!ok || data.size() - pos < 8) return ok = false, 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t(static_cast<unsigned char>(data[pos + i])) << (8 * i);
+    pos += 8;
+    return v;
+  }
+  int int32() {
+    const int64_t v = static_cast<int64_t>(u64());
+    if (v < INT32_MIN || v > INT32_MAX) ok = false;
+    return ok ? static_cast<int>(v) : 0;
+  }
+  double f64() {
+    const uint64_t bits = u64();
+    double d = 0;
+    std::memcpy(&d, &bits, sizeof d);
+    return d;
+  }
+  std::string str() {
+    const uint64_t n = u64();
+    if (!ok || n > data.size() - pos) return ok = false, std::string();
+    std::string s = data.substr(pos, static_cast<std::size_t>(n));
+    pos += static_cast<std::size_t>(n);
+    return s;
+  }
+};
+
+std::string serialize(const CacheEntry& e) {
+  std::string out;
+  out.reserve(e.image.size() + e.log.size() + e.spec_json.size() + 256);
+  put_str(out, e.kernel_name);
+  put_str(out, e.image);
+  put_str(out, e.log);
+  put_i64(out, e.resources.registers);
+  put_i64(out, e.resources.shared_static_bytes);
+  put_i64(out, e.resources.stack_frame_bytes);
+  put_i64(out, e.resources.spill_store_bytes);
+  put_i64(out, e.resources.spill_load_bytes);
+  put_i64(out, e.threads);
+  put_i64(out, e.dynamic_smem_bytes);
+  put_f64(out, e.compile_ms);
+  put_str(out, e.spec_json);
+  put_str(out, e.arch);
+  return out;
+}
+
+std::optional<CacheEntry> deserialize(const std::string& payload) {
+  Reader r{payload};
+  CacheEntry e;
+  e.kernel_name = r.str();
+  e.image = r.str();
+  e.log = r.str();
+  e.resources.registers = r.int32();
+  e.resources.shared_static_bytes = r.int32();
+  e.resources.stack_frame_bytes = r.int32();
+  e.resources.spill_store_bytes = r.int32();
+  e.resources.spill_load_bytes = r.int32();
+  e.threads = r.int32();
+  e.dynamic_smem_bytes = r.int32();
+  e.compile_ms = r.f64();
+  e.spec_json = r.str();
+  e.arch = r.str();
+  if (!r.ok || r.pos != payload.size()) return std::nullopt;  // short or trailing bytes
+  return e;
+}
+
+// ---- files --------------------------------------------------------------------------
+
+// Keys become file names: only characters that are safe everywhere.
+void check_key(const std::string& key) {
+  if (key.size() < 2 || key.size() > 128)
+    throw ArgumentError("key", "cache keys are 2 to 128 characters, got " + std::to_string(key.size()));
+  for (char c : key) {
+    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                    c == '-';
+    if (!ok) throw ArgumentError("key", "cache key '" + key + "' may only hold letters, digits, '_' and '-'");
+  }
+}
+
+bool read_file(const fs::path& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return false;
+  out = std::move(ss).str();
+  return true;
+}
+
+// Parses and verifies a whole entry file against `key`.
+std::optional<CacheEntry> parse_entry(const std::string& file, const std::string& key) {
+  std::size_t pos = 0;
+  auto line = [&](std::string& value) {
+    const std::size_t nl = file.find('\n', pos);
+    if (nl == std::string::npos) return false;
+    value = file.substr(pos, nl - pos);
+    pos = nl + 1;
+    return true;
+  };
+  auto field = [&](const char* name, std::string& value) {
+    std::string l;
+    if (!line(l)) return false;
+    const std::string prefix = std::string(name) + "=";
+    if (l.compare(0, prefix.size(), prefix) != 0) return false;
+    value = l.substr(prefix.size());
+    return true;
+  };
+  std::string magic, schema, entry_key, length, checksum, blank;
+  if (!line(magic) || magic != kMagic) return std::nullopt;
+  if (!field("schema", schema) || schema != std::to_string(kCacheSchemaVersion)) return std::nullopt;
+  if (!field("key", entry_key) || entry_key != key) return std::nullopt;
+  if (!field("payload", length) || length.empty() || length.size() > 19 ||
+      length.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  if (!field("checksum", checksum) || checksum.size() != 32) return std::nullopt;
+  if (!line(blank) || !blank.empty()) return std::nullopt;
+  const uint64_t n = std::stoull(length);
+  if (file.size() - pos != n) return std::nullopt;  // truncated, or trailing garbage
+  const std::string payload = file.substr(pos);
+  if (digest_hex(payload) != checksum) return std::nullopt;
+  return deserialize(payload);
+}
+
+std::string header_for(const std::string& key, const std::string& payload) {
+  return std::string(kMagic) + "\nschema=" + std::to_string(kCacheSchemaVersion) + "\nkey=" + key +
+         "\npayload=" + std::to_string(payload.size()) + "\nchecksum=" + digest_hex(payload) + "\n\n";
+}
+
+[[noreturn]] void fail_io(const std::string& what, const fs::path& path, int err) {
+  throw std::runtime_error("flashjit: cache: cannot " + what + " " + path.string() + ": " + std::strerror(err));
+}
+
+void write_all(int fd, const std::string& data, const fs::path& path) {
+  const char* p = data.data();
+  std::size_t left = data.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_io("write", path, errno);
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+// Unique per process and per call: concurrent writers never share a temp file.
+std::string temp_suffix() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t seed = [] {
+    std::random_device rd;
+    return (uint64_t(rd()) << 32) ^ rd() ^
+           uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  }();
+  const uint64_t r = mix_a(seed + counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
+  return ".tmp." + std::to_string(::getpid()) + "." + to_hex(r);
+}
+
+bool is_entry_file(const fs::path& p) { return p.extension() == kEntryExt; }
+bool is_temp_file(const fs::path& p) { return p.filename().string().find(".tmp.") != std::string::npos; }
+
+// Every regular file under <dir>/kernels; tolerant of files vanishing mid-walk (another
+// process may be storing or clearing).
+std::vector<fs::path> walk_files(const fs::path& root) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return files;
+  fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code ec2;
+    if (it->is_regular_file(ec2)) files.push_back(it->path());
+  }
+  return files;
+}
+
+}  // namespace
+
+std::string digest_hex(const std::string& bytes) {
+  uint64_t a = 0x6a09e667f3bcc908ULL;  // seeds: fractional parts of sqrt(2), sqrt(3)
+  uint64_t b = 0xbb67ae8584caa73bULL;
+  const std::size_t n = bytes.size();
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  std::size_t i = 0;
+  auto absorb = [&](uint64_t w) {
+    a = mix_a(a ^ w);
+    b = mix_b(b ^ rotl(w, 29) ^ 0x3c6ef372fe94f82bULL);
+  };
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w = 0;
+    for (int k = 0; k < 8; ++k) w |= uint64_t(p[i + k]) << (8 * k);  // little-endian on every host
+    absorb(w);
+  }
+  uint64_t tail = 0;
+  for (int k = 0; i + k < n; ++k) tail |= uint64_t(p[i + k]) << (8 * k);
+  absorb(tail);
+  // The length disambiguates inputs that differ only by trailing zero bytes.
+  a = mix_a(a ^ uint64_t(n));
+  b = mix_b(b ^ rotl(uint64_t(n), 17) ^ 0xa54ff53a5f1d36f1ULL);
+  return to_hex(a) + to_hex(b);
+}
+
+DiskCache::DiskCache(fs::path dir) : dir_(std::move(dir)) {}
+
+fs::path DiskCache::default_dir() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? std::string(v) : std::string();
+  };
+  const std::string explicit_dir = env("FLASHJIT_CACHE_DIR");
+  if (!explicit_dir.empty()) return fs::path(explicit_dir);
+  // The XDG spec says relative values are invalid and must be ignored.
+  const std::string xdg = env("XDG_CACHE_HOME");
+  if (!xdg.empty() && fs::path(xdg).is_absolute()) return fs::path(xdg) / "flashjit";
+  std::string home = env("HOME");
+  if (home.empty()) {
+    if (const passwd* pw = ::getpwuid(::getuid())) home = pw->pw_dir ? pw->pw_dir : "";
+  }
+  if (!home.empty()) return fs::path(home) / ".cache" / "flashjit";
+  std::error_code ec;
+  return fs::temp_directory_path(ec) / ("flashjit-cache-" + std::to_string(::getuid()));
+}
+
+fs::path DiskCache::entry_path(const std::string& key) const {
+  check_key(key);
+  return dir_ / "kernels" / key.substr(0, 2) / (key + kEntryExt);
+}
+
+std::optional<CacheEntry> DiskCache::load(const std::string& key) const {
+  std::string file;
+  if (!read_file(entry_path(key), file)) return std::nullopt;
+  return parse_entry(file, key);
+}
+
+fs::path DiskCache::store(const std::string& key, const CacheEntry& entry) const {
+  const fs::path path = entry_path(key);
+  const std::string payload = serialize(entry);
+  const std::string data = header_for(key, payload) + payload;
+  const fs::path tmp = path.string() + temp_suffix();
+
+  int fd = -1;
+  // A concurrent clear() may remove the (empty) shard directory between our mkdir and
+  // open: recreate it and retry a few times.
+  for (int attempt = 0; attempt < 4 && fd < 0; ++attempt) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) throw std::runtime_error("flashjit: cache: cannot create " + path.parent_path().string() + ": " +
+                                     ec.message());
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != ENOENT) fail_io("create", tmp, errno);
+  }
+  if (fd < 0) fail_io("create", tmp, errno);
+
+  try {
+    write_all(fd, data, tmp);
+    // The data must be durable before the rename publishes it, or a crash could leave
+    // a complete-looking name pointing at missing blocks.
+    if (::fsync(fd) != 0) fail_io("fsync", tmp, errno);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail_io("close", tmp, err);
+  }
+  // rename() is atomic: readers see the old entry or the new one, never a partial file;
+  // racing writers of one key each publish a complete, identical entry.
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail_io("rename to", path, err);
+  }
+  // Persist the rename itself (best effort: some file systems refuse fsync on directories).
+  const int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return path;
+}
+
+std::vector<CacheListing> DiskCache::list() const {
+  std::vector<CacheListing> out;
+  for (const fs::path& p : walk_files(dir_ / "kernels")) {
+    if (!is_entry_file(p) || is_temp_file(p)) continue;
+    CacheListing l;
+    l.key = p.stem().string();
+    l.path = p.string();
+    std::error_code ec;
+    const auto size = fs::file_size(p, ec);
+    if (ec) continue;  // removed meanwhile
+    l.bytes = static_cast<std::size_t>(size);
+    std::string file;
+    if (read_file(p, file)) {
+      // A file whose name is not a valid key can never be loaded: it lists as invalid.
+      if (auto e = parse_entry(file, l.key)) {
+        l.valid = true;
+        l.kernel_name = e->kernel_name;
+        l.arch = e->arch;
+        l.spec_json = e->spec_json;
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  std::sort(out.begin(), out.end(), [](const CacheListing& x, const CacheListing& y) { return x.key < y.key; });
+  return out;
+}
+
+CacheStats DiskCache::stats() const {
+  CacheStats s;
+  for (const CacheListing& l : list()) {
+    ++s.entries;  // every entry file, corrupt ones included
+    s.bytes += l.bytes;
+    if (!l.valid) ++s.corrupt;
+  }
+  return s;
+}
+
+std::size_t DiskCache::clear() const {
+  const fs::path root = dir_ / "kernels";
+  std::size_t removed = 0;
+  const auto now = fs::file_time_type::clock::now();
+  for (const fs::path& p : walk_files(root)) {
+    std::error_code ec;
+    if (is_temp_file(p)) {
+      // A young temp file belongs to a store in progress; leave it to its rename.
+      const auto mtime = fs::last_write_time(p, ec);
+      if (!ec && now - mtime > kStaleTempAge) fs::remove(p, ec);
+    } else if (is_entry_file(p)) {
+      if (fs::remove(p, ec)) ++removed;
+    }
+  }
+  // Drop empty shard directories (remove() refuses non-empty ones, which is what we want).
+  std::error_code ec;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code ec2;
+    if (it->is_directory(ec2)) fs::remove(it->path(), ec2);
+  }
+  return removed;
+}
+
+std::string kernel_cache_key(const std::string& source, const std::string& arch,
+                             const std::vector<std::string>& options) {
+  std::string m;
+  m.reserve(source.size() + 1024);
+  m += "schema=" + std::to_string(kCacheSchemaVersion) + "\n";
+  m += std::string("flashjit=") + FLASHJIT_VERSION + "\n";
+  m += "nvrtc=" + nvrtc_version_string() + "\n";
+  m += "arch=" + arch + "\n";
+  // Options length-prefixed: joining with spaces would make {"a b"} and {"a","b"} collide.
+  m += "options=" + std::to_string(options.size()) + "\n";
+  for (const std::string& o : options) m += "option=" + std::to_string(o.size()) + ":" + o + "\n";
+  // The source #includes the embedded templates; their text determines the cubin too.
+  const std::vector<EmbeddedFile>& templates = embedded_templates();
+  m += "templates=" + std::to_string(templates.size()) + "\n";
+  for (const EmbeddedFile& f : templates)
+    m += std::string("template=") + f.name + " " + digest_hex(f.content) + "\n";
+  m += "source=" + std::to_string(source.size()) + "\n" + source;
+  return digest_hex(m);
+}
+
+}  // namespace flashjit

@@ -1,0 +1,128 @@
+// spec -> generated source -> cubin, through the memory and disk caches.
+// (The launch side lives in forward.cpp; tensor checks in validate_args.cpp.)
+#include "kernel_pipeline.h"
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "flashjit/codegen.h"
+#include "flashjit/cuda_driver.h"
+#include "flashjit/disk_cache.h"
+#include "flashjit/error.h"
+#include "flashjit/heuristics.h"
+#include "flashjit/nvrtc_compiler.h"
+#include "flashjit/passes.h"
+#include "flashjit/runtime.h"
+
+namespace flashjit {
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+std::string resolve_arch(const std::string& arch) {
+  if (!arch.empty()) {
+    check_arch(arch);
+    return arch;
+  }
+  CudaDriver& drv = CudaDriver::get();
+  if (!drv.available())
+    throw ArgumentError("arch", "no GPU to take it from (" + drv.unavailable_reason() +
+                                    "); pass an arch such as sm_80 or sm_90a to compile without a GPU");
+  return drv.device_arch(drv.current_device());
+}
+
+AttentionSpec resolve_tile(const AttentionSpec& spec, const std::string& arch) {
+  validate(spec);
+  AttentionSpec s = spec.normalized();
+  if (!s.tile) s.tile = default_tile(s, arch.empty() ? "sm_80" : arch);
+  return s;
+}
+
+GeneratedKernel generate(const AttentionSpec& spec, const std::string& arch) {
+  const AttentionSpec resolved = resolve_tile(spec, arch);
+  ir::Kernel k = passes::run_pipeline(ir::lower(resolved), arch);
+  GeneratedKernel g{resolved, k, codegen::generate_cuda(k)};
+  return g;
+}
+
+std::string emit_cuda(const AttentionSpec& spec, const std::string& arch) {
+  return generate(spec, arch.empty() ? "sm_80" : arch).source;
+}
+
+std::string emit_ir(const AttentionSpec& spec, const std::string& arch, const std::string& after_pass) {
+  const std::string a = arch.empty() ? "sm_80" : arch;
+  return ir::print(passes::run_pipeline(ir::lower(resolve_tile(spec, a)), a, after_pass));
+}
+
+CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string arch = resolve_arch(options.arch);
+  const GeneratedKernel g = generate(spec, arch);
+  const std::vector<std::string> nvrtc_opts = nvrtc_options(arch);
+  const std::string key = kernel_cache_key(g.source, arch, nvrtc_opts);
+
+  CompiledKernel out;
+  out.kernel_name = g.kernel.name;
+  out.arch = arch;
+  out.cache_key = key;
+  out.threads = 32 * g.spec.tile->warps;
+  out.dynamic_smem_bytes = passes::smem_bytes(g.spec, *g.spec.tile);
+  out.tile = *g.spec.tile;
+
+  // In-process memory cache: a second compile of the same source is free.
+  static std::mutex mu;
+  static std::map<std::string, CompiledKernel> memory;
+  if (options.use_cache) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = memory.find(key);
+    if (it != memory.end()) {
+      CompiledKernel hit = it->second;
+      hit.cache_hit = true;
+      hit.compile_ms = 0.0;
+      hit.load_ms = ms_since(t0);
+      return hit;
+    }
+  }
+
+  const DiskCache disk(DiskCache::default_dir());
+  std::optional<CacheEntry> entry;
+  if (options.use_cache) entry = disk.load(key);
+  if (entry) {
+    out.cache_hit = true;
+    out.image = std::move(entry->image);
+    out.log = std::move(entry->log);
+    out.resources = entry->resources;
+    out.cache_path = disk.entry_path(key).string();
+  } else {
+    NvrtcOutput compiled = nvrtc_compile(g.source, g.kernel.name + ".cu", arch);
+    out.image = std::move(compiled.cubin);
+    out.log = std::move(compiled.log);
+    out.resources = compiled.resources;
+    out.compile_ms = compiled.compile_ms;
+    if (options.use_cache) {
+      CacheEntry e;
+      e.kernel_name = out.kernel_name;
+      e.image = out.image;
+      e.log = out.log;
+      e.resources = out.resources;
+      e.threads = out.threads;
+      e.dynamic_smem_bytes = out.dynamic_smem_bytes;
+      e.compile_ms = out.compile_ms;
+      e.spec_json = spec_to_json(g.spec);
+      e.arch = arch;
+      out.cache_path = disk.store(key, e).string();
+    }
+  }
+  out.load_ms = ms_since(t0);
+  if (options.use_cache) {
+    std::lock_guard<std::mutex> lock(mu);
+    memory.emplace(key, out);
+  }
+  return out;
+}
+
+}  // namespace flashjit

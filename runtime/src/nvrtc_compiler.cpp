@@ -1,0 +1,235 @@
+// NVRTC: generated CUDA C++ -> cubin. The device templates travel as in-memory headers,
+// so a compile needs no toolkit headers or install paths at run time.
+#include "flashjit/nvrtc_compiler.h"
+
+#include <nvrtc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <system_error>
+
+#include "flashjit/error.h"
+
+namespace flashjit {
+namespace {
+
+// Targets flashjit knows how to generate for. Arch-specific ('a') variants exist only
+// from Hopper on, so "sm_80a" is rejected here rather than by NVRTC later.
+struct KnownArch {
+  int number;
+  bool has_a_variant;
+};
+constexpr KnownArch kKnownArchs[] = {{75, false}, {80, false}, {86, false}, {87, false}, {89, false},
+                                     {90, true},  {100, true}, {103, true}, {120, true}};
+
+void nvrtc_check(nvrtcResult r, const char* what) {
+  if (r != NVRTC_SUCCESS)
+    throw CompileError(std::string("flashjit: NVRTC ") + what + " failed: " + nvrtcGetErrorString(r));
+}
+
+// The arch numbers the linked NVRTC can target (e.g. 75, 80, ..., 120).
+const std::vector<int>& nvrtc_supported_archs() {
+  static const std::vector<int> archs = [] {
+    int n = 0;
+    nvrtc_check(nvrtcGetNumSupportedArchs(&n), "nvrtcGetNumSupportedArchs");
+    std::vector<int> v(static_cast<std::size_t>(std::max(n, 0)));
+    if (n > 0) nvrtc_check(nvrtcGetSupportedArchs(v.data()), "nvrtcGetSupportedArchs");
+    return v;
+  }();
+  return archs;
+}
+
+// Owns an nvrtcProgram so every exit path (including throws) destroys it.
+struct ProgramGuard {
+  nvrtcProgram prog = nullptr;
+  ~ProgramGuard() {
+    if (prog) nvrtcDestroyProgram(&prog);
+  }
+};
+
+// A file-name-safe version of the source name for the failure dump.
+std::string sanitize_name(std::string name) {
+  if (name.size() > 3 && name.compare(name.size() - 3, 3, ".cu") == 0) name.resize(name.size() - 3);
+  for (char& c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-' || c == '.';
+    if (!ok) c = '_';
+  }
+  if (name.empty()) name = "kernel";
+  return name;
+}
+
+// Writes the source that failed to compile where the user can open it. Returns the path,
+// or an explanation if it could not be written (the log is still reported).
+std::string dump_failed_source(const std::string& source, const std::string& source_name) {
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) return "<not written: no temp directory: " + ec.message() + ">";
+  const std::filesystem::path path = dir / ("flashjit-failed-" + sanitize_name(source_name) + ".cu");
+  // Write then rename: concurrent failures of one kernel never leave an interleaved file.
+  const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << source;
+    out.close();
+    if (!out) {
+      std::filesystem::remove(tmp, ec);
+      return "<not written: cannot write " + path.string() + ">";
+    }
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return "<not written: cannot rename to " + path.string() + ">";
+  }
+  return path.string();
+}
+
+int parse_int(const std::string& s) {
+  try {
+    return std::stoi(s);
+  } catch (const std::exception&) {
+    return -1;  // absurdly large numbers: report as unknown rather than wrong
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> nvrtc_options(const std::string& arch) {
+  // No fast-math flags: the kernels' softmax uses exp2 with explicitly pre-scaled
+  // inputs, and the generated code chooses its approximate intrinsics itself.
+  // --ptxas-options=-v puts the register/smem/spill report into the log.
+  return {"-arch=" + arch, "-std=c++17",          "-lineinfo", "-default-device",
+          "--ptxas-options=-v", "-DFLASHJIT_NVRTC=1"};
+}
+
+std::string nvrtc_version_string() {
+  int major = 0, minor = 0;
+  nvrtc_check(nvrtcVersion(&major, &minor), "nvrtcVersion");
+  return std::to_string(major) + "." + std::to_string(minor);
+}
+
+void check_arch(const std::string& arch) {
+  static const std::regex pattern("sm_([0-9]+)(a?)");
+  const std::vector<int>& supported = nvrtc_supported_archs();
+  auto nvrtc_has = [&](int n) { return std::find(supported.begin(), supported.end(), n) != supported.end(); };
+
+  std::string allowed;
+  for (const KnownArch& k : kKnownArchs) {
+    if (!nvrtc_has(k.number)) continue;
+    allowed += (allowed.empty() ? "" : ", ") + ("sm_" + std::to_string(k.number));
+    if (k.has_a_variant) allowed += ", sm_" + std::to_string(k.number) + "a";
+  }
+
+  std::smatch m;
+  if (std::regex_match(arch, m, pattern)) {
+    const int number = parse_int(m[1].str());
+    const bool a_variant = m[2].length() > 0;
+    for (const KnownArch& k : kKnownArchs) {
+      if (k.number != number || (a_variant && !k.has_a_variant)) continue;
+      if (!nvrtc_has(number))
+        throw ArgumentError("arch", "'" + arch + "' is not supported by NVRTC " + nvrtc_version_string() +
+                                        "; allowed: " + allowed);
+      return;
+    }
+  }
+  throw ArgumentError("arch", "'" + arch + "' is not a known target; allowed: " + allowed);
+}
+
+NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_name, const std::string& arch) {
+  check_arch(arch);
+
+  const std::vector<EmbeddedFile>& templates = embedded_templates();
+  std::vector<const char*> header_names, header_contents;
+  for (const EmbeddedFile& f : templates) {
+    header_names.push_back(f.name);
+    header_contents.push_back(f.content);
+  }
+
+  ProgramGuard guard;
+  nvrtc_check(nvrtcCreateProgram(&guard.prog, source.c_str(), source_name.c_str(),
+                                 static_cast<int>(header_names.size()), header_contents.data(),
+                                 header_names.data()),
+              "nvrtcCreateProgram");
+
+  const std::vector<std::string> options = nvrtc_options(arch);
+  std::vector<const char*> option_ptrs;
+  for (const std::string& o : options) option_ptrs.push_back(o.c_str());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const nvrtcResult compile_result =
+      nvrtcCompileProgram(guard.prog, static_cast<int>(option_ptrs.size()), option_ptrs.data());
+  const auto t1 = std::chrono::steady_clock::now();
+
+  // The log is read on success too: ptxas' -v report is in it.
+  NvrtcOutput out;
+  std::size_t log_size = 0;
+  nvrtc_check(nvrtcGetProgramLogSize(guard.prog, &log_size), "nvrtcGetProgramLogSize");
+  if (log_size > 0) {
+    out.log.resize(log_size);
+    nvrtc_check(nvrtcGetProgramLog(guard.prog, &out.log[0]), "nvrtcGetProgramLog");
+    while (!out.log.empty() && out.log.back() == '\0') out.log.pop_back();  // size counts the NUL
+  }
+
+  if (compile_result != NVRTC_SUCCESS) {
+    const std::string path = dump_failed_source(source, source_name);
+    throw CompileError("flashjit: NVRTC failed to compile " + source_name + " for " + arch + ": " +
+                       nvrtcGetErrorString(compile_result) + "\n" + out.log + "\nsource written to " + path);
+  }
+
+  std::size_t cubin_size = 0;
+  nvrtc_check(nvrtcGetCUBINSize(guard.prog, &cubin_size), "nvrtcGetCUBINSize");
+  if (cubin_size == 0)
+    throw CompileError("flashjit: NVRTC produced no cubin for " + source_name + " (arch " + arch +
+                       " must be a real sm_ target)");
+  out.cubin.resize(cubin_size);
+  nvrtc_check(nvrtcGetCUBIN(guard.prog, &out.cubin[0]), "nvrtcGetCUBIN");
+
+  out.compile_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  out.resources = parse_ptxas_report(out.log);
+  return out;
+}
+
+ResourceUsage parse_ptxas_report(const std::string& log) {
+  // ptxas -v prints, per function:
+  //   ptxas info    : Function properties for flash_fwd
+  //       0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+  //   ptxas info    : Used 168 registers, used 1 barriers, 16384 bytes smem, 544 bytes cmem[0]
+  // A flashjit module holds one kernel; if several functions report, the largest value
+  // of each field is kept, which is what the most demanding one needs.
+  static const std::regex registers_re("Used ([0-9]+) registers");
+  static const std::regex smem_re("([0-9]+) bytes smem");
+  static const std::regex stack_re("([0-9]+) bytes stack frame");
+  static const std::regex stores_re("([0-9]+) bytes spill stores");
+  static const std::regex loads_re("([0-9]+) bytes spill loads");
+
+  ResourceUsage r;
+  auto take_max = [](int& field, int value) {
+    if (value >= 0 && value > field) field = value;
+  };
+  std::istringstream in(log);
+  std::string line;
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, m, registers_re)) {
+      take_max(r.registers, parse_int(m[1].str()));
+      // ptxas omits "bytes smem" when a function has no static shared memory.
+      if (std::regex_search(line, m, smem_re))
+        take_max(r.shared_static_bytes, parse_int(m[1].str()));
+      else
+        take_max(r.shared_static_bytes, 0);
+    }
+    if (std::regex_search(line, m, stack_re)) take_max(r.stack_frame_bytes, parse_int(m[1].str()));
+    if (std::regex_search(line, m, stores_re)) take_max(r.spill_store_bytes, parse_int(m[1].str()));
+    if (std::regex_search(line, m, loads_re)) take_max(r.spill_load_bytes, parse_int(m[1].str()));
+  }
+  return r;
+}
+
+}  // namespace flashjit

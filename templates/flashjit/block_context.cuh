@@ -1,0 +1,45 @@
+// Where a block sits in the problem: its q tile, head and batch, and the base pointers
+// of the rows it reads and writes. Grid: x = q tile, y = head_q, z = batch.
+#pragma once
+
+#include "flashjit/fwd_params.cuh"
+#include "flashjit/types.cuh"
+
+namespace flashjit {
+
+struct BlockContext {
+  int q0;          // first query row of the tile
+  int q_rows;      // rows of the tile that exist (< BM only in the last tile)
+  int head, head_kv, batch;
+  int tid, warp, lane;
+  const u16* q;    // row q0 of this (batch, head)
+  const u16* k;    // row 0 of this (batch, head_kv)
+  const u16* v;
+  u16* o;          // row q0
+  float* lse;      // row q0, or null
+};
+
+// reverse_tiles: launch order longest-first, so causal blocks with the most KV tiles
+// start first and the tail of the grid is made of short blocks.
+template <int BM>
+__device__ __forceinline__ BlockContext block_context(const FwdParams& p, bool reverse_tiles) {
+  BlockContext b;
+  const int tiles = (p.seqlen_q + BM - 1) / BM;
+  const int tile = reverse_tiles ? tiles - 1 - (int)blockIdx.x : (int)blockIdx.x;
+  b.q0 = tile * BM;
+  b.q_rows = p.seqlen_q - b.q0 < BM ? p.seqlen_q - b.q0 : BM;
+  b.head = blockIdx.y;
+  b.batch = blockIdx.z;
+  b.head_kv = b.head / p.gqa_group;
+  b.tid = threadIdx.x;
+  b.warp = threadIdx.x / 32;
+  b.lane = threadIdx.x % 32;
+  b.q = static_cast<const u16*>(p.q) + b.batch * p.q_batch_stride + b.head * p.q_head_stride + b.q0 * p.q_row_stride;
+  b.k = static_cast<const u16*>(p.k) + b.batch * p.k_batch_stride + b.head_kv * p.k_head_stride;
+  b.v = static_cast<const u16*>(p.v) + b.batch * p.v_batch_stride + b.head_kv * p.v_head_stride;
+  b.o = static_cast<u16*>(p.o) + b.batch * p.o_batch_stride + b.head * p.o_head_stride + b.q0 * p.o_row_stride;
+  b.lse = p.lse ? p.lse + b.batch * p.lse_batch_stride + b.head * p.lse_head_stride + b.q0 : nullptr;
+  return b;
+}
+
+}  // namespace flashjit

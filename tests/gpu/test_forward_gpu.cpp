@@ -1,0 +1,301 @@
+// Forward pass on the GPU against a float64 reference, over the variant matrix:
+// dtypes x head dims x masks x GQA ratios x sequence lengths (odd ones, seqlen_q != seqlen_k)
+// x memory layouts. Outputs are poisoned (NaN) before each run; every element must be
+// written; fully masked rows must give exactly 0 and LSE -inf; a second run must match
+// the first bit for bit (a moving result is a race). Skipped, with the reason printed,
+// where no GPU exists.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include "catch.hpp"
+#include "flashjit/error.h"
+#include "gpu_harness.h"
+
+using flashjit::DType;
+using flashjit::MaskAlign;
+using flashjit::MaskKind;
+
+namespace {
+
+struct Case {
+  DType dtype;
+  int d, dv;
+  flashjit::MaskSpec mask;
+  int hq, hkv;
+  int64_t sq, sk;
+  bool bshd;  // memory layout (batch, seq, heads, dim) instead of (batch, heads, seq, dim)
+  int batch;
+};
+
+std::string describe(const Case& c) {
+  std::string m = flashjit::to_string(c.mask.kind);
+  if (c.mask.kind != MaskKind::none) m += std::string("/") + flashjit::to_string(c.mask.align);
+  if (c.mask.kind == MaskKind::sliding_window) m += "(" + std::to_string(c.mask.left) + "," + std::to_string(c.mask.right) + ")";
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s d=%d/%d %s heads=%d/%d b=%d sq=%lld sk=%lld %s", flashjit::to_string(c.dtype), c.d,
+                c.dv, m.c_str(), c.hq, c.hkv, c.batch, (long long)c.sq, (long long)c.sk, c.bshd ? "BSHD" : "BHSD");
+  return buf;
+}
+
+flashjit::AttentionSpec spec_of(const Case& c) {
+  flashjit::AttentionSpec s;
+  s.dtype = c.dtype;
+  s.head_dim = c.d;
+  s.head_dim_v = c.dv;
+  s.num_heads_q = c.hq;
+  s.num_heads_kv = c.hkv;
+  s.mask = c.mask;
+  s.return_lse = true;
+  return s;
+}
+
+bool visible(const flashjit::MaskSpec& m, int64_t i, int64_t j, int64_t sq, int64_t sk) {
+  const int64_t a = i + (m.align == MaskAlign::bottom_right ? sk - sq : 0);
+  switch (m.kind) {
+    case MaskKind::none: return true;
+    case MaskKind::causal: return j <= a;
+    case MaskKind::sliding_window:
+      return (m.left < 0 || j >= a - m.left) && (m.right < 0 || j <= a + m.right);
+  }
+  return false;
+}
+
+flashjit::MaskSpec mask(MaskKind k, MaskAlign a = MaskAlign::bottom_right, int left = -1, int right = -1) {
+  flashjit::MaskSpec m;
+  m.kind = k;
+  m.align = a;
+  m.left = left;
+  m.right = right;
+  return m;
+}
+
+std::vector<Case> variant_matrix() {
+  std::vector<Case> cases;
+  const std::vector<flashjit::MaskSpec> masks = {
+      mask(MaskKind::none),
+      mask(MaskKind::causal, MaskAlign::top_left),
+      mask(MaskKind::causal, MaskAlign::bottom_right),
+      mask(MaskKind::sliding_window, MaskAlign::bottom_right, 100, 0),
+      mask(MaskKind::sliding_window, MaskAlign::top_left, 37, 11),
+      mask(MaskKind::sliding_window, MaskAlign::bottom_right, -1, 5),
+  };
+  const std::vector<std::pair<int, int>> heads = {{2, 2}, {6, 2}, {7, 1}};
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{1, 1}, {17, 17}, {1000, 1000}, {17, 1000}, {1000, 17}, {4097, 4097}};
+  // Full matrix for the two most used head dims.
+  for (DType dt : {DType::bf16, DType::f16})
+    for (int d : {64, 128})
+      for (const auto& m : masks)
+        for (const auto& [hq, hkv] : heads)
+          for (const auto& [sq, sk] : lens)
+            for (bool bshd : {false, true}) {
+              if (sq == 4097 && (hq != 2 || bshd)) continue;  // the long case once per mask
+              cases.push_back({dt, d, d, m, hq, hkv, sq, sk, bshd, sq >= 1000 ? 1 : 2});
+            }
+  // Other head dims (and head_dim_v != head_dim) on a reduced matrix.
+  const std::vector<std::pair<int, int>> dims = {{32, 32}, {96, 96}, {192, 192}, {256, 256}, {192, 128}, {64, 128}};
+  for (DType dt : {DType::bf16, DType::f16})
+    for (const auto& [d, dv] : dims)
+      for (const auto& m : {masks[0], masks[2], masks[4]})
+        for (const auto& [sq, sk] : std::vector<std::pair<int64_t, int64_t>>{{17, 17}, {1000, 1000}, {4097, 1000}, {1, 33}})
+          cases.push_back({dt, d, dv, m, 6, 2, sq, sk, sq == 1000, 1});
+  return cases;
+}
+
+// Rows checked against the reference: all of them for short sequences, else a sample
+// that includes both ends and the tile boundaries around 64 and 128.
+std::vector<int64_t> rows_to_check(int64_t sq, std::mt19937& rng) {
+  std::vector<int64_t> rows;
+  if (sq <= 96) {
+    for (int64_t i = 0; i < sq; ++i) rows.push_back(i);
+    return rows;
+  }
+  for (int64_t i : {int64_t(0), int64_t(1), int64_t(63), int64_t(64), int64_t(127), int64_t(128), sq - 2, sq - 1})
+    if (i >= 0 && i < sq) rows.push_back(i);
+  std::uniform_int_distribution<int64_t> pick(0, sq - 1);
+  for (int n = 0; n < 40; ++n) rows.push_back(pick(rng));
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+struct Errors {
+  double rel = 0;      // ||out - ref|| / ||ref|| over checked rows
+  double max_abs = 0;  // max |out - ref|
+  double lse_abs = 0;  // max |lse - ref_lse| over rows with a visible key
+};
+
+Errors run_case(const Case& c, uint32_t seed) {
+  const auto spec = spec_of(c);
+  const int64_t B = c.batch;
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+
+  // Host tensors in the chosen layout; index helpers map logical (b, h, s, d) to memory.
+  auto offset = [&](int64_t b, int64_t h, int64_t s, int64_t d, int64_t H, int64_t S, int64_t D) {
+    return c.bshd ? ((b * S + s) * H + h) * D + d : ((b * H + h) * S + s) * D + d;
+  };
+  auto make = [&](int64_t H, int64_t S, int64_t D) {
+    std::vector<uint16_t> t(static_cast<size_t>(B * H * S * D));
+    for (auto& x : t) x = fjtest::to_bits(normal(rng), c.dtype);
+    return t;
+  };
+  const auto q = make(c.hq, c.sq, c.d), k = make(c.hkv, c.sk, c.d), v = make(c.hkv, c.sk, c.dv);
+  fjtest::DeviceBuffer dq(q.size() * 2), dk(k.size() * 2), dv_(v.size() * 2);
+  fjtest::DeviceBuffer dout(static_cast<size_t>(B * c.hq * c.sq * c.dv) * 2), dlse(static_cast<size_t>(B * c.hq * c.sq) * 4);
+  dq.upload(q.data());
+  dk.upload(k.data());
+  dv_.upload(v.data());
+
+  const auto et = c.dtype == DType::bf16 ? flashjit::ElemType::bf16 : flashjit::ElemType::f16;
+  auto view = [&](void* p, int64_t H, int64_t S, int64_t D) {
+    return c.bshd ? flashjit::TensorView::bshd(p, et, B, S, H, D) : flashjit::TensorView::bhsd(p, et, B, H, S, D);
+  };
+  const auto tq = view(dq.data(), c.hq, c.sq, c.d), tk = view(dk.data(), c.hkv, c.sk, c.d),
+             tv = view(dv_.data(), c.hkv, c.sk, c.dv), to = view(dout.data(), c.hq, c.sq, c.dv);
+  const auto tl = flashjit::TensorView::lse(static_cast<float*>(dlse.data()), B, c.hq, c.sq);
+
+  auto& drv = flashjit::CudaDriver::get();
+  auto run = [&](std::vector<uint16_t>& out, std::vector<float>& lse) {
+    dout.poison();
+    dlse.poison();
+    flashjit::forward(spec, tq, tk, tv, to, &tl, nullptr);
+    drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after forward");
+    out.resize(dout.bytes / 2);
+    lse.resize(dlse.bytes / 4);
+    dout.download(out.data());
+    dlse.download(lse.data());
+  };
+  std::vector<uint16_t> out, out2;
+  std::vector<float> lse, lse2;
+  run(out, lse);
+  run(out2, lse2);
+  INFO(describe(c));
+  REQUIRE(std::memcmp(out.data(), out2.data(), out.size() * 2) == 0);  // deterministic: no race
+  REQUIRE(std::memcmp(lse.data(), lse2.data(), lse.size() * 4) == 0);
+
+  // Every element written (the poison is NaN) and finite.
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double x = fjtest::from_bits(out[i], c.dtype);
+    if (!std::isfinite(x)) FAIL("output element " << i << " is " << x);
+  }
+
+  Errors e;
+  double err2 = 0, ref2 = 0;
+  const double scale = spec.effective_scale();
+  const int group = c.hq / c.hkv;
+  std::vector<double> ref;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < c.hq; ++h) {
+      const int64_t hk = h / group;
+      for (int64_t i : rows_to_check(c.sq, rng)) {
+        auto qf = [&](int col) { return fjtest::from_bits(q[offset(b, h, i, col, c.hq, c.sq, c.d)], c.dtype); };
+        auto kf = [&](int64_t j, int col) { return fjtest::from_bits(k[offset(b, hk, j, col, c.hkv, c.sk, c.d)], c.dtype); };
+        auto vf = [&](int64_t j, int col) { return fjtest::from_bits(v[offset(b, hk, j, col, c.hkv, c.sk, c.dv)], c.dtype); };
+        auto vis = [&](int64_t ii, int64_t j) { return visible(c.mask, ii, j, c.sq, c.sk); };
+        const double ref_lse = fjtest::reference_row(i, c.sk, c.d, c.dv, scale, qf, kf, vf, vis, ref);
+        const float got_lse = lse[(b * c.hq + h) * c.sq + i];
+        if (ref_lse == -INFINITY) {
+          // A fully masked row: exactly zero output and LSE -inf.
+          REQUIRE(got_lse == -INFINITY);
+          for (int col = 0; col < c.dv; ++col)
+            REQUIRE(fjtest::from_bits(out[offset(b, h, i, col, c.hq, c.sq, c.dv)], c.dtype) == 0.0);
+          continue;
+        }
+        e.lse_abs = std::max(e.lse_abs, std::abs(got_lse - ref_lse));
+        for (int col = 0; col < c.dv; ++col) {
+          const double got = fjtest::from_bits(out[offset(b, h, i, col, c.hq, c.sq, c.dv)], c.dtype);
+          err2 += (got - ref[col]) * (got - ref[col]);
+          ref2 += ref[col] * ref[col];
+          e.max_abs = std::max(e.max_abs, std::abs(got - ref[col]));
+        }
+      }
+    }
+  e.rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("forward matches a float64 reference over the variant matrix", "[gpu]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const auto cases = variant_matrix();
+  // Compile every distinct kernel up front, in parallel (NVRTC is thread-safe).
+  {
+    std::map<std::string, flashjit::AttentionSpec> specs;
+    for (const auto& c : cases) specs.emplace(flashjit::spec_to_json(spec_of(c)), spec_of(c));
+    std::vector<flashjit::AttentionSpec> todo;
+    for (auto& [_, s] : specs) todo.push_back(s);
+    auto& drv = flashjit::CudaDriver::get();
+    const std::string arch = drv.device_arch(drv.current_device());
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
+      pool.emplace_back([&] {
+        for (size_t i; (i = next++) < todo.size();) flashjit::compile(todo[i], {arch, true});
+      });
+    for (auto& th : pool) th.join();
+    std::printf("compiled %zu distinct kernels for %s\n", todo.size(), arch.c_str());
+  }
+  std::map<std::string, Errors> worst;  // per dtype
+  uint32_t seed = 1234;
+  for (const auto& c : cases) {
+    const Errors e = run_case(c, seed++);
+    const bool bf16 = c.dtype == DType::bf16;
+    INFO(describe(c) << ": rel " << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
+    CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
+    CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
+    CHECK(e.lse_abs < 2e-3);
+    Errors& w = worst[flashjit::to_string(c.dtype)];
+    w.rel = std::max(w.rel, e.rel);
+    w.max_abs = std::max(w.max_abs, e.max_abs);
+    w.lse_abs = std::max(w.lse_abs, e.lse_abs);
+  }
+  std::printf("GPU forward matrix: %zu variants checked\n", cases.size());
+  for (const auto& [dt, w] : worst)
+    std::printf("  worst %s: rel %.3e  max_abs %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.max_abs, w.lse_abs);
+}
+
+TEST_CASE("forward with seqlen_k == 0 gives zeros and LSE -inf", "[gpu]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  Case c{DType::bf16, 64, 64, mask(MaskKind::none), 2, 2, 33, 0, false, 1};
+  const auto spec = spec_of(c);
+  fjtest::DeviceBuffer dq(2 * 33 * 64 * 2), dk(16), dv(16), dout(2 * 33 * 64 * 2), dlse(2 * 33 * 4);
+  std::vector<uint16_t> q(2 * 33 * 64, fjtest::to_bits(0.5, DType::bf16));
+  dq.upload(q.data());
+  dout.poison();
+  dlse.poison();
+  const auto et = flashjit::ElemType::bf16;
+  const auto tl = flashjit::TensorView::lse(static_cast<float*>(dlse.data()), 1, 2, 33);
+  flashjit::forward(spec, flashjit::TensorView::bhsd(dq.data(), et, 1, 2, 33, 64),
+                    flashjit::TensorView::bhsd(dk.data(), et, 1, 2, 0, 64),
+                    flashjit::TensorView::bhsd(dv.data(), et, 1, 2, 0, 64),
+                    flashjit::TensorView::bhsd(dout.data(), et, 1, 2, 33, 64), &tl, nullptr);
+  auto& drv = flashjit::CudaDriver::get();
+  drv.check(drv.cuCtxSynchronize(), "sync");
+  std::vector<uint16_t> out(2 * 33 * 64);
+  std::vector<float> lse(2 * 33);
+  dout.download(out.data());
+  dlse.download(lse.data());
+  for (auto x : out) REQUIRE(x == 0);
+  for (float l : lse) REQUIRE(l == -INFINITY);
+}
+
+// A small subset for compute-sanitizer (memcheck, racecheck) runs on the device machine:
+// every mask, odd lengths, both layouts, a GQA ratio of 3.
+TEST_CASE("forward small subset (for compute-sanitizer)", "[gpu][sanitize]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  uint32_t seed = 99;
+  for (DType dt : {DType::bf16, DType::f16})
+    for (const auto& m : {mask(MaskKind::none), mask(MaskKind::causal, MaskAlign::top_left),
+                          mask(MaskKind::sliding_window, MaskAlign::bottom_right, 9, 3)})
+      for (const auto& [sq, sk] : std::vector<std::pair<int64_t, int64_t>>{{17, 17}, {1, 33}, {130, 45}})
+        for (bool bshd : {false, true}) {
+          const Case c{dt, 64, 64, m, 3, 1, sq, sk, bshd, 2};
+          const Errors e = run_case(c, seed++);
+          INFO(describe(c));
+          CHECK(e.rel < (dt == DType::bf16 ? 2e-2 : 5e-3));
+        }
+}

@@ -1,0 +1,224 @@
+// The flashjit command-line tool, run as a separate process (no GPU needed: compile
+// tests pass --arch, and NVRTC works without a device).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs the CLI with `args` (and `env`, "NAME=value ..."), capturing its output and exit status.
+Result run_cli(const std::vector<std::string>& args, const std::string& env = "") {
+  std::string cmd = env + (env.empty() ? "" : " ") + quote(FLASHJIT_CLI_PATH);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A fresh directory per call, removed by the destructor.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("flashjit_cli_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+const std::string kCausal = R"({"dtype":"bf16","head_dim":64,"num_heads_q":4,"mask":"causal"})";
+
+}  // namespace
+
+TEST_CASE("cli: help, version and usage errors", "[cli]") {
+  Result r = run_cli({"--help"});
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "usage: flashjit"));
+  CHECK(has(r.out, "compile"));
+  CHECK(has(r.out, "cache"));
+
+  r = run_cli({"emit", "--help"});
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "usage: flashjit"));
+
+  r = run_cli({"--version"});
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "flashjit " FLASHJIT_VERSION));
+  CHECK(has(r.out, "NVRTC"));
+
+  r = run_cli({});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "missing command"));
+
+  r = run_cli({"frobnicate"});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "unknown command 'frobnicate'"));
+
+  r = run_cli({"emit", "--spec", kCausal, "--bogus"});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "unknown option '--bogus'"));
+
+  r = run_cli({"emit"});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "missing --spec"));
+
+  r = run_cli({"emit", "--spec"});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "--spec needs a value"));
+
+  r = run_cli({"ir", "--spec", kCausal, "--after", "no_such_pass"});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "no_such_pass"));
+  CHECK(has(r.out, "allowed: lower, classify_tiles"));
+
+  r = run_cli({"cache", "explode"});
+  CHECK(r.status == 2);
+  CHECK(has(r.out, "allowed: list, stats, clear"));
+}
+
+TEST_CASE("cli: spec errors name the field and exit 1", "[cli]") {
+  Result r = run_cli({"compile", "--spec", R"({"dtype":"bf16","head_dim":0})", "--arch", "sm_80"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "flashjit: error: spec.head_dim: 0 is not supported"));
+  CHECK(has(r.out, "allowed: 32, 64, 96, 128, 192, 256"));
+
+  r = run_cli({"compile", "--spec", R"({"dtype":"fp64","head_dim":128})", "--arch", "sm_80"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "flashjit: error: spec.dtype:"));
+  CHECK(has(r.out, "fp64"));
+
+  r = run_cli({"emit", "--spec", R"({"dtype":"bf16","head_dim":128,"mask":{"kind":"causal","left":8}})"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "spec.mask.left"));
+
+  r = run_cli({"emit", "--spec", R"({"dtype":"bf16","head_dim":128,"extra":1})"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "spec.extra: unknown key"));
+
+  r = run_cli({"emit", "--spec", R"({"dtype":"bf16",)"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "spec.json: parse error"));
+
+  r = run_cli({"emit", "--spec", "/nonexistent/spec.json"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "cannot read spec file '/nonexistent/spec.json'"));
+
+  r = run_cli({"emit", "--spec", kCausal, "--arch", "sm_12"});
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "arch"));
+  CHECK(has(r.out, "sm_12"));
+}
+
+TEST_CASE("cli: emit prints the CUDA source", "[cli]") {
+  Result r = run_cli({"emit", "--spec", kCausal});
+  REQUIRE(r.status == 0);
+  CHECK(has(r.out, "extern \"C\" __global__"));
+  CHECK(has(r.out, "flashjit_fwd_bf16_d64"));
+
+  // The same spec from a file (and with --arch=VALUE spelling) gives the same source.
+  TempDir dir;
+  const fs::path file = dir.path / "spec.json";
+  std::ofstream(file) << kCausal << "\n";
+  Result f = run_cli({"emit", "--spec", file.string(), "--arch=sm_80"});
+  REQUIRE(f.status == 0);
+  CHECK(f.out == r.out);
+}
+
+TEST_CASE("cli: ir after lowering and after the passes", "[cli]") {
+  Result lowered = run_cli({"ir", "--spec", kCausal, "--after", "lower"});
+  REQUIRE(lowered.status == 0);
+  CHECK(has(lowered.out, "kernel @"));
+  CHECK_FALSE(has(lowered.out, "async_copy"));  // pipeline_loads has not run
+
+  Result full = run_cli({"ir", "--spec", kCausal});
+  REQUIRE(full.status == 0);
+  CHECK(has(full.out, "kernel @"));
+  CHECK(full.out != lowered.out);
+
+  Result last = run_cli({"ir", "--spec", kCausal, "--after", "check_legality"});
+  REQUIRE(last.status == 0);
+  CHECK(last.out == full.out);
+}
+
+TEST_CASE("cli: compile (NVRTC) fills and hits the cache", "[cli]") {
+  TempDir dir;
+  const std::string env = "FLASHJIT_CACHE_DIR=" + quote(dir.path.string());
+  Result first = run_cli({"compile", "--spec", kCausal, "--arch", "sm_80"}, env);
+  INFO(first.out);
+  REQUIRE(first.status == 0);
+  CHECK(has(first.out, "kernel:        flashjit_fwd_bf16_d64"));
+  CHECK(has(first.out, "arch:          sm_80"));
+  CHECK(has(first.out, "cache hit:     no"));
+  CHECK(has(first.out, "registers:"));
+  CHECK(has(first.out, "threads:"));
+  CHECK(has(first.out, "tile:          block_m="));
+  CHECK(has(first.out, dir.path.string()));  // the entry path is in the cache dir
+
+  Result second = run_cli({"compile", "--spec", kCausal, "--arch", "sm_80"}, env);
+  REQUIRE(second.status == 0);
+  CHECK(has(second.out, "cache hit:     yes"));
+
+  Result uncached = run_cli({"compile", "--spec", kCausal, "--arch", "sm_80", "--no-cache"}, env);
+  REQUIRE(uncached.status == 0);
+  CHECK(has(uncached.out, "cache hit:     no"));
+  CHECK(has(uncached.out, "entry:         (not cached)"));
+
+  Result list = run_cli({"cache", "list", "--dir", dir.path.string()});
+  REQUIRE(list.status == 0);
+  CHECK(has(list.out, "flashjit_fwd_bf16_d64"));
+  CHECK(has(list.out, "1 entry in"));
+
+  Result stats = run_cli({"cache", "stats", "--dir", dir.path.string()});
+  REQUIRE(stats.status == 0);
+  CHECK(has(stats.out, "entries:   1"));
+  CHECK(has(stats.out, "corrupt:   0"));
+
+  Result clear = run_cli({"cache", "clear", "--dir", dir.path.string()});
+  REQUIRE(clear.status == 0);
+  CHECK(has(clear.out, "removed 1 entry"));
+  CHECK(has(run_cli({"cache", "stats", "--dir", dir.path.string()}).out, "entries:   0"));
+}
+
+TEST_CASE("cli: cache commands on an empty directory", "[cli]") {
+  TempDir dir;
+  Result r = run_cli({"cache", "list", "--dir", dir.path.string()});
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "no entries in"));
+  r = run_cli({"cache", "clear", "--dir", dir.path.string()});
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "removed 0 entries"));
+}
