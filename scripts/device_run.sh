@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build, CPU + GPU tests, compute-sanitizer on a small subset,
+# the Python package and its tests, then the benchmark. Logs go to $OUT; a summary prints last.
+# Usage: scripts/device_run.sh [all|tests|bench] [extra bench args...]
+set -u
+mode=${1:-all}; shift || true
+OUT=${OUT:-/tmp/flashjit-out}
+mkdir -p "$OUT"
+export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache PYTHONUNBUFFERED=1
+root=$(pwd)
+summary=()
+step() {  # step NAME LOG TIMEOUT CMD...
+  local name=$1 log=$2 limit=$3; shift 3
+  local t0=$SECONDS
+  echo "=== $name: $*" >>"$log"
+  timeout "$limit" "$@" >>"$log" 2>&1
+  local rc=$?
+  summary+=("$(printf '%-28s rc=%-3s %4ss' "$name" "$rc" $((SECONDS - t0)))")
+  return $rc
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv >"$OUT/build_tests.log" 2>&1
+step configure "$OUT/build_tests.log" 300 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
+step build "$OUT/build_tests.log" 600 ninja -C build
+
+if [ "$mode" != bench ]; then
+  step ctest_cpu "$OUT/build_tests.log" 600 ctest --test-dir build --output-on-failure -E '^gpu$'
+  step gpu_tests "$OUT/build_tests.log" 900 ./build/tests/flashjit_tests "[gpu]~[sanitize]"
+  step memcheck "$OUT/build_tests.log" 600 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    ./build/tests/flashjit_tests "[sanitize]"
+  step racecheck "$OUT/build_tests.log" 600 compute-sanitizer --tool racecheck --error-exitcode 9 \
+    ./build/tests/flashjit_tests "[sanitize]"
+fi
+
+# Python: scikit-build-core is not on the image; it travels as wheels in .whl/.
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >>"$OUT/python.log" 2>&1
+  export PYTHONPATH=/tmp/site
+fi
+step pip_install "$OUT/python.log" 900 python3 -m pip install --no-build-isolation --no-deps --no-index -v . \
+  --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
+if [ "$mode" != bench ]; then
+  cd /tmp; step pytest "$OUT/python.log" 900 python3 -m pytest -q "$root/python/tests"; cd "$root"
+fi
+if [ "$mode" != tests ]; then
+  cd /tmp; step bench "$OUT/bench.log" 900 python3 "$root/bench/bench_attention.py" --out "$OUT" "$@"; cd "$root"
+fi
+
+echo "---- GPU test summary"
+grep -E "compiled|variants checked|worst|SKIPPED|FAILED|passed|failed" "$OUT/build_tests.log" | tail -20
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/build_tests.log"
+echo "---- pytest"
+grep -E "passed|failed|error" "$OUT/python.log" | tail -5
+echo "---- bench (tail)"
+tail -40 "$OUT/bench.log" 2>/dev/null
+echo "---- steps"
+printf '%s\n' "${summary[@]}"
