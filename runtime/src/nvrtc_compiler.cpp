@@ -99,14 +99,29 @@ int parse_int(const std::string& s) {
   }
 }
 
+int nvrtc_major_version() {
+  static const int major = [] {
+    int maj = 0, min = 0;
+    nvrtc_check(nvrtcVersion(&maj, &min), "nvrtcVersion");
+    return maj;
+  }();
+  return major;
+}
+
 }  // namespace
 
 std::vector<std::string> nvrtc_options(const std::string& arch) {
   // No fast-math flags: the kernels' softmax uses exp2 with explicitly pre-scaled
   // inputs, and the generated code chooses its approximate intrinsics itself.
   // --ptxas-options=-v puts the register/smem/spill report into the log.
-  return {"-arch=" + arch, "-std=c++17",          "-lineinfo", "-default-device",
-          "--ptxas-options=-v", "-DFLASHJIT_NVRTC=1"};
+  std::vector<std::string> opts = {"-arch=" + arch,       "-std=c++17",         "-lineinfo",
+                                   "-default-device",     "--ptxas-options=-v", "-DFLASHJIT_NVRTC=1"};
+  // NVRTC 13 caches cubins in the driver's compute cache (~/.nv/ComputeCache) when a
+  // driver is installed, and a hit there returns the cubin with an EMPTY log: no ptxas
+  // report, so no register/spill numbers (seen on an H200 machine). flashjit keeps its
+  // own cache keyed on everything, so NVRTC's is redundant: turn it off.
+  if (nvrtc_major_version() >= 13) opts.push_back("-no-cache");
+  return opts;
 }
 
 std::string nvrtc_version_string() {
