@@ -19,10 +19,6 @@
 namespace flashjit {
 namespace {
 
-using GetProcAddressV2 = CUresult (*)(const char*, void**, int, cuuint64_t,
-                                      CUdriverProcAddressQueryResult*);
-using GetProcAddressV1 = CUresult (*)(const char*, void**, int, cuuint64_t);
-
 // Names for a few common results, used only when the driver's cuGetErrorName is not
 // available (library missing or too old), so messages still name the error.
 const char* fallback_error_name(CUresult r) {
@@ -68,23 +64,12 @@ CudaDriver::CudaDriver() {
     return;
   }
 
-  // cuGetProcAddress hands out the entry point matching the ABI of the cuda.h we were
-  // built against (CUDA_VERSION), whatever the driver calls that symbol internally.
-  auto get_proc_v2 = reinterpret_cast<GetProcAddressV2>(dlsym(handle_, "cuGetProcAddress_v2"));
-  auto get_proc_v1 = get_proc_v2 ? nullptr
-                                 : reinterpret_cast<GetProcAddressV1>(dlsym(handle_, "cuGetProcAddress"));
+  // Resolve the exact symbol the header's prototype describes (cuda.h maps e.g. cuMemFree
+  // to cuMemFree_v2): that ABI is what our function pointer types assume. Do NOT ask
+  // cuGetProcAddress for the newest version of a base name: for CUDA 13 it hands out
+  // cuCtxSynchronize_v2(CUcontext) for "cuCtxSynchronize", whose signature differs.
   auto resolve = [&](const char* base, const char* versioned) -> void* {
-    void* fn = nullptr;
-    if (get_proc_v2) {
-      CUdriverProcAddressQueryResult status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
-      if (get_proc_v2(base, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status) == CUDA_SUCCESS &&
-          status == CU_GET_PROC_ADDRESS_SUCCESS && fn)
-        return fn;
-    } else if (get_proc_v1) {
-      if (get_proc_v1(base, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT) == CUDA_SUCCESS && fn) return fn;
-    }
-    // Older drivers: the exported symbol the header maps the name to, then the plain name.
-    if ((fn = dlsym(handle_, versioned))) return fn;
+    if (void* fn = dlsym(handle_, versioned)) return fn;
     return dlsym(handle_, base);
   };
 
