@@ -124,4 +124,6 @@ double reference_row(int64_t i, int64_t sk, int d, int dv, double scale, GetQ q,
       WARN("GPU test skipped: " << flashjit::gpu_unavailable_reason());                      \
       return;                                                                                \
     }                                                                                        \
+    /* Device buffers are allocated before forward() runs: make a context current now. */   \
+    flashjit::CudaDriver::get().current_device();                                            \
   } while (0)
