@@ -1,0 +1,63 @@
+// Loading kernels into contexts and launching them.
+#include "launch.h"
+
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "flashjit/cuda_driver.h"
+
+namespace flashjit {
+
+// Modules are per context: key by (context, canonical spec + arch).
+const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch) {
+  static std::mutex mu;
+  static std::map<std::pair<CUcontext, std::string>, LoadedKernel> loaded;
+  const std::string spec_key = spec_to_json(spec) + "@" + arch;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = loaded.find({ctx, spec_key});
+  if (it != loaded.end()) return it->second;
+
+  CudaDriver& drv = CudaDriver::get();
+  LoadedKernel lk;
+  CompileOptions opts;
+  opts.arch = arch;
+  lk.info = compile(spec, opts);
+  drv.check(drv.cuModuleLoadData(&lk.module, lk.info.image.data()), "cuModuleLoadData");
+  drv.check(drv.cuModuleGetFunction(&lk.function, lk.module, lk.info.kernel_name.c_str()), "cuModuleGetFunction");
+  // More than 48 KB of dynamic shared memory must be opted into per function.
+  drv.check(drv.cuFuncSetAttribute(lk.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                   lk.info.dynamic_smem_bytes),
+            "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+  return loaded.emplace(std::make_pair(ctx, spec_key), std::move(lk)).first->second;
+}
+
+FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
+                      const TensorView* lse, const ProblemShape& shape) {
+  FwdParams p{};
+  p.q = q.data, p.k = k.data, p.v = v.data, p.o = o.data;
+  p.lse = lse ? static_cast<float*>(lse->data) : nullptr;
+  p.q_batch_stride = q.strides[0], p.q_head_stride = q.strides[1], p.q_row_stride = q.strides[2];
+  p.k_batch_stride = k.strides[0], p.k_head_stride = k.strides[1], p.k_row_stride = k.strides[2];
+  p.v_batch_stride = v.strides[0], p.v_head_stride = v.strides[1], p.v_row_stride = v.strides[2];
+  p.o_batch_stride = o.strides[0], p.o_head_stride = o.strides[1], p.o_row_stride = o.strides[2];
+  if (lse) p.lse_batch_stride = lse->strides[0], p.lse_head_stride = lse->strides[1];
+  p.seqlen_q = static_cast<int>(shape.seqlen_q);
+  p.seqlen_k = static_cast<int>(shape.seqlen_k);
+  p.num_heads_q = static_cast<int>(shape.heads_q);
+  p.gqa_group = static_cast<int>(shape.heads_q / shape.heads_kv);
+  return p;
+}
+
+void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams p, const ProblemShape& shape,
+            CUstream stream) {
+  CudaDriver& drv = CudaDriver::get();
+  const unsigned grid_x = static_cast<unsigned>((shape.seqlen_q + tile.block_m - 1) / tile.block_m);
+  void* args[] = {&p};
+  drv.check(drv.cuLaunchKernel(kernel.function, grid_x, static_cast<unsigned>(shape.heads_q),
+                               static_cast<unsigned>(shape.batch), kernel.info.threads, 1, 1,
+                               kernel.info.dynamic_smem_bytes, stream, args, nullptr),
+            "cuLaunchKernel");
+}
+
+}  // namespace flashjit

@@ -1,0 +1,32 @@
+// Internal: loading a compiled kernel into a context and launching it. Shared by
+// forward() and the autotuner (which launches candidate tile configs).
+#pragma once
+
+#include <cuda.h>
+
+#include <string>
+
+#include "flashjit/compiled_kernel.h"
+#include "flashjit/runtime.h"
+#include "templates_host.h"
+#include "validate_args.h"
+
+namespace flashjit {
+
+struct LoadedKernel {
+  CUmodule module = nullptr;
+  CUfunction function = nullptr;
+  CompiledKernel info;
+};
+
+// The kernel for `spec` (tile set) in context `ctx`, compiled / fetched from the caches
+// and loaded on first use; kept for the life of the process.
+const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch);
+
+FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
+                      const TensorView* lse, const ProblemShape& shape);
+
+void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams params, const ProblemShape& shape,
+            CUstream stream);
+
+}  // namespace flashjit
