@@ -34,18 +34,8 @@ std::string float_literal(double v) {
   return s + "f";
 }
 
-// The op's printed form (one line) for the comment above its code.
-std::string op_comment(const ir::Op& op, const std::string& indent) {
-  std::string line = indent + "// ";
-  if (!op.results.empty()) {
-    for (size_t i = 0; i < op.results.size(); ++i) line += (i ? ", %" : "%") + op.results[i];
-    line += " = ";
-  }
-  line += ir::to_string(op.kind);
-  if (op.has_attr("tensor")) line += " " + op.str_attr("tensor") + "[" + op.str_attr("index") + "]";
-  for (size_t i = 0; i < op.operands.size(); ++i) line += (i ? ", %" : (op.has_attr("tensor") ? ", %" : " %")) + op.operands[i];
-  return line + "\n";
-}
+// The op's printed IR form, as the comment above its code.
+std::string op_comment(const ir::Op& op, const std::string& indent) { return indent + "// " + ir::print(op) + "\n"; }
 
 class Emitter {
  public:
@@ -90,10 +80,10 @@ class Emitter {
                         spec_.effective_scale() * M_LOG2E);
     out_ << fmt::format("// Mask {}: key j visible to query i iff j < seqlen_k and {}.\n", to_string(spec_.mask.kind),
                         band_condition(b));
-    out_ << "__device__ __forceinline__ flashjit::Band make_band(const flashjit::FwdParams& p) {\n";
+    out_ << "__device__ __forceinline__ flashjit::Band make_band(const flashjit::FwdParams& params) {\n";
     out_ << fmt::format("  return flashjit::Band{{/*has_lo=*/{}, /*has_hi=*/{}, /*lo=*/{}, /*hi=*/{}, /*offset=*/{}}};\n",
                         b.lo ? "true" : "false", b.hi ? "true" : "false", b.lo.value_or(0), b.hi.value_or(0),
-                        b.bottom_right ? "(long long)p.seqlen_k - p.seqlen_q" : "0");
+                        b.bottom_right ? "(long long)params.seqlen_k - params.seqlen_q" : "0");
     out_ << "}\n\n}  // namespace\n\n";
   }
 
@@ -108,16 +98,16 @@ class Emitter {
   }
 
   void entry() {
-    out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::FwdParams p) {{\n",
+    out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::FwdParams params) {{\n",
                         32 * tile_.warps, k_.name);
     out_ << "  using namespace flashjit;\n";
     out_ << "  extern __shared__ __align__(128) unsigned char smem[];\n";
     out_ << "  const u32 q_smem = smem_addr(smem);                       // Q tile\n";
     out_ << "  const u32 k_smem = q_smem + T::Q_BYTES;                   // STAGES K tiles\n";
     out_ << "  const u32 v_smem = k_smem + T::STAGES * T::K_STAGE_BYTES; // STAGES V tiles\n";
-    out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(p, /*reverse_tiles=*/{});\n",
+    out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(params, /*reverse_tiles=*/{});\n",
                         k_.grid.reverse_q_tiles ? "true" : "false");
-    out_ << "  const Band band = make_band(p);\n\n";
+    out_ << "  const Band band = make_band(params);\n\n";
     for (const ir::Op& op : k_.prologue) prologue_op(op);
     loop();
     for (const ir::Op& op : k_.epilogue) epilogue_op(op);
@@ -128,7 +118,7 @@ class Emitter {
     out_ << op_comment(op, "  ");
     switch (op.kind) {
       case ir::OpKind::load_tile:
-        out_ << "  load_tile_async<T::BM, T::D, T::THREADS>(q_smem, blk.q, p.q_row_stride, blk.q_rows, blk.tid);\n";
+        out_ << "  load_tile_async<T::BM, T::D, T::THREADS>(q_smem, q_rows_ptr(params, blk), params.q_row_stride, blk.q_rows, blk.tid);\n";
         out_ << "  cp_async_commit();\n";
         break;
       case ir::OpKind::fill: {
@@ -145,13 +135,11 @@ class Emitter {
 
   // Issues the copies of KV tile `tile_expr` into ring slot `slot_expr`.
   void copy_kv(const std::string& indent, const std::string& tile_expr, const std::string& slot_expr) {
-    out_ << indent << "const int rows = p.seqlen_k - (" << tile_expr << ") * T::BN;\n";
-    out_ << indent << "const long long k_off = (long long)(" << tile_expr << ") * T::BN * p.k_row_stride;\n";
-    out_ << indent << "const long long v_off = (long long)(" << tile_expr << ") * T::BN * p.v_row_stride;\n";
+    out_ << indent << "const int rows = params.seqlen_k - (" << tile_expr << ") * T::BN;\n";
     out_ << indent << "load_tile_async<T::BN, T::D, T::THREADS>(k_smem + (" << slot_expr
-         << ") * T::K_STAGE_BYTES, blk.k + k_off, p.k_row_stride, rows, blk.tid);\n";
+         << ") * T::K_STAGE_BYTES, k_tile_ptr(params, blk, " << tile_expr << ", T::BN), params.k_row_stride, rows, blk.tid);\n";
     out_ << indent << "load_tile_async<T::BN, T::DV, T::THREADS>(v_smem + (" << slot_expr
-         << ") * T::V_STAGE_BYTES, blk.v + v_off, p.v_row_stride, rows, blk.tid);\n";
+         << ") * T::V_STAGE_BYTES, v_tile_ptr(params, blk, " << tile_expr << ", T::BN), params.v_row_stride, rows, blk.tid);\n";
   }
 
   void loop() {
@@ -160,9 +148,9 @@ class Emitter {
                         loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
                         loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages);
     if (loop.classes.skip_empty)
-      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, p.seqlen_q, p.seqlen_k, T::BN);\n";
+      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
     else
-      out_ << "  const KvTileRange range{0, (p.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+      out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
     out_ << "  // Pipeline prologue: start the first STAGES - 1 tiles.\n";
     out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
     out_ << "    if (range.begin + s < range.end) {\n";
@@ -206,7 +194,7 @@ class Emitter {
       case ir::OpKind::apply_mask: {
         const bool partial_only = op.str_attr("when") == "partial" && k_.loop.classes.unmasked_full;
         const std::string call = fmt::format(
-            "apply_band_mask<T>({}, band, blk.q0, {}, p.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
+            "apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
         if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
         else out_ << "    " << call << "\n";
         break;
@@ -229,11 +217,11 @@ class Emitter {
                             op.results[0], op.operands[0]);
         break;
       case ir::OpKind::store_tile:
-        out_ << fmt::format("  store_out<T>({}, blk.o, p.o_row_stride, blk.q_rows, blk.warp, blk.lane);\n",
+        out_ << fmt::format("  store_out<T>({}, o_rows_ptr(params, blk), params.o_row_stride, blk.q_rows, blk.warp, blk.lane);\n",
                             op.operands[0]);
         break;
       case ir::OpKind::store_lse:
-        out_ << fmt::format("  if (blk.lse) store_lse<T>({}, {}, blk.lse, blk.q_rows, blk.warp, blk.lane);\n",
+        out_ << fmt::format("  if (params.lse) store_lse<T>({}, {}, lse_rows_ptr(params, blk), blk.q_rows, blk.warp, blk.lane);\n",
                             op.operands[0], op.operands[1]);
         break;
       default:

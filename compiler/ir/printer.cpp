@@ -57,6 +57,13 @@ std::string band_text(const BandMask& b) {
 
 }  // namespace
 
+std::string print(const Op& op) {
+  std::string out;
+  print_op(out, op, 0);
+  out.pop_back();  // the newline
+  return out;
+}
+
 std::string print(const Kernel& k) {
   std::string out;
   out += fmt::format("kernel @{} {{\n", k.name);

@@ -1,5 +1,7 @@
-// Where a block sits in the problem: its q tile, head and batch, and the base pointers
-// of the rows it reads and writes. Grid: x = q tile, y = head_q, z = batch.
+// Where a block sits in the problem: its q tile, head and batch. Grid: x = q tile,
+// y = head_q, z = batch. Only small integers are kept: the 64-bit tensor addresses are
+// recomputed where they are used from the launch parameters (constant memory), so they
+// do not occupy registers across the KV loop, where the O accumulator needs them.
 #pragma once
 
 #include "flashjit/fwd_params.cuh"
@@ -8,15 +10,10 @@
 namespace flashjit {
 
 struct BlockContext {
-  int q0;          // first query row of the tile
-  int q_rows;      // rows of the tile that exist (< BM only in the last tile)
+  int q0;      // first query row of the tile
+  int q_rows;  // rows of the tile that exist (< BM only in the last tile)
   int head, head_kv, batch;
   int tid, warp, lane;
-  const u16* q;    // row q0 of this (batch, head)
-  const u16* k;    // row 0 of this (batch, head_kv)
-  const u16* v;
-  u16* o;          // row q0
-  float* lse;      // row q0, or null
 };
 
 // reverse_tiles: launch order longest-first, so causal blocks with the most KV tiles
@@ -34,12 +31,27 @@ __device__ __forceinline__ BlockContext block_context(const FwdParams& p, bool r
   b.tid = threadIdx.x;
   b.warp = threadIdx.x / 32;
   b.lane = threadIdx.x % 32;
-  b.q = static_cast<const u16*>(p.q) + b.batch * p.q_batch_stride + b.head * p.q_head_stride + b.q0 * p.q_row_stride;
-  b.k = static_cast<const u16*>(p.k) + b.batch * p.k_batch_stride + b.head_kv * p.k_head_stride;
-  b.v = static_cast<const u16*>(p.v) + b.batch * p.v_batch_stride + b.head_kv * p.v_head_stride;
-  b.o = static_cast<u16*>(p.o) + b.batch * p.o_batch_stride + b.head * p.o_head_stride + b.q0 * p.o_row_stride;
-  b.lse = p.lse ? p.lse + b.batch * p.lse_batch_stride + b.head * p.lse_head_stride + b.q0 : nullptr;
   return b;
+}
+
+// Row q0 of this block's (batch, head) in Q / O, row 0 of the LSE slice (null if none).
+__device__ __forceinline__ const u16* q_rows_ptr(const FwdParams& p, const BlockContext& b) {
+  return static_cast<const u16*>(p.q) + b.batch * p.q_batch_stride + b.head * p.q_head_stride + b.q0 * p.q_row_stride;
+}
+__device__ __forceinline__ u16* o_rows_ptr(const FwdParams& p, const BlockContext& b) {
+  return static_cast<u16*>(p.o) + b.batch * p.o_batch_stride + b.head * p.o_head_stride + b.q0 * p.o_row_stride;
+}
+__device__ __forceinline__ float* lse_rows_ptr(const FwdParams& p, const BlockContext& b) {
+  return p.lse + b.batch * p.lse_batch_stride + b.head * p.lse_head_stride + b.q0;
+}
+// First row of KV tile `tile` (tile * rows_per_tile) of this block's (batch, head_kv).
+__device__ __forceinline__ const u16* k_tile_ptr(const FwdParams& p, const BlockContext& b, int tile, int rows_per_tile) {
+  return static_cast<const u16*>(p.k) + b.batch * p.k_batch_stride + b.head_kv * p.k_head_stride +
+         (long long)tile * rows_per_tile * p.k_row_stride;
+}
+__device__ __forceinline__ const u16* v_tile_ptr(const FwdParams& p, const BlockContext& b, int tile, int rows_per_tile) {
+  return static_cast<const u16*>(p.v) + b.batch * p.v_batch_stride + b.head_kv * p.v_head_stride +
+         (long long)tile * rows_per_tile * p.v_row_stride;
 }
 
 }  // namespace flashjit

@@ -45,29 +45,32 @@ __device__ __forceinline__ void gemm_qk(ScoreTile<T>& S, u32 q_smem, u32 k_smem,
 
 template <class T>
 __device__ __forceinline__ void gemm_pv(OutTile<T>& O, const ScoreTile<T>& P, u32 v_smem, int lane) {
-  const int v_row = (lane % 8) + 8 * ((lane / 8) % 2), v_col = 8 * (lane / 16);
+  // P's 16x16 A fragment for keys kk*16.. is the accumulator of n tiles 2kk and 2kk+1.
+  // Packing all of P to 16 bits first frees the fp32 scores (half the registers) before
+  // the V loop, where the O accumulator is live too.
+  u32 a[T::BN / 16][T::MT][4];
 #pragma unroll
-  for (int kk = 0; kk < T::BN / 16; ++kk) {
-    // P's 16x16 A fragment for keys kk*16.. is the accumulator of n tiles 2kk and 2kk+1.
-    u32 a[T::MT][4];
+  for (int kk = 0; kk < T::BN / 16; ++kk)
 #pragma unroll
     for (int mt = 0; mt < T::MT; ++mt) {
-      a[mt][0] = pack2<typename T::Elem>(P.s[mt][2 * kk][0], P.s[mt][2 * kk][1]);
-      a[mt][1] = pack2<typename T::Elem>(P.s[mt][2 * kk][2], P.s[mt][2 * kk][3]);
-      a[mt][2] = pack2<typename T::Elem>(P.s[mt][2 * kk + 1][0], P.s[mt][2 * kk + 1][1]);
-      a[mt][3] = pack2<typename T::Elem>(P.s[mt][2 * kk + 1][2], P.s[mt][2 * kk + 1][3]);
+      a[kk][mt][0] = pack2<typename T::Elem>(P.s[mt][2 * kk][0], P.s[mt][2 * kk][1]);
+      a[kk][mt][1] = pack2<typename T::Elem>(P.s[mt][2 * kk][2], P.s[mt][2 * kk][3]);
+      a[kk][mt][2] = pack2<typename T::Elem>(P.s[mt][2 * kk + 1][0], P.s[mt][2 * kk + 1][1]);
+      a[kk][mt][3] = pack2<typename T::Elem>(P.s[mt][2 * kk + 1][2], P.s[mt][2 * kk + 1][3]);
     }
+  const int v_row = (lane % 8) + 8 * ((lane / 8) % 2), v_col = 8 * (lane / 16);
+#pragma unroll
+  for (int kk = 0; kk < T::BN / 16; ++kk)
 #pragma unroll
     for (int np = 0; np < T::DV / 16; ++np) {
       u32 b[4];  // b[0], b[1]: output n tile 2np; b[2], b[3]: 2np + 1
       ldmatrix_x4_trans(b, v_smem + ((kk * 16 + v_row) * T::PITCH_V + np * 16 + v_col) * 2);
 #pragma unroll
       for (int mt = 0; mt < T::MT; ++mt) {
-        mma_16816<typename T::Elem>(O.o[mt][2 * np], a[mt], b[0], b[1]);
-        mma_16816<typename T::Elem>(O.o[mt][2 * np + 1], a[mt], b[2], b[3]);
+        mma_16816<typename T::Elem>(O.o[mt][2 * np], a[kk][mt], b[0], b[1]);
+        mma_16816<typename T::Elem>(O.o[mt][2 * np + 1], a[kk][mt], b[2], b[3]);
       }
     }
-  }
 }
 
 }  // namespace flashjit

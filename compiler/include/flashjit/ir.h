@@ -126,6 +126,7 @@ Kernel lower(const AttentionSpec& spec);
 
 // The textual form (stable; golden tests match it with FileCheck).
 std::string print(const Kernel& k);
+std::string print(const Op& op);  // one op, as in print(Kernel), without indent or newline
 std::string to_string(OpKind);
 std::string to_string(Elem);
 std::string to_string(const TileType&);
