@@ -1,6 +1,8 @@
 // The flashjit command-line tool: shared pieces of its subcommands.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <set>
@@ -37,11 +39,25 @@ Args parse_args(const std::string& command, const std::vector<std::string>& argv
 // The spec is validated, so every subcommand reports a bad field the same way.
 AttentionSpec load_spec(const Args& args);
 
+// `flashjit tune` inputs. A specs file is a JSON array of specs or one spec per line;
+// tiles in it are dropped (choosing the tile is the point of tuning).
+struct TuneShape {
+  int64_t batch = 1, seqlen_q = 1, seqlen_k = 1;  // heads come from the spec
+};
+std::vector<AttentionSpec> load_specs_file(const std::string& path);
+// "b=4,sq=4096,sk=4096;b=1,sq=16384" (sk defaults to sq); throws UsageError.
+std::vector<TuneShape> parse_shapes(const std::string& text);
+std::string describe(const AttentionSpec& spec);  // "bf16 d128 causal h16/16 lse"
+std::string describe(const TuneShape& shape);     // "b=4 sq=4096 sk=4096"
+
 // Subcommands; each returns the process exit status.
 int run_compile(const Args& args);
 int run_emit(const Args& args);
 int run_ir(const Args& args);
 int run_cache(const Args& args);
+int run_tune(const Args& args);
+// `cache export DIR` / `cache import DIR`: copies verified entries between cache directories.
+int run_cache_transfer(const std::string& action, const std::string& other_dir, const std::string& cache_dir);
 
 void print_usage(std::FILE* out);
 

@@ -23,12 +23,19 @@ void print_usage(std::FILE* out) {
              "  ir      --spec SPEC [--arch ARCH] [--after PASS]\n"
              "                                                  print the tile IR after all passes, or after\n"
              "                                                  PASS (lower = before any pass)\n"
-             "  cache   list|stats|clear [--dir DIR]            inspect or empty the kernel cache\n"
+             "  tune    --specs FILE --shapes SHAPES [--arch ARCH] [--cache-dir DIR] [--compile-only]\n"
+             "                                                  autotune each spec x shape on the GPU and store\n"
+             "                                                  the winners; without a GPU, compile each spec's\n"
+             "                                                  heuristic kernel for ARCH into the cache instead\n"
+             "  cache   list|stats|clear [--dir DIR]            inspect or empty the kernel cache and tuning records\n"
+             "  cache   export|import DIR [--dir DIR]           copy verified kernels and tuning records to/from DIR\n"
              "\n"
              "SPEC is a JSON object, e.g. '{{\"dtype\":\"bf16\",\"head_dim\":128,\"mask\":\"causal\"}}',\n"
-             "or the path of a file holding one.\n"
+             "or the path of a file holding one. FILE holds a JSON array of specs, or one spec per line.\n"
+             "SHAPES is e.g. 'b=4,sq=4096,sk=4096;b=1,sq=16384' (heads come from the spec; sk defaults to sq).\n"
              "ARCH is sm_80, sm_86, sm_89, sm_90a, ...: emit and ir default to sm_80, compile to the GPU.\n"
              "The cache lives in $FLASHJIT_CACHE_DIR, else $XDG_CACHE_HOME/flashjit, else ~/.cache/flashjit.\n"
+             "FLASHJIT_LOG=1 traces each compile (cache hit or miss) and tuning decision on stderr.\n"
              "\n"
              "options:\n"
              "  -h, --help   show this help\n"
@@ -60,12 +67,15 @@ int dispatch(const std::vector<std::string>& argv) {
   else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch"}, {});
   else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after"}, {});
   else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {}));
-  else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, cache", cmd));
+  else if (cmd == "tune")
+    args = parse_args(cmd, rest, {"--specs", "--shapes", "--arch", "--cache-dir"}, {"--compile-only"});
+  else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, tune, cache", cmd));
 
   if (!args.positional.empty())
     throw UsageError(fmt::format("unexpected argument '{}' for '{}'", args.positional[0], cmd));
   if (cmd == "compile") return run_compile(args);
   if (cmd == "emit") return run_emit(args);
+  if (cmd == "tune") return run_tune(args);
   return run_ir(args);
 }
 

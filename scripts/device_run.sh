@@ -26,10 +26,10 @@ step build "$OUT/build_tests.log" 600 ninja -C build
 
 if [ "$mode" != bench ]; then
   step ctest_cpu "$OUT/build_tests.log" 600 ctest --test-dir build --output-on-failure -E '^gpu$'
-  step gpu_tests "$OUT/build_tests.log" 900 ./build/tests/flashjit_tests "[gpu]~[sanitize]"
-  step memcheck "$OUT/build_tests.log" 600 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  FLASHJIT_AUTOTUNE=0 step gpu_tests "$OUT/build_tests.log" 900 ./build/tests/flashjit_tests "[gpu]~[sanitize]"
+  FLASHJIT_AUTOTUNE=0 step memcheck "$OUT/build_tests.log" 600 compute-sanitizer --tool memcheck --error-exitcode 9 \
     ./build/tests/flashjit_tests "[sanitize]"
-  step racecheck "$OUT/build_tests.log" 600 compute-sanitizer --tool racecheck --error-exitcode 9 \
+  FLASHJIT_AUTOTUNE=0 step racecheck "$OUT/build_tests.log" 600 compute-sanitizer --tool racecheck --error-exitcode 9 \
     ./build/tests/flashjit_tests "[sanitize]"
 fi
 

@@ -36,14 +36,23 @@ def gpu_unavailable_reason() -> str:
 
 
 def resolve_tile(spec, arch=None) -> Tile:
-    """The tile compile()/attention() would use for ``spec`` on ``arch`` (tuned or heuristic)."""
+    """The tile compile() would use for ``spec`` on ``arch``: its own, else the heuristic.
+    (attention() may use a tuned tile for its shape instead; see runtime_stats().)"""
     from .spec import as_spec
 
     return as_spec(spec).resolve_tile(arch).tile
 
 
+def runtime_stats() -> dict:
+    """What this process has done so far: ``compiles`` (NVRTC runs), ``disk_hits`` and
+    ``memory_hits`` (kernel cache hits), ``tunings`` (autotuner runs) and ``tuning_db_hits``
+    (tiles taken from the tuning database). A process served entirely by a warm cache shows
+    ``compiles == 0`` and ``tunings == 0``."""
+    return dict(_C.runtime_stats())
+
+
 __all__ = [
     "ALIGNS", "MASK_KINDS", "ArgumentError", "CompileError", "CudaError", "KernelInfo",
     "LegalityError", "Spec", "SpecError", "Tile", "attention", "compile", "emit", "emit_ir",
-    "gpu_available", "gpu_unavailable_reason", "resolve_tile", "__version__",
+    "gpu_available", "gpu_unavailable_reason", "resolve_tile", "runtime_stats", "__version__",
 ]

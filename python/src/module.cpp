@@ -1,4 +1,5 @@
 #include "bindings.h"
+#include "flashjit/runtime.h"
 
 #ifndef FLASHJIT_VERSION
 #define FLASHJIT_VERSION "unknown"
@@ -10,4 +11,16 @@ NB_MODULE(_C, m) {
   flashjit::python::bind_errors(m);
   flashjit::python::bind_compile(m);
   flashjit::python::bind_forward(m);
+  // Counters of compiles, cache hits and tunings: lets a program (or a test) see that a
+  // warm cache spared it compiling and tuning.
+  m.def("runtime_stats", [] {
+    const flashjit::RuntimeStats s = flashjit::runtime_stats();
+    nanobind::dict d;
+    d["compiles"] = s.compiles;
+    d["disk_hits"] = s.disk_hits;
+    d["memory_hits"] = s.memory_hits;
+    d["tunings"] = s.tunings;
+    d["tuning_db_hits"] = s.tuning_db_hits;
+    return d;
+  });
 }

@@ -153,6 +153,21 @@ def test_disk_cache_hit_in_a_new_process(cache_dir):
     assert warm["path"] == cold["path"] and warm["path"].startswith(str(cache_dir))
 
 
+def test_runtime_stats_count_compiles_and_hits(cache_dir):
+    stats = flashjit.runtime_stats()
+    assert set(stats) == {"compiles", "disk_hits", "memory_hits", "tunings", "tuning_db_hits"}
+    assert all(isinstance(v, int) and v >= 0 for v in stats.values())
+    spec = Spec(dtype="fp16", head_dim=96, mask="causal")
+    flashjit.compile(spec, arch="sm_86", use_cache=False)  # always an NVRTC run
+    after = flashjit.runtime_stats()
+    assert after["compiles"] == stats["compiles"] + 1
+    flashjit.compile(spec, arch="sm_86")  # memory miss: disk hit or a compile
+    flashjit.compile(spec, arch="sm_86")  # now in memory
+    last = flashjit.runtime_stats()
+    assert last["memory_hits"] >= after["memory_hits"] + 1
+    assert last["tunings"] == stats["tunings"]  # compiling never tunes
+
+
 def test_compile_without_cache(cache_dir):
     spec = Spec(dtype="bf16", head_dim=32)
     info = flashjit.compile(spec, arch="sm_80", use_cache=False)

@@ -240,7 +240,8 @@ def test_allocates_outputs():
         o2, lse = flashjit.attention(q, k, v, causal=True, return_lse=True)
     assert o.shape == (2, 4, 128, 64) and o.dtype == q.dtype and o.is_contiguous()
     assert lse.shape == (2, 4, 128) and lse.dtype == torch.float32
-    assert torch.equal(o, o2)
+    # o2 comes from the return_lse variant (another kernel): equal up to rounding
+    assert (o.float() - o2.float()).abs().max().item() < 1e-2
     ref = torch.nn.functional.scaled_dot_product_attention(
         q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1), is_causal=True)
     assert (o.float() - ref).abs().max().item() < 5e-2

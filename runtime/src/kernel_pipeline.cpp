@@ -2,6 +2,8 @@
 // (The launch side lives in forward.cpp; tensor checks in validate_args.cpp.)
 #include "kernel_pipeline.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -14,6 +16,7 @@
 #include "flashjit/nvrtc_compiler.h"
 #include "flashjit/passes.h"
 #include "flashjit/runtime.h"
+#include "runtime_stats.h"
 
 namespace flashjit {
 
@@ -84,6 +87,9 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
       hit.cache_hit = true;
       hit.compile_ms = 0.0;
       hit.load_ms = ms_since(t0);
+      ++detail::counters().memory_hits;
+      if (detail::log_enabled())
+        detail::log_line(fmt::format("compile {} {} (cache hit, memory)", hit.kernel_name, arch));
       return hit;
     }
   }
@@ -97,12 +103,19 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
     out.log = std::move(entry->log);
     out.resources = entry->resources;
     out.cache_path = disk.entry_path(key).string();
+    ++detail::counters().disk_hits;
+    if (detail::log_enabled())
+      detail::log_line(fmt::format("compile {} {} (cache hit, disk {})", out.kernel_name, arch, out.cache_path));
   } else {
     NvrtcOutput compiled = nvrtc_compile(g.source, g.kernel.name + ".cu", arch);
     out.image = std::move(compiled.cubin);
     out.log = std::move(compiled.log);
     out.resources = compiled.resources;
     out.compile_ms = compiled.compile_ms;
+    ++detail::counters().compiles;
+    if (detail::log_enabled())
+      detail::log_line(
+          fmt::format("compile {} {} (cache miss, NVRTC {:.1f} ms)", out.kernel_name, arch, out.compile_ms));
     if (options.use_cache) {
       CacheEntry e;
       e.kernel_name = out.kernel_name;

@@ -40,12 +40,15 @@ struct CompileOptions {
 };
 
 // Generates, compiles (NVRTC) and caches the kernel for `spec`; needs no GPU when
-// options.arch is given. A spec without a tile gets the heuristic (or tuned) config.
+// options.arch is given. A spec without a tile gets the heuristic config (tuned tiles
+// depend on the problem shape, which only forward() knows).
 CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options = {});
 
 // Runs attention forward on the current CUDA context's device. Validates everything
 // (shapes, strides, dtypes, alignment) before launching; allocates nothing.
-// `lse` may be null unless spec.return_lse is set.
+// `lse` may be null unless spec.return_lse is set. A spec without a tile gets, per shape
+// bucket and device, the tuning database's tile, else the autotuner's winner (stored for
+// later processes; FLASHJIT_AUTOTUNE=0 turns tuning off), else the heuristic; see tuning.h.
 void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
              const TensorView& v, const TensorView& o, const TensorView* lse,
              CUstream_st* stream);
@@ -55,8 +58,19 @@ void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k
 std::string emit_cuda(const AttentionSpec& spec, const std::string& arch = "");
 // The printed tile IR after `after_pass` ("lower" = before any pass; "" = after all passes).
 std::string emit_ir(const AttentionSpec& spec, const std::string& arch = "", const std::string& after_pass = "");
-// The spec with its tile filled in as compile()/forward() would (tuned winner or heuristic).
+// The spec with its tile filled in as compile() would: the spec's own tile, else the heuristic.
 AttentionSpec resolve_tile(const AttentionSpec& spec, const std::string& arch);
+
+// What this process has done so far (counted since start, all threads together). A process
+// that finds every kernel and tuning result on disk shows compiles == 0 and tunings == 0.
+struct RuntimeStats {
+  int compiles = 0;        // NVRTC compiles (kernel cache misses)
+  int disk_hits = 0;       // kernels read from the disk cache
+  int memory_hits = 0;     // kernels found in the in-process cache
+  int tunings = 0;         // autotuner runs
+  int tuning_db_hits = 0;  // forward() tile decisions read from the tuning database
+};
+RuntimeStats runtime_stats();
 
 // True when a CUDA driver and at least one GPU are present.
 bool gpu_available();

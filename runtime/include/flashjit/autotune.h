@@ -1,0 +1,41 @@
+// The autotuner: time every legal tile config for a spec on the caller's tensors and keep
+// the fastest. forward() runs it on the first call for an untiled spec and shape bucket
+// (unless FLASHJIT_AUTOTUNE=0) and stores the winner in the tuning database; the
+// `flashjit tune` command runs it offline.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "flashjit/compiled_kernel.h"
+#include "flashjit/runtime.h"
+#include "flashjit/tuning.h"
+
+namespace flashjit {
+
+// The configs worth timing for (spec, arch): block_m {64,128} x block_n {32,64,128} x
+// warps {4,8} x stages {2,3}, kept when the tile validates for the spec and the legality
+// pass accepts it on `arch` (shared memory, registers). The heuristic default comes
+// first (so it wins ties), the rest in that fixed order. No GPU needed.
+std::vector<TileConfig> tile_candidates(const AttentionSpec& spec, const std::string& arch);
+
+struct TuneResult {
+  TuningKey key;
+  TileConfig best;
+  double best_ms = 0.0;                     // the winner's median launch time
+  std::vector<CandidateTiming> candidates;  // every candidate, in tile_candidates() order
+  CompiledKernel winner;                    // the winner's kernel (its cache key and entry)
+
+  TuningRecord record() const;  // what the tuning database stores
+};
+
+// Compiles every candidate in parallel, then times each on these tensors with CUDA events
+// on `stream`: 2 warm-up launches, then 3 to 50 timed launches (about 20 ms in all), the
+// median counts. q, k and v are only read; o and lse are overwritten with some candidate's
+// (correct) output. Candidates that fail to compile or launch are recorded as failed and
+// skipped. Throws CudaError when no GPU is present or no candidate could be timed; stores
+// nothing (forward() and the CLI write the database).
+TuneResult autotune(const AttentionSpec& spec, const TensorView& q, const TensorView& k, const TensorView& v,
+                    const TensorView& o, const TensorView* lse, CUstream_st* stream);
+
+}  // namespace flashjit

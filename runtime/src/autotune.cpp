@@ -1,0 +1,236 @@
+// The autotuner: candidate enumeration, parallel compilation, CUDA-event timing.
+#include "flashjit/autotune.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <thread>
+
+#include "flashjit/cuda_driver.h"
+#include "flashjit/error.h"
+#include "flashjit/heuristics.h"
+#include "flashjit/ir.h"
+#include "flashjit/nvrtc_compiler.h"
+#include "flashjit/passes.h"
+#include "launch.h"
+#include "runtime_stats.h"
+#include "tuning_internal.h"
+
+namespace flashjit {
+
+namespace {
+
+constexpr int kWarmups = 2;
+constexpr double kTargetMs = 20.0;  // timed launches per candidate add up to about this
+constexpr int kMinReps = 3;
+constexpr int kMaxReps = 50;
+
+AttentionSpec with_tile(const AttentionSpec& spec, const TileConfig& t) {
+  AttentionSpec s = spec;
+  s.tile = t;
+  return s;
+}
+
+bool legal(const AttentionSpec& spec, const TileConfig& t, const std::string& arch) {
+  try {
+    validate(t, spec);
+  } catch (const SpecError&) {
+    return false;  // e.g. 64 rows over 8 warps: not a whole m16 tile per warp
+  }
+  try {
+    passes::run_pipeline(ir::lower(with_tile(spec, t)), arch);
+  } catch (const LegalityError&) {
+    return false;  // shared memory or registers over the arch's budget
+  }
+  return true;
+}
+
+// CUDA events for one tuning run. destroy() on the normal path reports errors; the
+// destructor only cleans up after an exception, which is then the error worth reporting.
+class Events {
+ public:
+  Events(CudaDriver& drv, int n) : drv_(drv) {
+    for (int i = 0; i < n; ++i) {
+      CUevent e = nullptr;
+      drv_.check(drv_.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+      ev_.push_back(e);
+    }
+  }
+  ~Events() {
+    for (CUevent e : ev_) (void)drv_.cuEventDestroy(e);
+  }
+  Events(const Events&) = delete;
+  Events& operator=(const Events&) = delete;
+
+  CUevent operator[](int i) const { return ev_[static_cast<std::size_t>(i)]; }
+  void destroy() {
+    while (!ev_.empty()) {
+      const CUevent e = ev_.back();
+      ev_.pop_back();
+      drv_.check(drv_.cuEventDestroy(e), "cuEventDestroy");
+    }
+  }
+
+ private:
+  CudaDriver& drv_;
+  std::vector<CUevent> ev_;
+};
+
+double elapsed_ms(CudaDriver& drv, CUevent a, CUevent b) {
+  float ms = 0.0f;
+  drv.check(drv.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
+  return ms;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times one loaded candidate: warm-ups, one launch to size the run, then the timed run
+// with an event between consecutive launches so each launch has its own time.
+void time_candidate(const LoadedKernel& kernel, const TileConfig& tile, const FwdParams& params,
+                    const ProblemShape& shape, CUstream stream, Events& ev, CandidateTiming& out) {
+  CudaDriver& drv = CudaDriver::get();
+  for (int i = 0; i < kWarmups; ++i) launch(kernel, tile, params, shape, stream);
+  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
+  launch(kernel, tile, params, shape, stream);
+  drv.check(drv.cuEventRecord(ev[1], stream), "cuEventRecord");
+  drv.check(drv.cuEventSynchronize(ev[1]), "cuEventSynchronize");
+  const double estimate = std::max(elapsed_ms(drv, ev[0], ev[1]), 1e-3);
+  const int reps = std::clamp(static_cast<int>(std::ceil(kTargetMs / estimate)), kMinReps, kMaxReps);
+
+  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
+  for (int r = 0; r < reps; ++r) {
+    launch(kernel, tile, params, shape, stream);
+    drv.check(drv.cuEventRecord(ev[r + 1], stream), "cuEventRecord");
+  }
+  drv.check(drv.cuEventSynchronize(ev[reps]), "cuEventSynchronize");
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) times.push_back(elapsed_ms(drv, ev[r], ev[r + 1]));
+  out.ok = true;
+  out.median_ms = median(times);
+  out.repetitions = reps;
+}
+
+// NVRTC is thread-safe and compile() guards its caches: one worker per core.
+std::vector<std::string> compile_all(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
+                                     const std::string& arch) {
+  std::vector<std::string> errors(tiles.size());
+  std::atomic<std::size_t> next{0};
+  const std::size_t workers =
+      std::min<std::size_t>(tiles.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (std::size_t w = 0; w < workers; ++w)
+    pool.emplace_back([&] {
+      for (std::size_t i; (i = next++) < tiles.size();) {
+        try {
+          CompileOptions options;
+          options.arch = arch;
+          compile(with_tile(spec, tiles[i]), options);
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        } catch (...) {
+          errors[i] = "unknown exception";
+        }
+      }
+    });
+  for (std::thread& t : pool) t.join();
+  return errors;
+}
+
+}  // namespace
+
+std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::string& arch) {
+  check_arch(arch);
+  validate(spec0);
+  const AttentionSpec spec = without_tile(spec0.normalized());
+  // The heuristic is legal by construction (default_tile throws when nothing fits).
+  std::vector<TileConfig> out{default_tile(spec, arch)};
+  for (int block_m : {64, 128})
+    for (int block_n : {32, 64, 128})
+      for (int warps : {4, 8})
+        for (int stages : {2, 3}) {
+          const TileConfig t{block_m, block_n, warps, stages};
+          if (!(t == out.front()) && legal(spec, t, arch)) out.push_back(t);
+        }
+  return out;
+}
+
+TuningRecord TuneResult::record() const {
+  TuningRecord r;
+  r.key = key;
+  r.tile = best;
+  r.median_ms = best_ms;
+  r.candidates = candidates;
+  return r;
+}
+
+TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const TensorView& k, const TensorView& v,
+                    const TensorView& o, const TensorView* lse, CUstream_st* stream0) {
+  validate(spec0);
+  const AttentionSpec spec = without_tile(spec0.normalized());
+  const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
+  if (shape.seqlen_q == 0) throw ArgumentError("q", "seqlen_q is 0: there is nothing to launch, so nothing to time");
+  CudaDriver& drv = CudaDriver::get();
+  drv.require("flashjit::autotune");
+  const CUdevice dev = drv.current_device();
+  CUcontext ctx = nullptr;
+  drv.check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
+  const DeviceInfo device = detail::device_info(dev);
+  const CUstream stream = reinterpret_cast<CUstream>(stream0);
+  ++detail::counters().tunings;
+
+  TuneResult result;
+  result.key = make_tuning_key(spec, shape_bucket(shape.batch, shape.heads_q, shape.seqlen_q, shape.seqlen_k), device);
+  const std::vector<TileConfig> tiles = tile_candidates(spec, device.arch);
+  const std::vector<std::string> compile_errors = compile_all(spec, tiles, device.arch);
+
+  const FwdParams params = make_params(q, k, v, o, lse, shape);
+  Events events(drv, kMaxReps + 1);
+  int best = -1;
+  for (std::size_t i = 0; i < tiles.size(); ++i) {
+    CandidateTiming c;
+    c.tile = tiles[i];
+    if (!compile_errors[i].empty()) {
+      c.error = compile_errors[i];
+    } else {
+      try {
+        time_candidate(loaded_kernel(with_tile(spec, tiles[i]), ctx, device.arch), tiles[i], params, shape, stream,
+                       events, c);
+      } catch (const std::exception& e) {
+        c.ok = false;
+        c.error = e.what();
+      }
+    }
+    if (detail::log_enabled())
+      detail::log_line(c.ok ? fmt::format("tune candidate {}: {:.4f} ms ({} launches)", to_string(c.tile),
+                                          c.median_ms, c.repetitions)
+                            : fmt::format("tune candidate {}: failed: {}", to_string(c.tile), c.error));
+    if (c.ok && (best < 0 || c.median_ms < result.candidates[static_cast<std::size_t>(best)].median_ms))
+      best = static_cast<int>(i);
+    result.candidates.push_back(std::move(c));
+  }
+  events.destroy();
+  if (best < 0) {
+    std::string why;
+    for (const CandidateTiming& c : result.candidates) why += "\n  " + to_string(c.tile) + ": " + c.error;
+    throw CudaError("flashjit: autotune: no candidate tile could be compiled and timed for " + spec_to_json(spec) +
+                    ":" + why);
+  }
+  const CandidateTiming& w = result.candidates[static_cast<std::size_t>(best)];
+  result.best = w.tile;
+  result.best_ms = w.median_ms;
+  result.winner = loaded_kernel(with_tile(spec, w.tile), ctx, device.arch).info;
+  if (detail::log_enabled())
+    detail::log_line(fmt::format("tuned {} bucket {} on {} -> tile {} ({:.4f} ms, best of {} candidates)",
+                                 result.key.spec_json, to_string(result.key.bucket), device.gpu_name,
+                                 to_string(result.best), result.best_ms, tiles.size()));
+  return result;
+}
+
+}  // namespace flashjit

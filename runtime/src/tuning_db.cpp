@@ -1,0 +1,213 @@
+// The tuning database: one JSON record per key in <cache dir>/tuning/<digest>.json.
+//
+// A record repeats its full key and digest, so a reader can tell a record written for
+// another key (a digest collision, a hand edit, a copy under the wrong name) from its
+// own; anything that fails to parse or verify is a miss, and the next tuning rewrites it.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <system_error>
+
+#include "atomic_file.h"
+#include "flashjit/disk_cache.h"
+#include "flashjit/tuning.h"
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;  // keeps fields in the order written: easier to read
+
+namespace flashjit {
+
+namespace {
+
+constexpr char kRecordExt[] = ".json";
+// A temp file older than this is a leftover of a writer that died; clear() removes it.
+constexpr auto kStaleTempAge = std::chrono::minutes(10);
+
+std::string now_utc_iso() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Json tile_json(const TileConfig& t) {
+  return Json{{"block_m", t.block_m}, {"block_n", t.block_n}, {"warps", t.warps}, {"stages", t.stages}};
+}
+
+TileConfig tile_from(const Json& j) {
+  TileConfig t;
+  t.block_m = j.at("block_m").get<int>();
+  t.block_n = j.at("block_n").get<int>();
+  t.warps = j.at("warps").get<int>();
+  t.stages = j.at("stages").get<int>();
+  return t;
+}
+
+double finite_ms(const Json& j) {
+  const double ms = j.get<double>();
+  if (!std::isfinite(ms) || ms < 0) throw std::invalid_argument("median_ms out of range");
+  return ms;
+}
+
+bool is_record_file(const fs::path& p) { return p.extension() == kRecordExt && !detail::is_temp_file(p); }
+
+// Every regular file directly in `dir`; tolerant of files vanishing mid-walk.
+std::vector<fs::path> files_in(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code ec2;
+    if (it->is_regular_file(ec2)) files.push_back(it->path());
+  }
+  return files;
+}
+
+}  // namespace
+
+std::string tuning_record_to_json(const TuningRecord& r) {
+  Json key;
+  key["spec"] = Json::parse(r.key.spec_json);
+  key["bucket"] = {{"seqlen_q", r.key.bucket.seqlen_q},
+                   {"seqlen_k", r.key.bucket.seqlen_k},
+                   {"batch_heads", r.key.bucket.batch_heads}};
+  key["gpu_name"] = r.key.gpu_name;
+  key["sm_count"] = r.key.sm_count;
+  key["driver_version"] = r.key.driver_version;
+  key["nvrtc_version"] = r.key.nvrtc_version;
+  key["arch"] = r.key.arch;
+
+  Json candidates = Json::array();
+  for (const CandidateTiming& c : r.candidates) {
+    Json cj{{"tile", tile_json(c.tile)}, {"ok", c.ok}};
+    if (c.ok) {
+      cj["median_ms"] = c.median_ms;
+      cj["repetitions"] = c.repetitions;
+    } else {
+      cj["error"] = c.error;
+    }
+    candidates.push_back(std::move(cj));
+  }
+
+  Json j;
+  j["schema"] = kTuningSchemaVersion;
+  j["digest"] = r.key.digest();
+  j["key"] = std::move(key);
+  j["tile"] = tile_json(r.tile);
+  j["median_ms"] = r.median_ms;
+  j["candidates"] = std::move(candidates);
+  j["created"] = r.created;
+  return j.dump(2) + "\n";
+}
+
+std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
+  try {
+    const Json j = Json::parse(text);
+    if (j.at("schema").get<int>() != kTuningSchemaVersion) return std::nullopt;
+    TuningRecord r;
+    const Json& key = j.at("key");
+    // Through the spec parser: validates the spec and brings it to canonical form.
+    const AttentionSpec spec = spec_from_json(key.at("spec").dump());
+    validate(spec);
+    r.key.spec_json = spec_to_json(without_tile(spec));
+    const Json& b = key.at("bucket");
+    r.key.bucket.seqlen_q = b.at("seqlen_q").get<int64_t>();
+    r.key.bucket.seqlen_k = b.at("seqlen_k").get<int64_t>();
+    r.key.bucket.batch_heads = b.at("batch_heads").get<int64_t>();
+    r.key.gpu_name = key.at("gpu_name").get<std::string>();
+    r.key.sm_count = key.at("sm_count").get<int>();
+    r.key.driver_version = key.at("driver_version").get<int>();
+    r.key.nvrtc_version = key.at("nvrtc_version").get<std::string>();
+    r.key.arch = key.at("arch").get<std::string>();
+    if (j.at("digest").get<std::string>() != r.key.digest()) return std::nullopt;
+
+    r.tile = tile_from(j.at("tile"));
+    validate(r.tile, spec);
+    r.median_ms = finite_ms(j.at("median_ms"));
+    for (const Json& cj : j.at("candidates")) {
+      CandidateTiming c;
+      c.tile = tile_from(cj.at("tile"));
+      c.ok = cj.at("ok").get<bool>();
+      if (c.ok) {
+        c.median_ms = finite_ms(cj.at("median_ms"));
+        c.repetitions = cj.at("repetitions").get<int>();
+      } else {
+        c.error = cj.at("error").get<std::string>();
+      }
+      r.candidates.push_back(std::move(c));
+    }
+    r.created = j.at("created").get<std::string>();
+    return r;
+  } catch (const std::exception&) {
+    // Malformed JSON, a missing or mistyped field, a spec or tile that does not validate:
+    // the record is unusable, which for a cache means a miss.
+    return std::nullopt;
+  }
+}
+
+TuningDb::TuningDb(fs::path cache_dir) : dir_(std::move(cache_dir) / "tuning") {}
+
+TuningDb TuningDb::default_db() { return TuningDb(DiskCache::default_dir()); }
+
+fs::path TuningDb::record_path(const TuningKey& key) const { return dir_ / (key.digest() + kRecordExt); }
+
+std::optional<TuningRecord> TuningDb::lookup(const TuningKey& key) const {
+  std::string text;
+  if (!detail::read_whole_file(record_path(key), text)) return std::nullopt;
+  std::optional<TuningRecord> r = tuning_record_from_json(text);
+  if (!r || !(r->key == key)) return std::nullopt;
+  return r;
+}
+
+fs::path TuningDb::store(const TuningKey& key, const TuningRecord& record) const {
+  TuningRecord r = record;
+  r.key = key;
+  if (r.created.empty()) r.created = now_utc_iso();
+  const fs::path path = record_path(key);
+  detail::write_file_atomically(path, tuning_record_to_json(r));
+  return path;
+}
+
+std::vector<TuningListing> TuningDb::list() const {
+  std::vector<TuningListing> out;
+  for (const fs::path& p : files_in(dir_)) {
+    if (!is_record_file(p)) continue;
+    TuningListing l;
+    l.digest = p.stem().string();
+    l.path = p.string();
+    std::error_code ec;
+    const auto size = fs::file_size(p, ec);
+    if (ec) continue;  // removed meanwhile
+    l.bytes = static_cast<std::size_t>(size);
+    std::string text;
+    if (detail::read_whole_file(p, text)) {
+      // Valid only under its own digest: lookup() would never find it under another name.
+      std::optional<TuningRecord> r = tuning_record_from_json(text);
+      if (r && r->key.digest() == l.digest) l.record = std::move(r);
+    }
+    out.push_back(std::move(l));
+  }
+  std::sort(out.begin(), out.end(), [](const TuningListing& a, const TuningListing& b) { return a.digest < b.digest; });
+  return out;
+}
+
+std::size_t TuningDb::clear() const {
+  std::size_t removed = 0;
+  const auto now = fs::file_time_type::clock::now();
+  for (const fs::path& p : files_in(dir_)) {
+    std::error_code ec;
+    if (detail::is_temp_file(p)) {
+      // A young temp file belongs to a store in progress; leave it to its rename.
+      const auto mtime = fs::last_write_time(p, ec);
+      if (!ec && now - mtime > kStaleTempAge) fs::remove(p, ec);
+    } else if (is_record_file(p) && fs::remove(p, ec)) {
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+}  // namespace flashjit

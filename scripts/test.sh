@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds (if needed) and runs every test that can run on this machine:
+#   1. ctest: unit tests (Catch2; NVRTC compiles included), golden FileCheck tests, the
+#      example, and the GPU tests (which skip, printing why, without a GPU);
+#   2. the Python package: pip install, then pytest (GPU tests skip with a reason).
+# Exits non-zero if any step fails; prints a summary last.
+# Needs the packages of scripts/bootstrap.sh --deps-only.
+# Environment: FLASHJIT_BUILD_DIR (default: build), FLASHJIT_JOBS (default: nproc).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build=${FLASHJIT_BUILD_DIR:-build}
+jobs=${FLASHJIT_JOBS:-$(nproc)}
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH=/usr/local/cuda/bin:$PATH
+fi
+
+summary=()
+failed=0
+step() {  # step NAME CMD...: runs CMD, records its status and time
+  local name=$1; shift
+  local t0=$SECONDS rc
+  printf '\n== %s: %s\n' "$name" "$*"
+  "$@"
+  rc=$?
+  summary+=("$(printf '%-14s %-6s %4ss' "$name" "$([ $rc -eq 0 ] && echo ok || echo "rc=$rc")" $((SECONDS - t0)))")
+  [ $rc -eq 0 ] || failed=1
+  return $rc
+}
+
+# ---- C++: configure, build, ctest -------------------------------------------------------
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  step configure cmake -S . -B "$build" -G Ninja
+fi
+if [ $failed -eq 0 ]; then
+  step build cmake --build "$build" -j "$jobs"
+fi
+if [ $failed -eq 0 ]; then
+  step ctest ctest --test-dir "$build" --output-on-failure
+fi
+# Passing tests' output is only in ctest's log: show why the GPU tests skipped, if they did.
+gpu_note=$(grep -m1 -h "SKIPPED (no GPU)" "$build/Testing/Temporary/LastTest.log" 2>/dev/null || true)
+
+# ---- Python: install, pytest ------------------------------------------------------------
+# Debian's own python3 refuses pip installs (PEP 668) unless told; pyenv/venv pythons don't.
+if python3 -c 'import os, sys, sysconfig; sys.exit(0 if sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+  export PIP_BREAK_SYSTEM_PACKAGES=1
+fi
+export CMAKE_BUILD_PARALLEL_LEVEL=$jobs
+if python3 -c "import nanobind, scikit_build_core" 2>/dev/null; then
+  pip_args=(--no-build-isolation .)  # build deps present: no network needed
+else
+  pip_args=(.)                       # pip fetches nanobind and scikit-build-core
+fi
+# pytest runs from the repository root: there is no flashjit/ folder here, so `import
+# flashjit` finds the installed package, not the sources in python/flashjit.
+step pip_install python3 -m pip install "${pip_args[@]}" &&
+  step pytest python3 -m pytest -q -rs python/tests
+
+# ---- summary ------------------------------------------------------------------------------
+printf '\n== summary\n'
+printf '%s\n' "${summary[@]}"
+[ -n "$gpu_note" ] && echo "gpu tests: $gpu_note"
+if [ $failed -eq 0 ]; then echo "all tests passed"; else echo "FAILED"; fi
+exit $failed
