@@ -1,4 +1,4 @@
-// Temp file + fsync + rename: the same protocol as the kernel cache (disk_cache.cpp).
+// Temp file + fsync + rename, for the kernel cache and the tuning database.
 #include "atomic_file.h"
 
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // Internal: whole-file reads and crash-safe, multi-process-safe file replacement.
-// (The tuning database uses it; the kernel cache has its own copy of the same protocol.)
+// Shared by the kernel cache (disk_cache.cpp) and the tuning database (tuning_db.cpp).
 #pragma once
 
 #include <filesystem>

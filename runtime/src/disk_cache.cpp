@@ -11,21 +11,16 @@
 // The header is text so `head` shows what an entry is; everything in it is checked on load.
 #include "flashjit/disk_cache.h"
 
-#include <fcntl.h>
+#include "atomic_file.h"
+
 #include <pwd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <cstdint>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <random>
-#include <sstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -168,16 +163,6 @@ void check_key(const std::string& key) {
   }
 }
 
-bool read_file(const fs::path& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return false;
-  out = std::move(ss).str();
-  return true;
-}
-
 // Parses and verifies a whole entry file against `key`.
 std::optional<CacheEntry> parse_entry(const std::string& file, const std::string& key) {
   std::size_t pos = 0;
@@ -217,38 +202,7 @@ std::string header_for(const std::string& key, const std::string& payload) {
          "\npayload=" + std::to_string(payload.size()) + "\nchecksum=" + digest_hex(payload) + "\n\n";
 }
 
-[[noreturn]] void fail_io(const std::string& what, const fs::path& path, int err) {
-  throw std::runtime_error("flashjit: cache: cannot " + what + " " + path.string() + ": " + std::strerror(err));
-}
-
-void write_all(int fd, const std::string& data, const fs::path& path) {
-  const char* p = data.data();
-  std::size_t left = data.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_io("write", path, errno);
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-}
-
-// Unique per process and per call: concurrent writers never share a temp file.
-std::string temp_suffix() {
-  static std::atomic<uint64_t> counter{0};
-  static const uint64_t seed = [] {
-    std::random_device rd;
-    return (uint64_t(rd()) << 32) ^ rd() ^
-           uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
-  }();
-  const uint64_t r = mix_a(seed + counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
-  return ".tmp." + std::to_string(::getpid()) + "." + to_hex(r);
-}
-
 bool is_entry_file(const fs::path& p) { return p.extension() == kEntryExt; }
-bool is_temp_file(const fs::path& p) { return p.filename().string().find(".tmp.") != std::string::npos; }
 
 // Every regular file under <dir>/kernels; tolerant of files vanishing mid-walk (another
 // process may be storing or clearing).
@@ -318,7 +272,7 @@ fs::path DiskCache::entry_path(const std::string& key) const {
 
 std::optional<CacheEntry> DiskCache::load(const std::string& key) const {
   std::string file;
-  if (!read_file(entry_path(key), file)) return std::nullopt;
+  if (!detail::read_whole_file(entry_path(key), file)) return std::nullopt;
   return parse_entry(file, key);
 }
 
@@ -326,56 +280,16 @@ fs::path DiskCache::store(const std::string& key, const CacheEntry& entry) const
   const fs::path path = entry_path(key);
   const std::string payload = serialize(entry);
   const std::string data = header_for(key, payload) + payload;
-  const fs::path tmp = path.string() + temp_suffix();
-
-  int fd = -1;
-  // A concurrent clear() may remove the (empty) shard directory between our mkdir and
-  // open: recreate it and retry a few times.
-  for (int attempt = 0; attempt < 4 && fd < 0; ++attempt) {
-    std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    if (ec) throw std::runtime_error("flashjit: cache: cannot create " + path.parent_path().string() + ": " +
-                                     ec.message());
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 && errno != ENOENT) fail_io("create", tmp, errno);
-  }
-  if (fd < 0) fail_io("create", tmp, errno);
-
-  try {
-    write_all(fd, data, tmp);
-    // The data must be durable before the rename publishes it, or a crash could leave
-    // a complete-looking name pointing at missing blocks.
-    if (::fsync(fd) != 0) fail_io("fsync", tmp, errno);
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail_io("close", tmp, err);
-  }
-  // rename() is atomic: readers see the old entry or the new one, never a partial file;
+  // Temp file + fsync + rename (atomic_file.h): readers never see a partial entry, and
   // racing writers of one key each publish a complete, identical entry.
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail_io("rename to", path, err);
-  }
-  // Persist the rename itself (best effort: some file systems refuse fsync on directories).
-  const int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  detail::write_file_atomically(path, data);
   return path;
 }
 
 std::vector<CacheListing> DiskCache::list() const {
   std::vector<CacheListing> out;
   for (const fs::path& p : walk_files(dir_ / "kernels")) {
-    if (!is_entry_file(p) || is_temp_file(p)) continue;
+    if (!is_entry_file(p) || detail::is_temp_file(p)) continue;
     CacheListing l;
     l.key = p.stem().string();
     l.path = p.string();
@@ -384,7 +298,7 @@ std::vector<CacheListing> DiskCache::list() const {
     if (ec) continue;  // removed meanwhile
     l.bytes = static_cast<std::size_t>(size);
     std::string file;
-    if (read_file(p, file)) {
+    if (detail::read_whole_file(p, file)) {
       // A file whose name is not a valid key can never be loaded: it lists as invalid.
       if (auto e = parse_entry(file, l.key)) {
         l.valid = true;
@@ -415,7 +329,7 @@ std::size_t DiskCache::clear() const {
   const auto now = fs::file_time_type::clock::now();
   for (const fs::path& p : walk_files(root)) {
     std::error_code ec;
-    if (is_temp_file(p)) {
+    if (detail::is_temp_file(p)) {
       // A young temp file belongs to a store in progress; leave it to its rename.
       const auto mtime = fs::last_write_time(p, ec);
       if (!ec && now - mtime > kStaleTempAge) fs::remove(p, ec);
