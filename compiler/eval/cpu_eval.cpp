@@ -283,7 +283,6 @@ struct Instance {
       case ir::OpKind::finalize: finalize(op); break;
       case ir::OpKind::store_tile: store_tile(op); break;
       case ir::OpKind::store_lse: store_lse(op); break;
-      case ir::OpKind::scale: ir_error(op, "scale is reserved and has no defined semantics yet");
     }
   }
 

@@ -24,7 +24,6 @@ std::string to_string(OpKind k) {
     case OpKind::load_tile: return "load_tile";
     case OpKind::fill: return "fill";
     case OpKind::gemm: return "gemm";
-    case OpKind::scale: return "scale";
     case OpKind::apply_mask: return "apply_mask";
     case OpKind::online_softmax: return "online_softmax";
     case OpKind::finalize: return "finalize";

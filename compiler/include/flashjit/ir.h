@@ -41,7 +41,6 @@ enum class OpKind {
   load_tile,       // %t = load_tile <tensor>[<index>]         operands: {}       attrs: tensor, index
   fill,            // %t = fill <value>                         attrs: value
   gemm,            // %c = gemm %a, %b [transpose_b] [, %acc]    attrs: transpose_b, accumulate
-  scale,           // (unused by lowering; reserved for score mods)
   apply_mask,      // %s = apply_mask %s                         attrs: when ("always" | "partial")
   online_softmax,  // %p = online_softmax %s, %m, %l, %o         attrs: scale_log2 (updates m, l, o)
   finalize,        // %out = finalize %o, %l                     (O / l, 0 where l == 0)

@@ -23,7 +23,8 @@ struct NvrtcOutput {
 };
 
 // Options flashjit passes for `arch` (e.g. "sm_90a"): -arch, -std=c++17, -lineinfo,
-// --ptxas-options=-v, fast math flags. Part of the cache key.
+// --ptxas-options=-v (the resource report), -no-cache on NVRTC >= 13 (its own cache would
+// drop that report). No fast-math flags: the templates choose their approximations. Part of the cache key.
 std::vector<std::string> nvrtc_options(const std::string& arch);
 // "13.0"
 std::string nvrtc_version_string();
