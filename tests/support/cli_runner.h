@@ -1,5 +1,5 @@
 // Test-only helpers for tests that run the flashjit CLI as a separate process and need
-// scratch cache directories (tests/unit/test_tuning.cpp, tests/unit/test_cli_tune.cpp).
+// scratch cache directories (test_cli.cpp, test_cli_tune.cpp, test_tuning.cpp).
 #pragma once
 
 #include <sys/wait.h>

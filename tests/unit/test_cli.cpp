@@ -1,8 +1,5 @@
 // The flashjit command-line tool, run as a separate process (no GPU needed: compile
 // tests pass --arch, and NVRTC works without a device).
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,54 +7,19 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "cli_runner.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs the CLI with `args` (and `env`, "NAME=value ..."), capturing its output and exit status.
-Result run_cli(const std::vector<std::string>& args, const std::string& env = "") {
-  std::string cmd = env + (env.empty() ? "" : " ") + quote(FLASHJIT_CLI_PATH);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-// A fresh directory per call, removed by the destructor.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("flashjit_cli_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// The shared CLI runner and scratch directories (tests/support/cli_runner.h).
+using Result = fjtest::CliResult;
+using fjtest::has;
+using fjtest::run_cli;
+std::string quote(const std::string& s) { return fjtest::shell_quote(s); }
+struct TempDir : fjtest::ScratchDir {
+  TempDir() : fjtest::ScratchDir("cli") {}
 };
 
 const std::string kCausal = R"({"dtype":"bf16","head_dim":64,"num_heads_q":4,"mask":"causal"})";
