@@ -26,7 +26,8 @@ std::string known_or_unknown(int v, const char* unit) {
 }
 
 std::string tile_string(const TileConfig& t) {
-  return fmt::format("block_m={} block_n={} warps={} stages={}", t.block_m, t.block_n, t.warps, t.stages);
+  return fmt::format("block_m={} block_n={} warps={} stages={} mma={}", t.block_m, t.block_n, t.warps, t.stages,
+                     to_string(t.mma));
 }
 }  // namespace
 

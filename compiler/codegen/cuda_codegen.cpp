@@ -8,9 +8,11 @@
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "flashjit/codegen.h"
 #include "flashjit/ir.h"
+#include "flashjit/passes.h"
 
 namespace flashjit::codegen {
 namespace {
@@ -39,7 +41,8 @@ std::string op_comment(const ir::Op& op, const std::string& indent) { return ind
 
 class Emitter {
  public:
-  explicit Emitter(const ir::Kernel& k) : k_(k), spec_(k.spec), tile_(*k.spec.tile) {}
+  explicit Emitter(const ir::Kernel& k)
+      : k_(k), spec_(k.spec), tile_(*k.spec.tile), wgmma_(k.spec.tile->mma == MmaKind::wgmma) {}
 
   std::string run() {
     if (k_.loop.stages < 2) throw std::logic_error("codegen: run the pipeline_loads pass first (stages >= 2)");
@@ -53,7 +56,11 @@ class Emitter {
   const ir::Kernel& k_;
   const AttentionSpec& spec_;
   const TileConfig& tile_;
+  const bool wgmma_;  // sm_90a warpgroup path: swizzled tiles, wgmma GEMMs
   std::ostringstream out_;
+
+  // The shared-memory tile loader of the path.
+  std::string loader() const { return wgmma_ ? "load_tile_sw128_async" : "load_tile_async"; }
 
   void header() {
     out_ << "// flashjit generated kernel: " << k_.name << "\n";
@@ -66,15 +73,22 @@ class Emitter {
   }
 
   void preamble() {
-    for (const char* h : {"fwd_params", "fwd_traits", "band_mask", "block_context", "smem_tile", "fragments",
-                          "warp_gemm_sm80", "apply_mask", "online_softmax", "epilogue"})
+    const std::vector<const char*> sm80 = {"fwd_traits", "smem_tile", "warp_gemm_sm80"};
+    const std::vector<const char*> sm90 = {"fwd_traits_sm90", "smem_tile_sw128", "warpgroup_gemm_sm90"};
+    for (const char* h : {"fwd_params", "band_mask", "block_context", "fragments"})
+      out_ << "#include \"flashjit/" << h << ".cuh\"\n";
+    for (const char* h : wgmma_ ? sm90 : sm80) out_ << "#include \"flashjit/" << h << ".cuh\"\n";
+    for (const char* h : {"apply_mask", "online_softmax", "epilogue"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
     const ir::BandMask& b = k_.loop.mask;
     out_ << "\nnamespace {\n\n";
-    out_ << fmt::format("using T = flashjit::FwdTraits<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
-                        "/*WARPS=*/{}, /*STAGES=*/{}>;\n\n",
-                        spec_.dtype == DType::bf16 ? "BF16" : "F16", spec_.head_dim, spec_.head_dim_v, tile_.block_m,
-                        tile_.block_n, tile_.warps, tile_.stages);
+    out_ << fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
+                        "/*WARPS=*/{}, /*STAGES=*/{}>;\n",
+                        wgmma_ ? "FwdTraitsSm90" : "FwdTraits", spec_.dtype == DType::bf16 ? "BF16" : "F16",
+                        spec_.head_dim, spec_.head_dim_v, tile_.block_m, tile_.block_n, tile_.warps, tile_.stages);
+    // The host launches with the size the legality pass computed; the two must agree.
+    out_ << fmt::format("static_assert(T::SMEM_BYTES == {}, \"host and device disagree on shared memory\");\n\n",
+                        passes::smem_bytes(spec_, tile_));
     out_ << fmt::format("// softmax_scale = {:.9g}; scores are scaled into the log2 domain.\n", spec_.effective_scale());
     out_ << fmt::format("constexpr float kScaleLog2 = {:.9g}f;  // softmax_scale * log2(e)\n\n",
                         spec_.effective_scale() * M_LOG2E);
@@ -101,8 +115,14 @@ class Emitter {
     out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::FwdParams params) {{\n",
                         32 * tile_.warps, k_.name);
     out_ << "  using namespace flashjit;\n";
-    out_ << "  extern __shared__ __align__(128) unsigned char smem[];\n";
-    out_ << "  const u32 q_smem = smem_addr(smem);                       // Q tile\n";
+    if (wgmma_) {
+      out_ << "  extern __shared__ __align__(1024) unsigned char smem[];\n";
+      out_ << "  // wgmma's 128-byte swizzle needs 1024-byte aligned tiles.\n";
+      out_ << "  const u32 q_smem = (smem_addr(smem) + 1023u) & ~1023u;    // Q tile\n";
+    } else {
+      out_ << "  extern __shared__ __align__(128) unsigned char smem[];\n";
+      out_ << "  const u32 q_smem = smem_addr(smem);                       // Q tile\n";
+    }
     out_ << "  const u32 k_smem = q_smem + T::Q_BYTES;                   // STAGES K tiles\n";
     out_ << "  const u32 v_smem = k_smem + T::STAGES * T::K_STAGE_BYTES; // STAGES V tiles\n";
     out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(params, /*reverse_tiles=*/{});\n",
@@ -118,7 +138,7 @@ class Emitter {
     out_ << op_comment(op, "  ");
     switch (op.kind) {
       case ir::OpKind::load_tile:
-        out_ << "  load_tile_async<T::BM, T::D, T::THREADS>(q_smem, q_rows_ptr(params, blk), params.q_row_stride, blk.q_rows, blk.tid);\n";
+        out_ << "  " << loader() << "<T::BM, T::D, T::THREADS>(q_smem, q_rows_ptr(params, blk), params.q_row_stride, blk.q_rows, blk.tid);\n";
         out_ << "  cp_async_commit();\n";
         break;
       case ir::OpKind::fill: {
@@ -136,9 +156,9 @@ class Emitter {
   // Issues the copies of KV tile `tile_expr` into ring slot `slot_expr`.
   void copy_kv(const std::string& indent, const std::string& tile_expr, const std::string& slot_expr) {
     out_ << indent << "const int rows = params.seqlen_k - (" << tile_expr << ") * T::BN;\n";
-    out_ << indent << "load_tile_async<T::BN, T::D, T::THREADS>(k_smem + (" << slot_expr
+    out_ << indent << loader() << "<T::BN, T::D, T::THREADS>(k_smem + (" << slot_expr
          << ") * T::K_STAGE_BYTES, k_tile_ptr(params, blk, " << tile_expr << ", T::BN), params.k_row_stride, rows, blk.tid);\n";
-    out_ << indent << "load_tile_async<T::BN, T::DV, T::THREADS>(v_smem + (" << slot_expr
+    out_ << indent << loader() << "<T::BN, T::DV, T::THREADS>(v_smem + (" << slot_expr
          << ") * T::V_STAGE_BYTES, v_tile_ptr(params, blk, " << tile_expr << ", T::BN), params.v_row_stride, rows, blk.tid);\n";
   }
 
@@ -168,6 +188,7 @@ class Emitter {
     switch (op.kind) {
       case ir::OpKind::wait_copies:
         out_ << "    cp_async_wait<T::STAGES - 2>();  // tile " << kv << " has landed\n";
+        if (wgmma_) out_ << "    fence_proxy_async();             // ... and is visible to wgmma (async proxy)\n";
         out_ << "    __syncthreads();                 // ... for every thread; slot of " << kv
              << " - 1 is free again\n";
         out_ << "    {  // prefetch tile " << kv << " + STAGES - 1 into the freed slot\n";
@@ -184,8 +205,15 @@ class Emitter {
       case ir::OpKind::gemm:
         if (op.has_attr("transpose_b") && op.bool_attr("transpose_b")) {
           out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
-          out_ << fmt::format("    gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp, blk.lane);\n",
-                              op.results[0]);
+          if (wgmma_)
+            out_ << fmt::format("    warpgroup_gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
+                                op.results[0]);
+          else
+            out_ << fmt::format("    gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp, blk.lane);\n",
+                                op.results[0]);
+        } else if (wgmma_) {
+          out_ << fmt::format("    warpgroup_gemm_pv<T>({}, {}, v_smem + slot * T::V_STAGE_BYTES);\n", op.results[0],
+                              op.operands[0]);
         } else {
           out_ << fmt::format("    gemm_pv<T>({}, {}, v_smem + slot * T::V_STAGE_BYTES, blk.lane);\n", op.results[0],
                               op.operands[0]);

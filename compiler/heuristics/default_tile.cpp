@@ -1,5 +1,7 @@
-// Heuristic tile configs: FlashAttention-2's choices for the same head dims, shrunk until
-// they pass the legality budget of the target arch. Used when tuning is off or impossible.
+// Heuristic tile configs, used when tuning is off or impossible. On sm_90a the wgmma path
+// with two warpgroups (FlashAttention-3's 128-row blocks); elsewhere, and for head dims the
+// wgmma path does not take, FlashAttention-2's choices for the same head dims. Each list is
+// shrunk until a config passes validation and the legality budget of the target arch.
 #include "flashjit/heuristics.h"
 
 #include <vector>
@@ -15,10 +17,13 @@ bool fits(const AttentionSpec& spec, const TileConfig& t, const std::string& arc
   AttentionSpec s = spec;
   s.tile = t;
   try {
+    validate(t, s);
     ir::Kernel k = ir::lower(s);
     passes::run_pipeline(k, arch);
     return true;
   } catch (const LegalityError&) {
+    return false;
+  } catch (const SpecError&) {  // e.g. a wgmma config for a head dim it does not take
     return false;
   }
 }
@@ -28,9 +33,15 @@ TileConfig default_tile(const AttentionSpec& spec0, const std::string& arch) {
   const AttentionSpec spec = spec0.normalized();
   const int d = std::max(spec.head_dim, spec.head_dim_v);
   std::vector<TileConfig> candidates;
-  if (d <= 64) candidates = {{128, 64, 4, 2}, {64, 64, 4, 2}};
-  else if (d <= 128) candidates = {{128, 64, 4, 2}, {128, 32, 4, 2}, {64, 64, 4, 2}};
-  else candidates = {{64, 64, 4, 2}, {64, 32, 4, 2}};
+  if (arch == "sm_90a") {
+    const MmaKind w = MmaKind::wgmma;
+    if (d <= 128) candidates = {{128, 128, 8, 2, w}, {128, 64, 8, 2, w}};
+    else candidates = {{128, 64, 8, 2, w}, {64, 64, 4, 2, w}};
+  }
+  const auto add = [&](std::initializer_list<TileConfig> more) { candidates.insert(candidates.end(), more); };
+  if (d <= 64) add({{128, 64, 4, 2}, {64, 64, 4, 2}});
+  else if (d <= 128) add({{128, 64, 4, 2}, {128, 32, 4, 2}, {64, 64, 4, 2}});
+  else add({{64, 64, 4, 2}, {64, 32, 4, 2}});
   candidates.push_back({64, 32, 4, 2});
   candidates.push_back({16, 16, 1, 2});
   for (const TileConfig& t : candidates)

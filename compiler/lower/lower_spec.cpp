@@ -59,19 +59,20 @@ Kernel lower(const AttentionSpec& input) {
   };
 
   const double scale_log2 = spec.effective_scale() * M_LOG2E;
+  const std::string mma = to_string(t.mma);  // which tensor-core instructions the GEMMs use
   k.loop.mask = band_of(spec.mask);
   k.loop.body = {
       make(OpKind::load_tile, {"k"}, {}, TileType{in, t.block_n, d, Space::shared},
            {{"tensor", std::string("K")}, {"index", std::string("kv")}}),
       make(OpKind::gemm, {"s"}, {"q", "k"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
-           {{"transpose_b", true}}),
+           {{"transpose_b", true}, {"mma", mma}}),
       make(OpKind::apply_mask, {"s"}, {"s"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
            {{"when", std::string("always")}}),
       make(OpKind::online_softmax, {"p", "m", "l", "o"}, {"s", "m", "l", "o"},
            TileType{in, t.block_m, t.block_n, Space::regs}, {{"scale_log2", scale_log2}}),
       make(OpKind::load_tile, {"v"}, {}, TileType{in, t.block_n, dv, Space::shared},
            {{"tensor", std::string("V")}, {"index", std::string("kv")}}),
-      make(OpKind::gemm, {"o"}, {"p", "v", "o"}, acc_t, {{"accumulate", true}}),
+      make(OpKind::gemm, {"o"}, {"p", "v", "o"}, acc_t, {{"accumulate", true}, {"mma", mma}}),
   };
 
   k.epilogue = {make(OpKind::finalize, {"out"}, {"o", "l"}, TileType{in, t.block_m, dv, Space::regs}),

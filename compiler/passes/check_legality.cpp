@@ -3,6 +3,7 @@
 // registers ptxas can give it (beyond that it spills to local memory, a silent cliff).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "flashjit/error.h"
@@ -24,6 +25,12 @@ constexpr int kRegisterOverhead = 24;
 int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
   const int e = dtype_size(spec.dtype);
+  if (t.mma == MmaKind::wgmma) {
+    // Swizzled, unpadded tiles, plus 1 KiB to align them to 1024 bytes (fwd_traits_sm90.cuh).
+    const int q = t.block_m * spec.head_dim;
+    const int kv = t.stages * t.block_n * (spec.head_dim + spec.head_dim_v);
+    return e * (q + kv) + 1024;
+  }
   const int q = t.block_m * (spec.head_dim + kRowPad);
   const int kv = t.stages * t.block_n * ((spec.head_dim + kRowPad) + (spec.head_dim_v + kRowPad));
   return e * (q + kv);
@@ -31,6 +38,11 @@ int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
 
 int fragment_registers(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
+  if (t.mma == MmaKind::wgmma) {
+    // Per thread of a warpgroup (64 rows): S is block_n / 2 floats, O head_dim_v / 2, and
+    // P (packed to 16 bits before the P·V wgmma, which reads it from registers) block_n / 4.
+    return t.block_n / 2 + spec.head_dim_v / 2 + t.block_n / 4 + 4;
+  }
   const int m_tiles = t.block_m / t.warps / 16;        // 16-row mma tiles per warp
   const int scores = m_tiles * (t.block_n / 8) * 4;    // fp32 S accumulator
   const int out = m_tiles * (spec.head_dim_v / 8) * 4; // fp32 O accumulator
@@ -58,18 +70,25 @@ void check_legality(ir::Kernel& k, const std::string& arch) {
   r.smem_limit = smem_limit(arch);
   r.est_registers = fragment_registers(k.spec, t) + kRegisterOverhead;
   r.threads = 32 * t.warps;
+  // One block per SM at least: its threads share the 64 K registers of the SM.
+  const int register_limit = std::min(kMaxRegisters, (65536 / r.threads) & ~7);
   k.resources = r;
-  const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={}", t.block_m, t.block_n, t.warps, t.stages);
+  if (t.mma == MmaKind::wgmma && arch != "sm_90a")
+    throw LegalityError(fmt::format("flashjit: spec.tile.mma = wgmma needs arch sm_90a (Hopper); the target is {}; "
+                                    "use mma = mma_sync",
+                                    arch));
+  const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={} mma={}", t.block_m, t.block_n, t.warps,
+                                       t.stages, to_string(t.mma));
   if (r.smem_bytes > r.smem_limit)
     throw LegalityError(fmt::format(
         "flashjit: spec.tile ({}) needs {} bytes of shared memory for head_dim={} head_dim_v={}, but {} allows {} per "
         "block; use a smaller block_m, block_n or stages",
         tile, r.smem_bytes, k.spec.head_dim, k.spec.head_dim_v, arch, r.smem_limit));
-  if (r.est_registers > kMaxRegisters)
+  if (r.est_registers > register_limit)
     throw LegalityError(fmt::format(
         "flashjit: spec.tile ({}) needs at least {} registers per thread for head_dim_v={} (limit {}); use more warps "
         "or a smaller block_m / block_n",
-        tile, r.est_registers, k.spec.head_dim_v, kMaxRegisters));
+        tile, r.est_registers, k.spec.head_dim_v, register_limit));
   k.passes_run.push_back("check_legality");
 }
 

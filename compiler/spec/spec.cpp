@@ -86,6 +86,14 @@ const char* to_string(Direction d) {
   return "unknown";
 }
 
+const char* to_string(MmaKind m) {
+  switch (m) {
+    case MmaKind::mma_sync: return "mma_sync";
+    case MmaKind::wgmma: return "wgmma";
+  }
+  return "unknown";
+}
+
 int dtype_size(DType) { return 2; }  // both supported element types are 16-bit
 
 }  // namespace flashjit

@@ -107,12 +107,15 @@ MaskSpec read_mask(const Json& v) {
 
 TileConfig read_tile(const Json& v) {
   if (!v.is_object()) type_error("tile", "an object", v);
-  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages"});
+  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages", "mma"});
   TileConfig t;  // keys left out keep TileConfig's defaults
   if (v.contains("block_m")) t.block_m = read_int(v["block_m"], "tile.block_m");
   if (v.contains("block_n")) t.block_n = read_int(v["block_n"], "tile.block_n");
   if (v.contains("warps")) t.warps = read_int(v["warps"], "tile.warps");
   if (v.contains("stages")) t.stages = read_int(v["stages"], "tile.stages");
+  if (v.contains("mma"))
+    t.mma = read_enum<MmaKind>(v["mma"], "tile.mma", {{"mma_sync", MmaKind::mma_sync}, {"wgmma", MmaKind::wgmma}},
+                               "mma_sync, wgmma");
   return t;
 }
 
@@ -186,6 +189,7 @@ std::string spec_to_json(const AttentionSpec& spec, bool pretty) {
     tile["block_n"] = n.tile->block_n;
     tile["warps"] = n.tile->warps;
     tile["stages"] = n.tile->stages;
+    tile["mma"] = to_string(n.tile->mma);
     j["tile"] = std::move(tile);
   }
   return pretty ? j.dump(2) : j.dump();

@@ -105,8 +105,32 @@ void validate(const AttentionSpec& spec) {
   if (n.tile) validate(*n.tile, n);
 }
 
+namespace {
+// wgmma tiles: one warpgroup (4 warps) per 64 query rows; N of each wgmma is block_n
+// (S = Q·Kᵀ) or head_dim_v (O += P·V), and the 128-byte swizzle slabs are 64 columns.
+void validate_wgmma(const TileConfig& tile, const AttentionSpec& n) {
+  check_in("tile.block_m", tile.block_m, {64, 128, 192});
+  if (tile.warps != tile.block_m / 16)
+    throw SpecError("tile.warps", fmt::format("{} with mma=wgmma and block_m={}: each warpgroup of 4 warps owns 64 "
+                                              "rows; allowed: {}",
+                                              tile.warps, tile.block_m, tile.block_m / 16));
+  check_in("tile.block_n", tile.block_n, {64, 128, 192});
+  check_in("tile.stages", tile.stages, {2, 3, 4});
+  const std::vector<int> dims = {64, 128, 192, 256};
+  if (!contains(dims, n.head_dim))
+    throw SpecError("tile.mma", fmt::format("wgmma needs head_dim in {}; got head_dim={} (use mma=mma_sync)",
+                                            join(dims), n.head_dim));
+  if (!contains(dims, n.head_dim_v))
+    throw SpecError("tile.mma", fmt::format("wgmma needs head_dim_v in {}; got head_dim_v={} (use mma=mma_sync)",
+                                            join(dims), n.head_dim_v));
+}
+}  // namespace
+
 void validate(const TileConfig& tile, const AttentionSpec& spec) {
-  (void)spec;  // the tile rules below are arch- and shape-independent; fitting is the legality pass
+  // The rules below are arch- and shape-independent; fitting is the legality pass.
+  if (tile.mma == MmaKind::wgmma) return validate_wgmma(tile, spec.normalized());
+  if (tile.mma != MmaKind::mma_sync)
+    throw SpecError("tile.mma", fmt::format("{} is not an mma kind; allowed: mma_sync, wgmma", static_cast<int>(tile.mma)));
   const std::vector<int> blocks = {16, 32, 64, 128, 256};
   check_in("tile.block_m", tile.block_m, blocks);
   check_in("tile.block_n", tile.block_n, blocks);

@@ -19,7 +19,7 @@ __all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
 MASK_KINDS = ("none", "causal", "sliding_window")
 ALIGNS = ("top_left", "bottom_right")
 _MASK_KEYS = ("kind", "align", "left", "right")
-_TILE_KEYS = ("block_m", "block_n", "warps", "stages")
+_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma")
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,16 @@ class Tile:
     """The tunable part of a spec: one kernel configuration.
 
     block_m: query rows per thread block; block_n: key rows per K/V tile;
-    warps: warps per block; stages: depth of the K/V shared-memory pipeline.
+    warps: warps per block; stages: depth of the K/V shared-memory pipeline;
+    mma: "mma_sync" (warp MMA, sm_80+) or "wgmma" (warpgroup MMA, sm_90a only: one
+    warpgroup of 4 warps per 64 rows, so warps = block_m / 16).
     """
 
     block_m: int = 128
     block_n: int = 64
     warps: int = 4
     stages: int = 2
+    mma: str = "mma_sync"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

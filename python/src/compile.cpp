@@ -36,6 +36,7 @@ nb::dict tile_dict(const TileConfig& t) {
   d["block_n"] = t.block_n;
   d["warps"] = t.warps;
   d["stages"] = t.stages;
+  d["mma"] = to_string(t.mma);
   return d;
 }
 

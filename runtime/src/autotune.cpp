@@ -151,13 +151,17 @@ std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::s
   const AttentionSpec spec = without_tile(spec0.normalized());
   // The heuristic is legal by construction (default_tile throws when nothing fits).
   std::vector<TileConfig> out{default_tile(spec, arch)};
+  const auto consider = [&](const TileConfig& t) {
+    if (!(t == out.front()) && legal(spec, t, arch)) out.push_back(t);
+  };
+  if (arch == "sm_90a")  // wgmma: one warpgroup per 64 rows
+    for (int block_m : {64, 128, 192})
+      for (int block_n : {64, 128, 192})
+        for (int stages : {2, 3}) consider({block_m, block_n, block_m / 16, stages, MmaKind::wgmma});
   for (int block_m : {64, 128})
     for (int block_n : {32, 64, 128})
       for (int warps : {4, 8})
-        for (int stages : {2, 3}) {
-          const TileConfig t{block_m, block_n, warps, stages};
-          if (!(t == out.front()) && legal(spec, t, arch)) out.push_back(t);
-        }
+        for (int stages : {2, 3}) consider({block_m, block_n, warps, stages});
   return out;
 }
 

@@ -35,7 +35,8 @@ std::string now_utc_iso() {
 }
 
 Json tile_json(const TileConfig& t) {
-  return Json{{"block_m", t.block_m}, {"block_n", t.block_n}, {"warps", t.warps}, {"stages", t.stages}};
+  return Json{{"block_m", t.block_m}, {"block_n", t.block_n}, {"warps", t.warps},
+              {"stages", t.stages},   {"mma", to_string(t.mma)}};
 }
 
 TileConfig tile_from(const Json& j) {
@@ -44,6 +45,9 @@ TileConfig tile_from(const Json& j) {
   t.block_n = j.at("block_n").get<int>();
   t.warps = j.at("warps").get<int>();
   t.stages = j.at("stages").get<int>();
+  const std::string mma = j.value("mma", std::string("mma_sync"));  // absent in records before wgmma
+  if (mma == "wgmma") t.mma = MmaKind::wgmma;
+  else if (mma != "mma_sync") throw std::runtime_error("tile.mma: unknown value " + mma);
   return t;
 }
 

@@ -40,7 +40,7 @@ std::string to_string(const ShapeBucket& b) {
 
 std::string to_string(const TileConfig& t) {
   return std::to_string(t.block_m) + "x" + std::to_string(t.block_n) + " w" + std::to_string(t.warps) + " s" +
-         std::to_string(t.stages);
+         std::to_string(t.stages) + (t.mma == MmaKind::wgmma ? " wgmma" : "");
 }
 
 namespace detail {

@@ -8,9 +8,11 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "catch.hpp"
+#include "flashjit/autotune.h"
 #include "flashjit/error.h"
 #include "gpu_harness.h"
 
@@ -28,6 +30,7 @@ struct Case {
   int64_t sq, sk;
   bool bshd;  // memory layout (batch, seq, heads, dim) instead of (batch, heads, seq, dim)
   int batch;
+  std::optional<flashjit::TileConfig> tile = std::nullopt;  // none: the heuristic (tuning is off in tests)
 };
 
 std::string describe(const Case& c) {
@@ -37,7 +40,7 @@ std::string describe(const Case& c) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s d=%d/%d %s heads=%d/%d b=%d sq=%lld sk=%lld %s", flashjit::to_string(c.dtype), c.d,
                 c.dv, m.c_str(), c.hq, c.hkv, c.batch, (long long)c.sq, (long long)c.sk, c.bshd ? "BSHD" : "BHSD");
-  return buf;
+  return c.tile ? std::string(buf) + " tile " + flashjit::to_string(*c.tile) : std::string(buf);
 }
 
 flashjit::AttentionSpec spec_of(const Case& c) {
@@ -49,6 +52,7 @@ flashjit::AttentionSpec spec_of(const Case& c) {
   s.num_heads_kv = c.hkv;
   s.mask = c.mask;
   s.return_lse = true;
+  s.tile = c.tile;
   return s;
 }
 
@@ -256,6 +260,46 @@ TEST_CASE("forward matches a float64 reference over the variant matrix", "[gpu]"
   std::printf("GPU forward matrix: %zu variants checked\n", cases.size());
   for (const auto& [dt, w] : worst)
     std::printf("  worst %s: rel %.3e  max_abs %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.max_abs, w.lse_abs);
+}
+
+// Every tile config the autotuner may pick on this GPU (both the mma.sync and, on Hopper,
+// the wgmma grid) gives the right answer, not only the heuristic's.
+TEST_CASE("every tuning candidate is correct", "[gpu]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  auto& drv = flashjit::CudaDriver::get();
+  const std::string arch = drv.device_arch(drv.current_device());
+  std::vector<Case> cases;
+  for (int d : {64, 128})
+    for (const auto& m : {mask(MaskKind::causal, MaskAlign::bottom_right),
+                          mask(MaskKind::sliding_window, MaskAlign::top_left, 150, 20)}) {
+      const Case base{DType::bf16, d, d, m, 6, 2, 1000, 1000, false, 1};
+      for (const flashjit::TileConfig& t : flashjit::tile_candidates(spec_of(base), arch)) {
+        Case a = base, b{DType::f16, d, d, m, 3, 1, 17, 1000, true, 2};
+        a.tile = b.tile = t;
+        cases.push_back(a);
+        cases.push_back(b);
+      }
+    }
+  {
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
+      pool.emplace_back([&] {
+        for (size_t i; (i = next++) < cases.size();) flashjit::compile(spec_of(cases[i]), {arch, true});
+      });
+    for (auto& th : pool) th.join();
+  }
+  int wgmma = 0;
+  uint32_t seed = 777;
+  for (const auto& c : cases) {
+    const Errors e = run_case(c, seed++);
+    INFO(describe(c) << ": rel " << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
+    CHECK(e.rel < (c.dtype == DType::bf16 ? 2e-2 : 5e-3));
+    CHECK(e.lse_abs < 2e-3);
+    wgmma += c.tile->mma == flashjit::MmaKind::wgmma;
+  }
+  std::printf("tuning candidates on %s: %zu runs correct (%d on the wgmma path)\n", arch.c_str(), cases.size(), wgmma);
+  if (arch == "sm_90a") CHECK(wgmma > 0);
 }
 
 TEST_CASE("forward with seqlen_k == 0 gives zeros and LSE -inf", "[gpu]") {

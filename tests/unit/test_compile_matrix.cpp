@@ -1,6 +1,7 @@
 // Every representative variant compiles with NVRTC for the sm_80 path and for Hopper
 // (sm_90a), with no GPU needed: dtypes x head dims (incl. head_dim_v != head_dim) x masks.
-// The ptxas report must come back with a register count in range.
+// The ptxas report must come back with a register count in range; Hopper kernels on the
+// wgmma path must come back without spills or wgmma-serialisation warnings.
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -80,6 +81,18 @@ TEST_CASE("the variant matrix compiles for sm_80 and sm_90a", "[nvrtc][matrix]")
     CHECK(k.resources.spill_store_bytes >= 0);
     CHECK(k.threads == 32 * k.tile.warps);
     CHECK(k.kernel_name.rfind("flashjit_fwd_", 0) == 0);
+    // Hopper takes the wgmma path wherever its head dims allow (64-column swizzle slabs).
+    const auto& s = variants[i].spec;
+    const bool wgmma_dims = s.head_dim % 64 == 0 && s.head_dim_v % 64 == 0;
+    CHECK((k.tile.mma == flashjit::MmaKind::wgmma) == (k.arch == "sm_90a" && wgmma_dims));
+    if (k.tile.mma == flashjit::MmaKind::wgmma) {
+      // ptxas serialises wgmma silently apart from a warning (C7510/C7515/C7520...): a
+      // performance cliff, so none may appear; and the accumulators must not spill.
+      INFO(k.log);
+      CHECK(k.log.find("wgmma") == std::string::npos);
+      CHECK(k.log.find("arning") == std::string::npos);
+      CHECK(k.resources.spill_store_bytes == 0);
+    }
   }
   std::printf("compiled %zu variants (sm_80 + sm_90a) with NVRTC\n", variants.size());
 }

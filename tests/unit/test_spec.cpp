@@ -239,7 +239,7 @@ TEST_CASE("spec_to_json: canonical form", "[spec]") {
         R"({"dtype":"fp16","head_dim":128,"head_dim_v":128,"num_heads_q":16,"num_heads_kv":16,)"
         R"("mask":{"kind":"causal","align":"bottom_right","left":-1,"right":-1},"softmax_scale":0.125,)"
         R"("return_lse":true,"dropout_p":0.0,"direction":"fwd",)"
-        R"("tile":{"block_m":128,"block_n":64,"warps":4,"stages":2}})");
+        R"("tile":{"block_m":128,"block_n":64,"warps":4,"stages":2,"mma":"mma_sync"}})");
 
   const std::string pretty = spec_to_json(s, true);
   CHECK(has(pretty, "\n"));
@@ -413,6 +413,18 @@ TEST_CASE("validate: every error names its field", "[spec]") {
       {"warps 3", [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 3, 2}; }, "tile.warps", {"3", "1, 2, 4, 8"}},
       {"stages 1", [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 4, 1}; }, "tile.stages", {"1", "2, 3, 4"}},
       {"stages 5", [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 4, 5}; }, "tile.stages", {"5"}},
+      {"wgmma warps", [](AttentionSpec& s) { s.tile = TileConfig{128, 128, 4, 2, MmaKind::wgmma}; }, "tile.warps",
+       {"each warpgroup of 4 warps owns 64 rows", "allowed: 8"}},
+      {"wgmma block_m 32", [](AttentionSpec& s) { s.tile = TileConfig{32, 128, 2, 2, MmaKind::wgmma}; },
+       "tile.block_m", {"32", "64, 128, 192"}},
+      {"wgmma block_n 32", [](AttentionSpec& s) { s.tile = TileConfig{128, 32, 8, 2, MmaKind::wgmma}; },
+       "tile.block_n", {"32", "64, 128, 192"}},
+      {"wgmma head_dim 96",
+       [](AttentionSpec& s) {
+         s.head_dim = s.head_dim_v = 96;
+         s.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma};
+       },
+       "tile.mma", {"head_dim in 64, 128, 192, 256", "head_dim=96", "mma_sync"}},
   };
   for (const Case& c : cases) {
     INFO(c.name);

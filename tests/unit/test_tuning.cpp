@@ -99,6 +99,15 @@ TEST_CASE("tuning: candidates are legal, complete, deterministic and lead with t
       }
       // Every grid config the pipeline accepts is a candidate, and the order is the grid's.
       std::vector<TileConfig> grid_part;
+      // sm_90a: the wgmma grid first (one warpgroup per 64 rows); never elsewhere.
+      for (int bm : {64, 128, 192})
+        for (int bn : {64, 128, 192})
+          for (int st : {2, 3}) {
+            const TileConfig t{bm, bn, bm / 16, st, flashjit::MmaKind::wgmma};
+            INFO("grid " << tile_str(t));
+            CHECK(contains(c, t) == (arch == "sm_90a" && pipeline_accepts(s, t, arch)));
+            if (contains(c, t) && !(t == c.front())) grid_part.push_back(t);
+          }
       for (int bm : {64, 128})
         for (int bn : {32, 64, 128})
           for (int w : {4, 8})

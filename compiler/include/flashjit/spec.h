@@ -17,6 +17,11 @@ enum class MaskKind { none, causal, sliding_window };
 //   bottom_right: query i sees key j iff j <= i + seqlen_k - seqlen_q (FlashAttention >= 2.1)
 enum class MaskAlign { top_left, bottom_right };
 enum class Direction { fwd, bwd };
+// Which tensor-core instructions the kernel's GEMMs use.
+//   mma_sync: warp-level mma.sync m16n8k16 (sm_80 and later), each warp owns its Q rows
+//   wgmma:    warpgroup-level wgmma.mma_async (sm_90a only), each warpgroup of 4 warps
+//             owns 64 Q rows; operands in 128-byte-swizzled shared memory
+enum class MmaKind { mma_sync, wgmma };
 
 struct MaskSpec {
   MaskKind kind = MaskKind::none;
@@ -37,9 +42,10 @@ struct TileConfig {
   int block_n = 64;   // key rows per KV tile
   int warps = 4;      // warps per block; each warp owns block_m / warps query rows
   int stages = 2;     // K/V shared-memory pipeline depth (cp.async ring)
+  MmaKind mma = MmaKind::mma_sync;
 
   bool operator==(const TileConfig& o) const {
-    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages;
+    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages && mma == o.mma;
   }
 };
 
@@ -84,6 +90,7 @@ const char* to_string(DType);
 const char* to_string(MaskKind);
 const char* to_string(MaskAlign);
 const char* to_string(Direction);
+const char* to_string(MmaKind);
 int dtype_size(DType);
 
 // The head dims the templates support.

@@ -112,6 +112,6 @@ class TuningDb {
 std::string tuning_record_to_json(const TuningRecord& record);
 std::optional<TuningRecord> tuning_record_from_json(const std::string& text);
 
-std::string to_string(const TileConfig& tile);  // "128x64 w4 s2"
+std::string to_string(const TileConfig& tile);  // "128x64 w4 s2", "128x128 w8 s2 wgmma"
 
 }  // namespace flashjit
