@@ -129,7 +129,8 @@ class Emitter {
                         k_.grid.reverse_q_tiles ? "true" : "false");
     out_ << "  const Band band = make_band(params);\n\n";
     for (const ir::Op& op : k_.prologue) prologue_op(op);
-    loop();
+    if (pv_lag() > 0) loop_overlapped();
+    else loop();
     for (const ir::Op& op : k_.epilogue) epilogue_op(op);
     out_ << "}\n";
   }
@@ -151,6 +152,122 @@ class Emitter {
       default:
         throw std::logic_error("codegen: unexpected op in prologue: " + ir::to_string(op.kind));
     }
+  }
+
+  // 1 when pass overlap_pv deferred the P·V GEMM by one tile, else 0.
+  int pv_lag() const {
+    for (const ir::Op& op : k_.loop.body)
+      if (op.kind == ir::OpKind::gemm && op.has_attr("lag")) return static_cast<int>(op.int_attr("lag"));
+    return 0;
+  }
+
+  // Copies of one tensor of KV tile `tile_expr` into ring slot `slot_expr`.
+  void copy_one(const std::string& indent, char tensor, const std::string& tile_expr, const std::string& slot_expr) {
+    const bool k = tensor == 'K';
+    out_ << indent << loader() << "<T::BN, T::" << (k ? "D" : "DV") << ", T::THREADS>(" << (k ? "k" : "v")
+         << "_smem + (" << slot_expr << ") * T::" << (k ? "K" : "V") << "_STAGE_BYTES, " << (k ? "k" : "v")
+         << "_tile_ptr(params, blk, " << tile_expr << ", T::BN), params." << (k ? "k" : "v")
+         << "_row_stride, params.seqlen_k - (" << tile_expr << ") * T::BN, blk.tid);\n";
+  }
+
+  // The KV loop with the P·V GEMM one tile behind (pass overlap_pv; wgmma only):
+  //   iteration kv: issue S_kv = Q·K_kvᵀ, issue O += P_{kv-1}·V_{kv-1}, wait for S_kv,
+  //   softmax of tile kv (tensor cores busy with P·V meanwhile), wait for O, rescale.
+  // K tile kv and V tile kv - 1 are used in iteration kv, so the V ring runs one tile
+  // behind the K ring: the copy group issued in iteration kv holds K of kv + STAGES - 1
+  // and V of kv + STAGES - 2.
+  void loop_overlapped() {
+    const ir::KvLoop& loop = k_.loop;
+    const std::string& kv = loop.induction;
+    const ir::Op* lagged = nullptr;
+    for (const ir::Op& op : loop.body)
+      if (op.kind == ir::OpKind::gemm && op.has_attr("lag")) lagged = &op;
+    if (!lagged) throw std::logic_error("codegen: loop_overlapped without a lagged P·V gemm");
+    const std::string& acc = lagged->results[0];
+    out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}; P·V one tile behind (overlap_pv)\n", kv,
+                        loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
+                        loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages);
+    if (loop.classes.skip_empty)
+      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
+    else
+      out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+    out_ << "  // Pipeline prologue: K of the first STAGES - 1 tiles, V one tile behind.\n";
+    out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
+    out_ << "    if (range.begin + s < range.end) {\n";
+    copy_one("      ", 'K', "range.begin + s", "s");
+    out_ << "    }\n    if (s >= 1 && range.begin + s - 1 < range.end) {\n";
+    copy_one("      ", 'V', "range.begin + s - 1", "s - 1");
+    out_ << "    }\n    cp_async_commit();\n  }\n";
+    out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
+    out_ << fmt::format("  for (int {0} = range.begin; {0} < range.end; ++{0}) {{\n", kv);
+    out_ << fmt::format("    const int slot = ({} - range.begin) % T::STAGES;\n", kv);
+    out_ << fmt::format("    const int prev_slot = ({} - range.begin + T::STAGES - 1) % T::STAGES;\n", kv);
+    out_ << fmt::format("    const bool has_prev = {} > range.begin;\n", kv);
+    for (const ir::Op& op : loop.body) {
+      out_ << op_comment(op, "    ");
+      switch (op.kind) {
+        case ir::OpKind::wait_copies:
+          out_ << "    cp_async_wait<T::STAGES - 2>();  // K of tile " << kv << " and V of tile " << kv
+               << " - 1 have landed\n";
+          out_ << "    fence_proxy_async();             // ... and are visible to wgmma (async proxy)\n";
+          out_ << "    __syncthreads();                 // ... for every thread; older slots are free again\n";
+          out_ << "    {  // prefetch K of tile " << kv << " + STAGES - 1 and V of tile " << kv << " + STAGES - 2\n";
+          out_ << "      const int next = " << kv << " + T::STAGES - 1;\n";
+          out_ << "      if (next < range.end) {\n";
+          copy_one("        ", 'K', "next", "(next - range.begin) % T::STAGES");
+          out_ << "      }\n      if (next - 1 < range.end) {\n";
+          copy_one("        ", 'V', "next - 1", "(next - 1 - range.begin) % T::STAGES");
+          out_ << "      }\n      cp_async_commit();\n    }\n";
+          break;
+        case ir::OpKind::async_copy:
+          out_ << "    //   (issued STAGES - 1 iterations ago" << (op.str_attr("tensor") == "V" ? ", one tile behind K" : "")
+               << "; waited for above)\n";
+          break;
+        case ir::OpKind::gemm:
+          if (&op == lagged) {
+            out_ << "    //   (issued in the next iteration, after its Q·Kᵀ; the last tile's after the loop)\n";
+            break;
+          }
+          out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
+          out_ << fmt::format("    warpgroup_gemm_qk_issue<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
+                              op.results[0]);
+          out_ << "    // " << ir::print(*lagged) << "   <- of tile " << kv << " - 1\n";
+          out_ << fmt::format("    if (has_prev) warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n",
+                              acc);
+          out_ << "    if (has_prev) warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
+          out_ << "    else warpgroup_wait<0>();\n";
+          out_ << fmt::format("    pin({}.s[0]);\n", op.results[0]);
+          break;
+        case ir::OpKind::apply_mask: {
+          const bool partial_only = op.str_attr("when") == "partial" && loop.classes.unmasked_full;
+          const std::string call = fmt::format(
+              "apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
+          if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
+          else out_ << "    " << call << "\n";
+          break;
+        }
+        case ir::OpKind::online_softmax:
+          out_ << "    RowVec<T> alpha;\n";
+          out_ << fmt::format("    softmax_rows<T>({}, {}, {}, alpha, kScaleLog2);\n", op.operands[0], op.operands[1],
+                              op.operands[2]);
+          out_ << "    warpgroup_wait<0>();  // the previous tile's P·V has landed in O\n";
+          out_ << fmt::format("    pin({}.o[0]);\n", op.operands[3]);
+          out_ << fmt::format("    rescale_rows<T>({}, alpha);\n", op.operands[3]);
+          out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
+                              op.operands[0], op.results[0]);
+          break;
+        default:
+          throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
+      }
+    }
+    out_ << "  }\n";
+    out_ << "  // The last tile's P·V (its V may have been copied by other threads).\n";
+    out_ << "  cp_async_wait<0>();\n  fence_proxy_async();\n  __syncthreads();\n";
+    out_ << "  if (range.end > range.begin) {\n";
+    out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((range.end - 1 - range.begin) % T::STAGES) * "
+                        "T::V_STAGE_BYTES);\n",
+                        acc);
+    out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
   }
 
   // Issues the copies of KV tile `tile_expr` into ring slot `slot_expr`.

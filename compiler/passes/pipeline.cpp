@@ -7,7 +7,7 @@
 namespace flashjit::passes {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"classify_tiles", "pipeline_loads", "check_legality"};
+  static const std::vector<std::string> names = {"classify_tiles", "pipeline_loads", "overlap_pv", "check_legality"};
   return names;
 }
 
@@ -26,6 +26,7 @@ ir::Kernel run_pipeline(ir::Kernel k, const std::string& arch, const std::string
   for (const auto& name : pass_names()) {
     if (name == "classify_tiles") classify_tiles(k);
     else if (name == "pipeline_loads") pipeline_loads(k);
+    else if (name == "overlap_pv") overlap_pv(k);
     else if (name == "check_legality") check_legality(k, arch);
     if (name == stop_after) break;
   }

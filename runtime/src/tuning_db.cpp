@@ -83,6 +83,7 @@ std::string tuning_record_to_json(const TuningRecord& r) {
   key["driver_version"] = r.key.driver_version;
   key["nvrtc_version"] = r.key.nvrtc_version;
   key["arch"] = r.key.arch;
+  key["code_version"] = r.key.code_version;
 
   Json candidates = Json::array();
   for (const CandidateTiming& c : r.candidates) {
@@ -126,6 +127,7 @@ std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
     r.key.driver_version = key.at("driver_version").get<int>();
     r.key.nvrtc_version = key.at("nvrtc_version").get<std::string>();
     r.key.arch = key.at("arch").get<std::string>();
+    r.key.code_version = key.at("code_version").get<std::string>();
     if (j.at("digest").get<std::string>() != r.key.digest()) return std::nullopt;
 
     r.tile = tile_from(j.at("tile"));

@@ -5,6 +5,7 @@
 #include "flashjit/cuda_driver.h"
 #include "flashjit/disk_cache.h"
 #include "flashjit/nvrtc_compiler.h"
+#include "flashjit/runtime.h"
 #include "flashjit/tuning.h"
 #include "tuning_internal.h"
 
@@ -22,6 +23,23 @@ std::string field(const char* name, const std::string& value) {
   return std::string(name) + "=" + std::to_string(value.size()) + ":" + value + "\n";
 }
 }  // namespace
+
+const std::string& code_version() {
+  // Once per process: every embedded template, plus the generated source of one kernel per
+  // back end (a change in lowering, passes or codegen shows up there).
+  static const std::string version = [] {
+    std::string m = "flashjit-code\n";
+    for (const EmbeddedFile& f : embedded_templates()) m += f.name + std::string(" ") + digest_hex(f.content) + "\n";
+    const AttentionSpec sync = spec_from_json(
+        R"({"dtype":"bf16","head_dim":128,"mask":{"kind":"sliding_window","left":64,"right":0},)"
+        R"("tile":{"block_m":128,"block_n":64,"warps":4,"stages":2}})");
+    AttentionSpec wg = sync;
+    wg.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma};
+    m += emit_cuda(sync, "sm_80") + emit_cuda(wg, "sm_90a");
+    return digest_hex(m).substr(0, 16);
+  }();
+  return version;
+}
 
 ShapeBucket shape_bucket(int64_t batch, int64_t heads_q, int64_t seqlen_q, int64_t seqlen_k) {
   // Powers of two: a tile's efficiency changes with the number of tiles and waves, which
@@ -77,12 +95,14 @@ std::string TuningKey::digest() const {
   m += "driver=" + std::to_string(driver_version) + "\n";
   m += field("nvrtc", nvrtc_version);
   m += field("arch", arch);
+  m += field("code", code_version);
   return digest_hex(m);
 }
 
 bool TuningKey::operator==(const TuningKey& o) const {
   return spec_json == o.spec_json && bucket == o.bucket && gpu_name == o.gpu_name && sm_count == o.sm_count &&
-         driver_version == o.driver_version && nvrtc_version == o.nvrtc_version && arch == o.arch;
+         driver_version == o.driver_version && nvrtc_version == o.nvrtc_version && arch == o.arch &&
+         code_version == o.code_version;
 }
 
 TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, const DeviceInfo& device) {
@@ -94,6 +114,7 @@ TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, 
   k.driver_version = device.driver_version;
   k.nvrtc_version = nvrtc_version_string();
   k.arch = device.arch;
+  k.code_version = code_version();
   return k;
 }
 

@@ -3,6 +3,8 @@
 //   P  = 2^(S·c − m')                   one FFMA + one EX2 per score
 //   l' = l·2^(m − m') + rowsum(P)       this lane's columns only; summed across the
 //   O' = O·2^(m − m')                   quad once, in finalize()
+// The wgmma path with the P·V GEMM overlapped (pass overlap_pv) calls the two halves
+// apart: softmax_rows while the previous tile's P·V runs, rescale_rows after it lands.
 // A row that has seen no visible key keeps m = −inf; 0 stands in for it so that no
 // (−inf) − (−inf) = NaN appears and its P is exactly 0.
 #pragma once
@@ -11,9 +13,10 @@
 
 namespace flashjit {
 
+// P, m and l of one score tile; alpha = 2^(m - m') per row, the factor O still owes.
 template <class T>
-__device__ __forceinline__ void online_softmax(ScoreTile<T>& S, RowVec<T>& m, RowVec<T>& l, OutTile<T>& O,
-                                               float scale_log2) {
+__device__ __forceinline__ void softmax_rows(ScoreTile<T>& S, RowVec<T>& m, RowVec<T>& l, RowVec<T>& alpha,
+                                             float scale_log2) {
 #pragma unroll
   for (int mt = 0; mt < T::MT; ++mt)
 #pragma unroll
@@ -26,7 +29,7 @@ __device__ __forceinline__ void online_softmax(ScoreTile<T>& S, RowVec<T>& m, Ro
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_new = fmaxf(m.v[mt][h], mx * scale_log2);
       const float m_use = m_new == neg_inf() ? 0.f : m_new;
-      const float alpha = fast_exp2(m.v[mt][h] - m_use);
+      alpha.v[mt][h] = fast_exp2(m.v[mt][h] - m_use);
       m.v[mt][h] = m_new;
       float sum = 0.f;
 #pragma unroll
@@ -37,13 +40,30 @@ __device__ __forceinline__ void online_softmax(ScoreTile<T>& S, RowVec<T>& m, Ro
           S.s[mt][nt][2 * h + e] = p;
           sum += p;
         }
-      l.v[mt][h] = l.v[mt][h] * alpha + sum;
+      l.v[mt][h] = l.v[mt][h] * alpha.v[mt][h] + sum;
+    }
+}
+
+// O' = O·alpha per row.
+template <class T>
+__device__ __forceinline__ void rescale_rows(OutTile<T>& O, const RowVec<T>& alpha) {
+#pragma unroll
+  for (int mt = 0; mt < T::MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int nt = 0; nt < T::DV / 8; ++nt) {
-        O.o[mt][nt][2 * h] *= alpha;
-        O.o[mt][nt][2 * h + 1] *= alpha;
+        O.o[mt][nt][2 * h] *= alpha.v[mt][h];
+        O.o[mt][nt][2 * h + 1] *= alpha.v[mt][h];
       }
-    }
+}
+
+template <class T>
+__device__ __forceinline__ void online_softmax(ScoreTile<T>& S, RowVec<T>& m, RowVec<T>& l, OutTile<T>& O,
+                                               float scale_log2) {
+  RowVec<T> alpha;
+  softmax_rows(S, m, l, alpha, scale_log2);
+  rescale_rows(O, alpha);
 }
 
 }  // namespace flashjit

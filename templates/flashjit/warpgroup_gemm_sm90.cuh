@@ -13,8 +13,27 @@
 
 namespace flashjit {
 
+// P packed to 16 bits in the A-operand layout: keys 16kk..16kk+15 are n tiles 2kk, 2kk+1.
 template <class T>
-__device__ __forceinline__ void warpgroup_gemm_qk(ScoreTile<T>& S, u32 q_smem, u32 k_smem, int warp) {
+struct PackedP {
+  u32 a[T::BN / 16][4];
+};
+
+template <class T>
+__device__ __forceinline__ void pack_p(PackedP<T>& out, const ScoreTile<T>& P) {
+#pragma unroll
+  for (int kk = 0; kk < T::BN / 16; ++kk) {
+    out.a[kk][0] = pack2<typename T::Elem>(P.s[0][2 * kk][0], P.s[0][2 * kk][1]);
+    out.a[kk][1] = pack2<typename T::Elem>(P.s[0][2 * kk][2], P.s[0][2 * kk][3]);
+    out.a[kk][2] = pack2<typename T::Elem>(P.s[0][2 * kk + 1][0], P.s[0][2 * kk + 1][1]);
+    out.a[kk][3] = pack2<typename T::Elem>(P.s[0][2 * kk + 1][2], P.s[0][2 * kk + 1][3]);
+  }
+}
+
+// Issue halves: fence, the wgmmas, commit. The result is valid only after a
+// warpgroup_wait<> that covers the group, followed by pin().
+template <class T>
+__device__ __forceinline__ void warpgroup_gemm_qk_issue(ScoreTile<T>& S, u32 q_smem, u32 k_smem, int warp) {
   const u32 q_rows = q_smem + (warp / 4) * 64 * 128;  // this warpgroup's first row, in every slab
   warpgroup_fence();
 #pragma unroll
@@ -25,28 +44,33 @@ __device__ __forceinline__ void warpgroup_gemm_qk(ScoreTile<T>& S, u32 q_smem, u
     Wgmma<typename T::Elem, T::BN>::ss(S.s[0], a, b, kk > 0);
   }
   warpgroup_commit();
+}
+
+template <class T>
+__device__ __forceinline__ void warpgroup_gemm_pv_issue(OutTile<T>& O, const PackedP<T>& P, u32 v_smem) {
+  pin(O.o[0]);
+  warpgroup_fence();
+#pragma unroll
+  for (int kk = 0; kk < T::BN / 16; ++kk) {
+    const u64 b = smem_desc_sw128(v_smem + kk * 16 * 128, T::BN * 128, 1024);
+    Wgmma<typename T::Elem, T::DV>::rs_b_mn_major(O.o[0], P.a[kk], b, 1);
+  }
+  warpgroup_commit();
+}
+
+// Synchronous forms: issue and wait for the result.
+template <class T>
+__device__ __forceinline__ void warpgroup_gemm_qk(ScoreTile<T>& S, u32 q_smem, u32 k_smem, int warp) {
+  warpgroup_gemm_qk_issue(S, q_smem, k_smem, warp);
   warpgroup_wait<0>();
   pin(S.s[0]);
 }
 
 template <class T>
 __device__ __forceinline__ void warpgroup_gemm_pv(OutTile<T>& O, const ScoreTile<T>& P, u32 v_smem) {
-  u32 a[T::BN / 16][4];  // keys 16kk..16kk+15: n tiles 2kk and 2kk+1 of P
-#pragma unroll
-  for (int kk = 0; kk < T::BN / 16; ++kk) {
-    a[kk][0] = pack2<typename T::Elem>(P.s[0][2 * kk][0], P.s[0][2 * kk][1]);
-    a[kk][1] = pack2<typename T::Elem>(P.s[0][2 * kk][2], P.s[0][2 * kk][3]);
-    a[kk][2] = pack2<typename T::Elem>(P.s[0][2 * kk + 1][0], P.s[0][2 * kk + 1][1]);
-    a[kk][3] = pack2<typename T::Elem>(P.s[0][2 * kk + 1][2], P.s[0][2 * kk + 1][3]);
-  }
-  pin(O.o[0]);
-  warpgroup_fence();
-#pragma unroll
-  for (int kk = 0; kk < T::BN / 16; ++kk) {
-    const u64 b = smem_desc_sw128(v_smem + kk * 16 * 128, T::BN * 128, 1024);
-    Wgmma<typename T::Elem, T::DV>::rs_b_mn_major(O.o[0], a[kk], b, 1);
-  }
-  warpgroup_commit();
+  PackedP<T> p;  // packing first frees the fp32 scores before the GEMM
+  pack_p(p, P);
+  warpgroup_gemm_pv_issue(O, p, v_smem);
   warpgroup_wait<0>();
   pin(O.o[0]);
 }

@@ -185,6 +185,7 @@ TEST_CASE("tuning: the key digest covers every key field and not the tile", "[tu
   vary("driver", [](TuningKey& k) { k.driver_version = 12080; });
   vary("nvrtc", [](TuningKey& k) { k.nvrtc_version = "12.8"; });
   vary("arch", [](TuningKey& k) { k.arch = "sm_90"; });
+  vary("code version", [](TuningKey& k) { k.code_version = "0123456789abcdef"; });
   std::set<std::string> digests{d};
   for (const auto& [what, k] : changed) {
     INFO(what);
@@ -202,6 +203,8 @@ TEST_CASE("tuning: the key digest covers every key field and not the tile", "[tu
   const TuningKey b = flashjit::make_tuning_key(with_tile(s, {64, 32, 4, 3}), bucket, dev);
   CHECK(a.digest() == b.digest());
   CHECK(a.nvrtc_version == flashjit::nvrtc_version_string());
+  CHECK(a.code_version == flashjit::code_version());
+  CHECK(a.code_version.size() == 16);
   // A spec written differently but equal after normalization has the same key.
   const AttentionSpec s2 = spec(
       R"({"dtype":"bf16","head_dim":128,"head_dim_v":128,"num_heads_q":16,"num_heads_kv":16,)"

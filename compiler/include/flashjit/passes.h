@@ -1,6 +1,7 @@
 // Passes over the tile IR, one per file in compiler/passes/, run in this order:
 //   classify_tiles  - empty / full / partial tiles: skip empty ones, mask only partial ones
 //   pipeline_loads  - K/V loads become a cp.async ring `stages` deep
+//   overlap_pv      - wgmma: tile kv's P·V GEMM runs during tile kv+1's softmax
 //   check_legality  - shared memory and register budget for the target arch
 #pragma once
 
@@ -13,6 +14,7 @@ namespace flashjit::passes {
 
 void classify_tiles(ir::Kernel& k);
 void pipeline_loads(ir::Kernel& k);
+void overlap_pv(ir::Kernel& k);
 // Throws LegalityError naming the resource, what the spec needs and what the arch has.
 void check_legality(ir::Kernel& k, const std::string& arch);
 

@@ -54,11 +54,16 @@ struct TuningKey {
   int driver_version = 0;
   std::string nvrtc_version;
   std::string arch;
+  // Digest of the kernels this build generates (templates + codegen of reference specs):
+  // a winner tuned with other kernels is not trusted after flashjit changes.
+  std::string code_version;
 
   // 32 hex chars over every field above (and the schema version); the record's file name.
   std::string digest() const;
   bool operator==(const TuningKey& o) const;
 };
+// This build's TuningKey::code_version (computed once per process).
+const std::string& code_version();
 // Key for `spec` (its tile is dropped) with this process's NVRTC version.
 TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, const DeviceInfo& device);
 
