@@ -61,7 +61,23 @@ def test_spec_accepts_json_mask_dict_and_tile_dict():
     assert s.tile == Tile(64, 32, 4, 2)
     d = json.loads(s.to_json())
     assert d["mask"] == {"kind": "sliding_window", "align": "top_left", "left": 128, "right": 0}
-    assert d["tile"] == {"block_m": 64, "block_n": 32, "warps": 4, "stages": 2}
+    assert d["tile"] == {"block_m": 64, "block_n": 32, "warps": 4, "stages": 2, "mma": "mma_sync"}
+
+
+def test_wgmma_tile_on_hopper_only():
+    spec = Spec(dtype="bf16", head_dim=128, mask="causal",
+                tile=Tile(block_m=128, block_n=128, warps=8, stages=2, mma="wgmma"))
+    assert json.loads(spec.to_json())["tile"]["mma"] == "wgmma"
+    src = flashjit.emit(spec, arch="sm_90a")
+    assert "warpgroup_gemm_qk_issue<T>" in src and "FwdTraitsSm90" in src
+    assert "lag = 1" in flashjit.emit_ir(spec, arch="sm_90a")
+    with pytest.raises(Exception, match="wgmma needs arch sm_90a"):
+        flashjit.emit(spec, arch="sm_80")
+    with pytest.raises(Exception, match="warpgroup"):
+        Spec(dtype="bf16", head_dim=128, tile=Tile(block_m=128, block_n=128, warps=4, mma="wgmma")).to_json()
+    # Untiled specs take the wgmma path on Hopper, mma.sync elsewhere.
+    assert flashjit.resolve_tile(Spec(dtype="bf16", head_dim=64), arch="sm_90a").mma == "wgmma"
+    assert flashjit.resolve_tile(Spec(dtype="bf16", head_dim=64), arch="sm_80").mma == "mma_sync"
 
 
 def test_spec_from_canonical_cpp_json():

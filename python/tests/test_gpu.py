@@ -228,7 +228,11 @@ def qkv(b=2, hq=4, hkv=2, nq=128, nk=128, d=64, dtype=torch.bfloat16):
 def test_custom_scale_and_forced_tile():
     gen = torch.Generator(device="cuda")
     gen.manual_seed(1)
-    for tile in (None, Tile(block_m=64, block_n=64, warps=4, stages=2)):
+    tiles = [None, Tile(block_m=64, block_n=64, warps=4, stages=2)]
+    if torch.cuda.get_device_capability() == (9, 0):
+        tiles += [Tile(block_m=128, block_n=128, warps=8, stages=2, mma="wgmma"),
+                  Tile(block_m=192, block_n=64, warps=12, stages=3, mma="wgmma")]
+    for tile in tiles:
         msg = check_case("fp16", 64, 64, "causal_br", (4, 2), 300, 333, "bhsd", gen, scale=0.3, tile=tile)
         assert not msg, msg
 

@@ -21,7 +21,8 @@ struct FwdTraitsSm90 {
   static constexpr int ROWS_PER_WARP = 16;
   static constexpr int MT = 1;
   static_assert(WARPS % 4 == 0 && BM == 64 * WARPGROUPS, "block_m must be 64 rows per warpgroup");
-  static_assert(D % 64 == 0 && DV % 64 == 0 && BN % 64 == 0, "128-byte swizzle slabs are 64 columns");
+  static_assert(D % 64 == 0 && DV % 64 == 0, "128-byte swizzle slabs are 64 columns");
+  static_assert(BN % 16 == 0, "block_n is the k of the P·V wgmma (k16 steps)");
 
   // Unpadded: the swizzle, not padding, keeps the banks apart (smem_tile_sw128.cuh).
   static constexpr int Q_BYTES = BM * D * 2;
