@@ -211,7 +211,13 @@ class Emitter {
                << " - 1 have landed\n";
           out_ << "    fence_proxy_async();             // ... and are visible to wgmma (async proxy)\n";
           out_ << "    __syncthreads();                 // ... for every thread; older slots are free again\n";
-          out_ << "    //   (the prefetch of later tiles is issued below, once the GEMMs are running)\n";
+          out_ << "    {  // prefetch K of tile " << kv << " + STAGES - 1 and V of tile " << kv << " + STAGES - 2\n";
+          out_ << "      const int next = " << kv << " + T::STAGES - 1;\n";
+          out_ << "      if (next < range.end) {\n";
+          copy_one("        ", 'K', "next", "(next - range.begin) % T::STAGES");
+          out_ << "      }\n      if (next - 1 < range.end) {\n";
+          copy_one("        ", 'V', "next - 1", "(next - 1 - range.begin) % T::STAGES");
+          out_ << "      }\n      cp_async_commit();\n    }\n";
           break;
         case ir::OpKind::async_copy:
           out_ << "    //   (issued STAGES - 1 iterations ago" << (op.str_attr("tensor") == "V" ? ", one tile behind K" : "")
@@ -228,16 +234,6 @@ class Emitter {
           out_ << "    // " << ir::print(*lagged) << "   <- of tile " << kv << " - 1\n";
           out_ << fmt::format("    if (has_prev) warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n",
                               acc);
-          // The copies go out while the tensor cores work: their address arithmetic and
-          // issue slots no longer delay the GEMMs. The slots they fill were last read by
-          // GEMMs that completed before the barrier above.
-          out_ << "    {  // prefetch K of tile " << kv << " + STAGES - 1 and V of tile " << kv << " + STAGES - 2\n";
-          out_ << "      const int next = " << kv << " + T::STAGES - 1;\n";
-          out_ << "      if (next < range.end) {\n";
-          copy_one("        ", 'K', "next", "(next - range.begin) % T::STAGES");
-          out_ << "      }\n      if (next - 1 < range.end) {\n";
-          copy_one("        ", 'V', "next - 1", "(next - 1 - range.begin) % T::STAGES");
-          out_ << "      }\n      cp_async_commit();\n    }\n";
           out_ << "    if (has_prev) warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
           out_ << "    else warpgroup_wait<0>();\n";
           out_ << fmt::format("    pin({}.s[0]);\n", op.results[0]);
