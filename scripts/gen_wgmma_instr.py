@@ -8,7 +8,7 @@ than written by hand. Run it again after changing the list of N below.
 import pathlib
 import sys
 
-NS = [64, 128, 176, 192, 256]       # the wgmma N sizes the templates use (block_n and head_dim_v)
+NS = [64, 96, 128, 176, 192, 256]   # the wgmma N sizes the templates use (block_n and head_dim_v)
 TYPES = [("BF16", "bf16"), ("F16", "f16")]
 
 

@@ -115,7 +115,8 @@ void validate_wgmma(const TileConfig& tile, const AttentionSpec& n) {
                                               "rows; allowed: {}",
                                               tile.warps, tile.block_m, tile.block_m / 16));
   // 176: FlashAttention-3's block_n at head dim 128 (S, P and O fit 2 warpgroups' registers).
-  check_in("tile.block_n", tile.block_n, {64, 128, 176, 192});
+  // 96: lets two 64-row blocks share an SM at head dim 128 (112 KiB of shared memory each).
+  check_in("tile.block_n", tile.block_n, {64, 96, 128, 176, 192});
   check_in("tile.stages", tile.stages, {2, 3, 4});
   const std::vector<int> dims = {64, 128, 192, 256};
   if (!contains(dims, n.head_dim))

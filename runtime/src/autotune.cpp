@@ -156,7 +156,7 @@ std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::s
   };
   if (arch == "sm_90a")  // wgmma: one warpgroup per 64 rows
     for (int block_m : {64, 128, 192})
-      for (int block_n : {64, 128, 176, 192})
+      for (int block_n : {64, 96, 128, 176, 192})
         for (int stages : {2, 3}) consider({block_m, block_n, block_m / 16, stages, MmaKind::wgmma});
   for (int block_m : {64, 128})
     for (int block_n : {32, 64, 128})

@@ -418,7 +418,7 @@ TEST_CASE("validate: every error names its field", "[spec]") {
       {"wgmma block_m 32", [](AttentionSpec& s) { s.tile = TileConfig{32, 128, 2, 2, MmaKind::wgmma}; },
        "tile.block_m", {"32", "64, 128, 192"}},
       {"wgmma block_n 32", [](AttentionSpec& s) { s.tile = TileConfig{128, 32, 8, 2, MmaKind::wgmma}; },
-       "tile.block_n", {"32", "64, 128, 176, 192"}},
+       "tile.block_n", {"32", "64, 96, 128, 176, 192"}},
       {"wgmma head_dim 96",
        [](AttentionSpec& s) {
          s.head_dim = s.head_dim_v = 96;

@@ -101,7 +101,7 @@ TEST_CASE("tuning: candidates are legal, complete, deterministic and lead with t
       std::vector<TileConfig> grid_part;
       // sm_90a: the wgmma grid first (one warpgroup per 64 rows); never elsewhere.
       for (int bm : {64, 128, 192})
-        for (int bn : {64, 128, 176, 192})
+        for (int bn : {64, 96, 128, 176, 192})
           for (int st : {2, 3}) {
             const TileConfig t{bm, bn, bm / 16, st, flashjit::MmaKind::wgmma};
             INFO("grid " << tile_str(t));
