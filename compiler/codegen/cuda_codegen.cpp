@@ -74,7 +74,7 @@ class Emitter {
 
   void preamble() {
     const std::vector<const char*> sm80 = {"fwd_traits", "smem_tile", "warp_gemm_sm80"};
-    const std::vector<const char*> sm90 = {"fwd_traits_sm90", "smem_tile_sw128", "warpgroup_gemm_sm90"};
+    const std::vector<const char*> sm90 = {"fwd_traits_sm90", "smem_tile_sw128", "mbarrier", "warpgroup_gemm_sm90"};
     for (const char* h : {"fwd_params", "band_mask", "block_context", "fragments"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
     for (const char* h : wgmma_ ? sm90 : sm80) out_ << "#include \"flashjit/" << h << ".cuh\"\n";
@@ -174,8 +174,11 @@ class Emitter {
   //   iteration kv: issue S_kv = Q·K_kvᵀ, issue O += P_{kv-1}·V_{kv-1}, wait for S_kv,
   //   softmax of tile kv (tensor cores busy with P·V meanwhile), wait for O, rescale.
   // K tile kv and V tile kv - 1 are used in iteration kv, so the V ring runs one tile
-  // behind the K ring: the copy group issued in iteration kv holds K of kv + STAGES - 1
-  // and V of kv + STAGES - 2.
+  // behind the K ring: copy step t (relative to range.begin) holds K of tile t and V of
+  // tile t - 1, in slot t % STAGES. Each slot has two mbarriers instead of a block-wide
+  // barrier per tile: full[s] completes when every thread's copies of the step landed,
+  // empty[s] when every thread is done with the step's tiles. Warpgroups can then drift
+  // apart by up to one tile, so one's softmax can run beside the other's GEMMs.
   void loop_overlapped() {
     const ir::KvLoop& loop = k_.loop;
     const std::string& kv = loop.induction;
@@ -191,36 +194,42 @@ class Emitter {
       out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
     else
       out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
-    out_ << "  // Pipeline prologue: K of the first STAGES - 1 tiles, V one tile behind.\n";
-    out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
-    out_ << "    if (range.begin + s < range.end) {\n";
-    copy_one("      ", 'K', "range.begin + s", "s");
-    out_ << "    }\n    if (s >= 1 && range.begin + s - 1 < range.end) {\n";
-    copy_one("      ", 'V', "range.begin + s - 1", "s - 1");
-    out_ << "    }\n    cp_async_commit();\n  }\n";
+    out_ << "  const int n_tiles = range.end - range.begin;\n";
+    out_ << "  // Pipeline mbarriers after the tiles: full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).\n";
+    out_ << "  const u32 bars = v_smem + T::STAGES * T::V_STAGE_BYTES;\n";
+    out_ << "  if (blk.tid == 0)\n";
+    out_ << "    for (int s = 0; s < 2 * T::STAGES; ++s) mbarrier_init(bars + 8 * s, T::THREADS);\n";
+    out_ << "  __syncthreads();\n";
+    out_ << "  // Copy step t: K of tile t and V of tile t - 1 (relative to range.begin) into slot\n";
+    out_ << "  // t % STAGES, once every thread is done with step t - STAGES in that slot.\n";
+    out_ << "  auto copy_step = [&](int t) {\n";
+    out_ << "    const int slot_t = t % T::STAGES;\n";
+    out_ << "    if (t >= T::STAGES) mbarrier_wait(bars + 8 * (T::STAGES + slot_t), (t / T::STAGES - 1) & 1);\n";
+    out_ << "    if (t < n_tiles) {\n";
+    copy_one("      ", 'K', "range.begin + t", "slot_t");
+    out_ << "    }\n    if (t >= 1) {\n";
+    copy_one("      ", 'V', "range.begin + t - 1", "(t - 1) % T::STAGES");
+    out_ << "    }\n";
+    out_ << "    cp_async_arrive(bars + 8 * slot_t);  // full[slot_t] once this thread's copies (and Q's) land\n";
+    out_ << "  };\n";
+    out_ << "  // Pipeline prologue: steps 0 .. STAGES - 2 (step n_tiles is the last: V of the last tile).\n";
+    out_ << "#pragma unroll\n  for (int t = 0; t < T::STAGES - 1; ++t)\n    if (t <= n_tiles) copy_step(t);\n";
     out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
     out_ << fmt::format("  for (int {0} = range.begin; {0} < range.end; ++{0}) {{\n", kv);
-    out_ << fmt::format("    const int slot = ({} - range.begin) % T::STAGES;\n", kv);
-    out_ << fmt::format("    const int prev_slot = ({} - range.begin + T::STAGES - 1) % T::STAGES;\n", kv);
-    out_ << fmt::format("    const bool has_prev = {} > range.begin;\n", kv);
+    out_ << fmt::format("    const int r = {} - range.begin;  // iteration, = copy step consumed\n", kv);
+    out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
+    out_ << "    const bool has_prev = r > 0;\n";
     for (const ir::Op& op : loop.body) {
       out_ << op_comment(op, "    ");
       switch (op.kind) {
         case ir::OpKind::wait_copies:
-          out_ << "    cp_async_wait<T::STAGES - 2>();  // K of tile " << kv << " and V of tile " << kv
-               << " - 1 have landed\n";
-          out_ << "    fence_proxy_async();             // ... and are visible to wgmma (async proxy)\n";
-          out_ << "    __syncthreads();                 // ... for every thread; older slots are free again\n";
-          out_ << "    {  // prefetch K of tile " << kv << " + STAGES - 1 and V of tile " << kv << " + STAGES - 2\n";
-          out_ << "      const int next = " << kv << " + T::STAGES - 1;\n";
-          out_ << "      if (next < range.end) {\n";
-          copy_one("        ", 'K', "next", "(next - range.begin) % T::STAGES");
-          out_ << "      }\n      if (next - 1 < range.end) {\n";
-          copy_one("        ", 'V', "next - 1", "(next - 1 - range.begin) % T::STAGES");
-          out_ << "      }\n      cp_async_commit();\n    }\n";
+          out_ << "    if (r + T::STAGES - 1 <= n_tiles) copy_step(r + T::STAGES - 1);  // prefetch\n";
+          out_ << "    mbarrier_wait(bars + 8 * slot, (r / T::STAGES) & 1);  // K of tile " << kv << ", V of " << kv
+               << " - 1 landed\n";
+          out_ << "    fence_proxy_async();  // ... and are visible to wgmma (async proxy)\n";
           break;
         case ir::OpKind::async_copy:
-          out_ << "    //   (issued STAGES - 1 iterations ago" << (op.str_attr("tensor") == "V" ? ", one tile behind K" : "")
+          out_ << "    //   (copy step r, issued STAGES - 1 iterations ago" << (op.str_attr("tensor") == "V" ? ", one tile behind K" : "")
                << "; waited for above)\n";
           break;
         case ir::OpKind::gemm:
@@ -252,6 +261,7 @@ class Emitter {
                               op.operands[2]);
           out_ << "    warpgroup_wait<0>();  // the previous tile's P·V has landed in O\n";
           out_ << fmt::format("    pin({}.o[0]);\n", op.operands[3]);
+          out_ << "    mbarrier_arrive(bars + 8 * (T::STAGES + slot));  // this thread is done with copy step r\n";
           out_ << fmt::format("    rescale_rows<T>({}, alpha);\n", op.operands[3]);
           out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
                               op.operands[0], op.results[0]);
@@ -261,11 +271,11 @@ class Emitter {
       }
     }
     out_ << "  }\n";
-    out_ << "  // The last tile's P·V (its V may have been copied by other threads).\n";
-    out_ << "  cp_async_wait<0>();\n  fence_proxy_async();\n  __syncthreads();\n";
-    out_ << "  if (range.end > range.begin) {\n";
-    out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((range.end - 1 - range.begin) % T::STAGES) * "
-                        "T::V_STAGE_BYTES);\n",
+    out_ << "  // Copy step n_tiles: V of the last tile, for its P·V.\n";
+    out_ << "  mbarrier_wait(bars + 8 * (n_tiles % T::STAGES), (n_tiles / T::STAGES) & 1);\n";
+    out_ << "  fence_proxy_async();\n";
+    out_ << "  if (n_tiles > 0) {\n";
+    out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
                         acc);
     out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
   }

@@ -26,10 +26,11 @@ int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
   const int e = dtype_size(spec.dtype);
   if (t.mma == MmaKind::wgmma) {
-    // Swizzled, unpadded tiles, plus 1 KiB to align them to 1024 bytes (fwd_traits_sm90.cuh).
+    // Swizzled, unpadded tiles, 64 bytes of pipeline mbarriers, plus 1 KiB to align the
+    // tiles to 1024 bytes (fwd_traits_sm90.cuh).
     const int q = t.block_m * spec.head_dim;
     const int kv = t.stages * t.block_n * (spec.head_dim + spec.head_dim_v);
-    return e * (q + kv) + 1024;
+    return e * (q + kv) + 64 + 1024;
   }
   const int q = t.block_m * (spec.head_dim + kRowPad);
   const int kv = t.stages * t.block_n * ((spec.head_dim + kRowPad) + (spec.head_dim_v + kRowPad));

@@ -28,8 +28,11 @@ struct FwdTraitsSm90 {
   static constexpr int Q_BYTES = BM * D * 2;
   static constexpr int K_STAGE_BYTES = BN * D * 2;
   static constexpr int V_STAGE_BYTES = BN * DV * 2;
+  // After the tiles: a "full" and an "empty" mbarrier per pipeline slot (8 bytes each).
+  static constexpr int BARRIER_BYTES = 64;
+  static_assert(2 * STAGES * 8 <= BARRIER_BYTES, "room for the pipeline mbarriers");
   // + 1 KiB so that the tiles can start on a 1024-byte boundary.
-  static constexpr int SMEM_BYTES = Q_BYTES + STAGES * (K_STAGE_BYTES + V_STAGE_BYTES) + 1024;
+  static constexpr int SMEM_BYTES = Q_BYTES + STAGES * (K_STAGE_BYTES + V_STAGE_BYTES) + BARRIER_BYTES + 1024;
 };
 
 }  // namespace flashjit
