@@ -154,6 +154,29 @@ class Emitter {
     }
   }
 
+  // The loop's header comment and `range`, its KV tiles (only the non-empty ones after
+  // classify_tiles).
+  void kv_range(const std::string& note) {
+    const ir::KvLoop& loop = k_.loop;
+    out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}{}\n", loop.induction,
+                        loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
+                        loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages, note);
+    if (loop.classes.skip_empty)
+      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
+    else
+      out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+  }
+
+  // The band mask on the scores, skipped on tiles classify_tiles proved full.
+  void apply_mask(const ir::Op& op) {
+    const std::string& kv = k_.loop.induction;
+    const bool partial_only = op.str_attr("when") == "partial" && k_.loop.classes.unmasked_full;
+    const std::string call = fmt::format(
+        "apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
+    if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
+    else out_ << "    " << call << "\n";
+  }
+
   // 1 when pass overlap_pv deferred the P·V GEMM by one tile, else 0.
   int pv_lag() const {
     for (const ir::Op& op : k_.loop.body)
@@ -187,13 +210,7 @@ class Emitter {
       if (op.kind == ir::OpKind::gemm && op.has_attr("lag")) lagged = &op;
     if (!lagged) throw std::logic_error("codegen: loop_overlapped without a lagged P·V gemm");
     const std::string& acc = lagged->results[0];
-    out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}; P·V one tile behind (overlap_pv)\n", kv,
-                        loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
-                        loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages);
-    if (loop.classes.skip_empty)
-      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
-    else
-      out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+    kv_range("; P·V one tile behind (overlap_pv)");
     out_ << "  const int n_tiles = range.end - range.begin;\n";
     out_ << "  // Pipeline mbarriers after the tiles: full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).\n";
     out_ << "  const u32 bars = v_smem + T::STAGES * T::V_STAGE_BYTES;\n";
@@ -247,14 +264,9 @@ class Emitter {
           out_ << "    else warpgroup_wait<0>();\n";
           out_ << fmt::format("    pin({}.s[0]);\n", op.results[0]);
           break;
-        case ir::OpKind::apply_mask: {
-          const bool partial_only = op.str_attr("when") == "partial" && loop.classes.unmasked_full;
-          const std::string call = fmt::format(
-              "apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
-          if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
-          else out_ << "    " << call << "\n";
+        case ir::OpKind::apply_mask:
+          apply_mask(op);
           break;
-        }
         case ir::OpKind::online_softmax:
           out_ << "    RowVec<T> alpha;\n";
           out_ << fmt::format("    softmax_rows<T>({}, {}, {}, alpha, kScaleLog2);\n", op.operands[0], op.operands[1],
@@ -291,13 +303,7 @@ class Emitter {
 
   void loop() {
     const ir::KvLoop& loop = k_.loop;
-    out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}\n", loop.induction,
-                        loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
-                        loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages);
-    if (loop.classes.skip_empty)
-      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
-    else
-      out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+    kv_range("");
     out_ << "  // Pipeline prologue: start the first STAGES - 1 tiles.\n";
     out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
     out_ << "    if (range.begin + s < range.end) {\n";
@@ -346,14 +352,9 @@ class Emitter {
                               op.operands[0]);
         }
         break;
-      case ir::OpKind::apply_mask: {
-        const bool partial_only = op.str_attr("when") == "partial" && k_.loop.classes.unmasked_full;
-        const std::string call = fmt::format(
-            "apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
-        if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
-        else out_ << "    " << call << "\n";
+      case ir::OpKind::apply_mask:
+        apply_mask(op);
         break;
-      }
       case ir::OpKind::online_softmax:
         out_ << fmt::format("    online_softmax<T>({}, {}, {}, {}, kScaleLog2);\n", op.operands[0], op.operands[1],
                             op.operands[2], op.operands[3]);

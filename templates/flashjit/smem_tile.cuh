@@ -22,13 +22,13 @@ __device__ __forceinline__ u32 opaque(u32 x) {
 }
 
 // Starts copying rows [0, valid_rows) of a ROWS x COLS tile at `src` (row stride in
-// elements) into shared memory at `dst`; rows >= valid_rows become zeros.
-template <int ROWS, int COLS, int THREADS>
-__device__ __forceinline__ void load_tile_async(u32 dst, const u16* src, long long row_stride, int valid_rows,
-                                                int tid) {
+// elements) into shared memory at `dst`; rows >= valid_rows become zeros. Layout maps
+// (rows, row, col) to the byte offset of the 16-byte chunk starting at element `col`.
+template <int ROWS, int COLS, int THREADS, class Layout>
+__device__ __forceinline__ void load_tile_async_to(u32 dst, const u16* src, long long row_stride, int valid_rows,
+                                                   int tid) {
   constexpr int CHUNKS_PER_ROW = COLS / 8;
   constexpr int CHUNKS = ROWS * CHUNKS_PER_ROW;
-  constexpr int PITCH = COLS + 8;
   src = reinterpret_cast<const u16*>(opaque(reinterpret_cast<unsigned long long>(src)));
   row_stride = static_cast<long long>(opaque(static_cast<unsigned long long>(row_stride)));
   dst = opaque(dst);
@@ -41,9 +41,21 @@ __device__ __forceinline__ void load_tile_async(u32 dst, const u16* src, long lo
       const bool valid = row < valid_rows;
       // An invalid row still needs a mapped address; src-size 0 means nothing is read.
       const u16* g = valid ? src + row * row_stride + col : src;
-      cp_async_16(dst + (row * PITCH + col) * 2, g, valid);
+      cp_async_16(dst + Layout::offset(ROWS, row, col), g, valid);
     }
   }
+}
+
+// Row-major with rows padded by 8 elements (the mma.sync path; see FwdTraits::PITCH_*).
+template <int COLS>
+struct PaddedRows {
+  static __device__ __forceinline__ u32 offset(int /*rows*/, int row, int col) { return (row * (COLS + 8) + col) * 2; }
+};
+
+template <int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void load_tile_async(u32 dst, const u16* src, long long row_stride, int valid_rows,
+                                                int tid) {
+  load_tile_async_to<ROWS, COLS, THREADS, PaddedRows<COLS>>(dst, src, row_stride, valid_rows, tid);
 }
 
 }  // namespace flashjit

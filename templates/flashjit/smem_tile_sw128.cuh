@@ -14,10 +14,12 @@
 
 namespace flashjit {
 
-__device__ __forceinline__ u32 sw128_offset(int rows, int row, int col) {
-  const int slab = col / 64, chunk = (col % 64) / 8;
-  return slab * rows * 128 + row * 128 + ((chunk ^ (row % 8)) * 16);
-}
+struct Swizzle128 {
+  static __device__ __forceinline__ u32 offset(int rows, int row, int col) {
+    const int slab = col / 64, chunk = (col % 64) / 8;
+    return slab * rows * 128 + row * 128 + ((chunk ^ (row % 8)) * 16);
+  }
+};
 
 // Starts copying rows [0, valid_rows) of a ROWS x COLS tile at `src` (row stride in
 // elements) into the swizzled tile at `dst`; rows >= valid_rows become zeros.
@@ -25,22 +27,7 @@ template <int ROWS, int COLS, int THREADS>
 __device__ __forceinline__ void load_tile_sw128_async(u32 dst, const u16* src, long long row_stride, int valid_rows,
                                                       int tid) {
   static_assert(COLS % 64 == 0 && ROWS % 8 == 0, "128-byte swizzle tiles are 8-row x 64-column atoms");
-  constexpr int CHUNKS_PER_ROW = COLS / 8;
-  constexpr int CHUNKS = ROWS * CHUNKS_PER_ROW;
-  src = reinterpret_cast<const u16*>(opaque(reinterpret_cast<unsigned long long>(src)));
-  row_stride = static_cast<long long>(opaque(static_cast<unsigned long long>(row_stride)));
-  dst = opaque(dst);
-#pragma unroll
-  for (int i = 0; i < (CHUNKS + THREADS - 1) / THREADS; ++i) {
-    const int c = tid + i * THREADS;
-    if (CHUNKS % THREADS == 0 || c < CHUNKS) {
-      const int row = c / CHUNKS_PER_ROW;
-      const int col = (c % CHUNKS_PER_ROW) * 8;
-      const bool valid = row < valid_rows;
-      const u16* g = valid ? src + row * row_stride + col : src;
-      cp_async_16(dst + sw128_offset(ROWS, row, col), g, valid);
-    }
-  }
+  load_tile_async_to<ROWS, COLS, THREADS, Swizzle128>(dst, src, row_stride, valid_rows, tid);
 }
 
 }  // namespace flashjit
