@@ -129,7 +129,8 @@ class Emitter {
                         k_.grid.reverse_q_tiles ? "true" : "false");
     out_ << "  const Band band = make_band(params);\n\n";
     for (const ir::Op& op : k_.prologue) prologue_op(op);
-    if (pv_lag() > 0) loop_overlapped();
+    // mma.sync: the FlashAttention-2 loop; wgmma: the loop with P·V one tile behind.
+    if (wgmma_) loop_overlapped();
     else loop();
     for (const ir::Op& op : k_.epilogue) epilogue_op(op);
     out_ << "}\n";
@@ -177,13 +178,6 @@ class Emitter {
     else out_ << "    " << call << "\n";
   }
 
-  // 1 when pass overlap_pv deferred the P·V GEMM by one tile, else 0.
-  int pv_lag() const {
-    for (const ir::Op& op : k_.loop.body)
-      if (op.kind == ir::OpKind::gemm && op.has_attr("lag")) return static_cast<int>(op.int_attr("lag"));
-    return 0;
-  }
-
   // Copies of one tensor of KV tile `tile_expr` into ring slot `slot_expr`.
   void copy_one(const std::string& indent, char tensor, const std::string& tile_expr, const std::string& slot_expr) {
     const bool k = tensor == 'K';
@@ -205,10 +199,10 @@ class Emitter {
   void loop_overlapped() {
     const ir::KvLoop& loop = k_.loop;
     const std::string& kv = loop.induction;
-    const ir::Op* lagged = nullptr;
+    const ir::Op* lagged = nullptr;  // the P·V gemm that pass overlap_pv deferred by one tile
     for (const ir::Op& op : loop.body)
       if (op.kind == ir::OpKind::gemm && op.has_attr("lag")) lagged = &op;
-    if (!lagged) throw std::logic_error("codegen: loop_overlapped without a lagged P·V gemm");
+    if (!lagged) throw std::logic_error("codegen: a wgmma kernel needs the overlap_pv pass (no lagged P·V gemm)");
     const std::string& acc = lagged->results[0];
     kv_range("; P·V one tile behind (overlap_pv)");
     out_ << "  const int n_tiles = range.end - range.begin;\n";
@@ -292,15 +286,14 @@ class Emitter {
     out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
   }
 
-  // Issues the copies of KV tile `tile_expr` into ring slot `slot_expr`.
+  // Issues the copies of KV tile `tile_expr` (K and V) into ring slot `slot_expr`.
   void copy_kv(const std::string& indent, const std::string& tile_expr, const std::string& slot_expr) {
-    out_ << indent << "const int rows = params.seqlen_k - (" << tile_expr << ") * T::BN;\n";
-    out_ << indent << loader() << "<T::BN, T::D, T::THREADS>(k_smem + (" << slot_expr
-         << ") * T::K_STAGE_BYTES, k_tile_ptr(params, blk, " << tile_expr << ", T::BN), params.k_row_stride, rows, blk.tid);\n";
-    out_ << indent << loader() << "<T::BN, T::DV, T::THREADS>(v_smem + (" << slot_expr
-         << ") * T::V_STAGE_BYTES, v_tile_ptr(params, blk, " << tile_expr << ", T::BN), params.v_row_stride, rows, blk.tid);\n";
+    copy_one(indent, 'K', tile_expr, slot_expr);
+    copy_one(indent, 'V', tile_expr, slot_expr);
   }
 
+  // The FlashAttention-2 loop of the mma.sync path: a cp.async ring with one block barrier
+  // per tile.
   void loop() {
     const ir::KvLoop& loop = k_.loop;
     kv_range("");
@@ -321,7 +314,6 @@ class Emitter {
     switch (op.kind) {
       case ir::OpKind::wait_copies:
         out_ << "    cp_async_wait<T::STAGES - 2>();  // tile " << kv << " has landed\n";
-        if (wgmma_) out_ << "    fence_proxy_async();             // ... and is visible to wgmma (async proxy)\n";
         out_ << "    __syncthreads();                 // ... for every thread; slot of " << kv
              << " - 1 is free again\n";
         out_ << "    {  // prefetch tile " << kv << " + STAGES - 1 into the freed slot\n";
@@ -338,15 +330,8 @@ class Emitter {
       case ir::OpKind::gemm:
         if (op.has_attr("transpose_b") && op.bool_attr("transpose_b")) {
           out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
-          if (wgmma_)
-            out_ << fmt::format("    warpgroup_gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
-                                op.results[0]);
-          else
-            out_ << fmt::format("    gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp, blk.lane);\n",
-                                op.results[0]);
-        } else if (wgmma_) {
-          out_ << fmt::format("    warpgroup_gemm_pv<T>({}, {}, v_smem + slot * T::V_STAGE_BYTES);\n", op.results[0],
-                              op.operands[0]);
+          out_ << fmt::format("    gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp, blk.lane);\n",
+                              op.results[0]);
         } else {
           out_ << fmt::format("    gemm_pv<T>({}, {}, v_smem + slot * T::V_STAGE_BYTES, blk.lane);\n", op.results[0],
                               op.operands[0]);

@@ -1,10 +1,11 @@
 // The two GEMMs of the forward pass on wgmma, per warpgroup (sm_90a path).
-//   warpgroup_gemm_qk: S  = Q·Kᵀ  this warpgroup's 64 Q rows and the K tile, both from
-//                      shared memory, K-major
-//   warpgroup_gemm_pv: O += P·V   P from registers (for 16-bit types the accumulator
-//                      layout of S is the A-operand layout), V from shared memory read
-//                      MN-major (the transpose happens inside the tensor core)
-// Both wait for their own result before returning; tile bases are in the layout of
+//   warpgroup_gemm_qk_issue: S  = Q·Kᵀ  this warpgroup's 64 Q rows and the K tile, both
+//                            from shared memory, K-major
+//   warpgroup_gemm_pv_issue: O += P·V   P from registers (for 16-bit types the accumulator
+//                            layout of S is the A-operand layout), V from shared memory
+//                            read MN-major (the transpose happens inside the tensor core)
+// Each is issued asynchronously (fence, wgmmas, commit); the caller waits with
+// warpgroup_wait<> and pins the result (wgmma.cuh). Tile bases are in the layout of
 // smem_tile_sw128.cuh.
 #pragma once
 
@@ -30,7 +31,7 @@ __device__ __forceinline__ void pack_p(PackedP<T>& out, const ScoreTile<T>& P) {
   }
 }
 
-// Issue halves: fence, the wgmmas, commit. The result is valid only after a
+// fence, the wgmmas, commit. The result is valid only after a
 // warpgroup_wait<> that covers the group, followed by pin().
 template <class T>
 __device__ __forceinline__ void warpgroup_gemm_qk_issue(ScoreTile<T>& S, u32 q_smem, u32 k_smem, int warp) {
@@ -56,23 +57,6 @@ __device__ __forceinline__ void warpgroup_gemm_pv_issue(OutTile<T>& O, const Pac
     Wgmma<typename T::Elem, T::DV>::rs_b_mn_major(O.o[0], P.a[kk], b, 1);
   }
   warpgroup_commit();
-}
-
-// Synchronous forms: issue and wait for the result.
-template <class T>
-__device__ __forceinline__ void warpgroup_gemm_qk(ScoreTile<T>& S, u32 q_smem, u32 k_smem, int warp) {
-  warpgroup_gemm_qk_issue(S, q_smem, k_smem, warp);
-  warpgroup_wait<0>();
-  pin(S.s[0]);
-}
-
-template <class T>
-__device__ __forceinline__ void warpgroup_gemm_pv(OutTile<T>& O, const ScoreTile<T>& P, u32 v_smem) {
-  PackedP<T> p;  // packing first frees the fp32 scores before the GEMM
-  pack_p(p, P);
-  warpgroup_gemm_pv_issue(O, p, v_smem);
-  warpgroup_wait<0>();
-  pin(O.o[0]);
 }
 
 }  // namespace flashjit

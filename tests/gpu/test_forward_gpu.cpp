@@ -221,28 +221,36 @@ Errors run_case(const Case& c, uint32_t seed) {
   return e;
 }
 
+// The GPU's arch ("sm_90a" on Hopper).
+std::string current_arch() {
+  auto& drv = flashjit::CudaDriver::get();
+  return drv.device_arch(drv.current_device());
+}
+
+// Compiles the distinct kernels of `cases` up front, in parallel (NVRTC is thread-safe),
+// so the runs below find them in the cache. Returns how many there were.
+size_t compile_all(const std::vector<Case>& cases, const std::string& arch) {
+  std::map<std::string, flashjit::AttentionSpec> specs;
+  for (const auto& c : cases) specs.emplace(flashjit::spec_to_json(spec_of(c)), spec_of(c));
+  std::vector<flashjit::AttentionSpec> todo;
+  for (auto& [_, s] : specs) todo.push_back(s);
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < todo.size();) flashjit::compile(todo[i], {arch, true});
+    });
+  for (auto& th : pool) th.join();
+  return todo.size();
+}
+
 }  // namespace
 
 TEST_CASE("forward matches a float64 reference over the variant matrix", "[gpu]") {
   FJ_REQUIRE_GPU_OR_SKIP();
   const auto cases = variant_matrix();
-  // Compile every distinct kernel up front, in parallel (NVRTC is thread-safe).
-  {
-    std::map<std::string, flashjit::AttentionSpec> specs;
-    for (const auto& c : cases) specs.emplace(flashjit::spec_to_json(spec_of(c)), spec_of(c));
-    std::vector<flashjit::AttentionSpec> todo;
-    for (auto& [_, s] : specs) todo.push_back(s);
-    auto& drv = flashjit::CudaDriver::get();
-    const std::string arch = drv.device_arch(drv.current_device());
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
-      pool.emplace_back([&] {
-        for (size_t i; (i = next++) < todo.size();) flashjit::compile(todo[i], {arch, true});
-      });
-    for (auto& th : pool) th.join();
-    std::printf("compiled %zu distinct kernels for %s\n", todo.size(), arch.c_str());
-  }
+  const std::string arch = current_arch();
+  std::printf("compiled %zu distinct kernels for %s\n", compile_all(cases, arch), arch.c_str());
   std::map<std::string, Errors> worst;  // per dtype
   uint32_t seed = 1234;
   for (const auto& c : cases) {
@@ -266,8 +274,7 @@ TEST_CASE("forward matches a float64 reference over the variant matrix", "[gpu]"
 // the wgmma grid) gives the right answer, not only the heuristic's.
 TEST_CASE("every tuning candidate is correct", "[gpu]") {
   FJ_REQUIRE_GPU_OR_SKIP();
-  auto& drv = flashjit::CudaDriver::get();
-  const std::string arch = drv.device_arch(drv.current_device());
+  const std::string arch = current_arch();
   std::vector<Case> cases;
   for (int d : {64, 128})
     for (const auto& m : {mask(MaskKind::causal, MaskAlign::bottom_right),
@@ -280,15 +287,7 @@ TEST_CASE("every tuning candidate is correct", "[gpu]") {
         cases.push_back(b);
       }
     }
-  {
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < std::max(2u, std::thread::hardware_concurrency()); ++t)
-      pool.emplace_back([&] {
-        for (size_t i; (i = next++) < cases.size();) flashjit::compile(spec_of(cases[i]), {arch, true});
-      });
-    for (auto& th : pool) th.join();
-  }
+  compile_all(cases, arch);
   int wgmma = 0;
   uint32_t seed = 777;
   for (const auto& c : cases) {
