@@ -163,8 +163,10 @@ void check_key(const std::string& key) {
   }
 }
 
-// Parses and verifies a whole entry file against `key`.
-std::optional<CacheEntry> parse_entry(const std::string& file, const std::string& key) {
+}  // namespace
+
+namespace detail {
+std::optional<CacheEntry> parse_cache_entry(const std::string& file, const std::string& key) {
   std::size_t pos = 0;
   auto line = [&](std::string& value) {
     const std::size_t nl = file.find('\n', pos);
@@ -195,6 +197,12 @@ std::optional<CacheEntry> parse_entry(const std::string& file, const std::string
   const std::string payload = file.substr(pos);
   if (digest_hex(payload) != checksum) return std::nullopt;
   return deserialize(payload);
+}
+}  // namespace detail
+
+namespace {
+std::optional<CacheEntry> parse_entry(const std::string& file, const std::string& key) {
+  return detail::parse_cache_entry(file, key);
 }
 
 std::string header_for(const std::string& key, const std::string& payload) {

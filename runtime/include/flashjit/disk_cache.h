@@ -74,6 +74,12 @@ class DiskCache {
   std::filesystem::path dir_;
 };
 
+namespace detail {
+// Parses and verifies a whole entry file (header, size, checksum, payload) written for
+// `key`; null on any mismatch. Exposed for the fuzzer (tests/fuzz) and cache tools.
+std::optional<CacheEntry> parse_cache_entry(const std::string& file, const std::string& key);
+}  // namespace detail
+
 // Builds the key (digest of the key material) for a generated source.
 std::string kernel_cache_key(const std::string& source, const std::string& arch,
                              const std::vector<std::string>& options);
