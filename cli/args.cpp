@@ -4,11 +4,13 @@
 
 #include <cctype>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
+#include <filesystem>
+#include <system_error>
 
 #include "cli.h"
 #include "flashjit/error.h"
+#include "flashjit/file_input.h"
+#include "flashjit/limits.h"
 
 namespace flashjit::cli {
 
@@ -71,14 +73,12 @@ AttentionSpec load_spec(const Args& args) {
   if (first != std::string::npos && (*arg)[first] == '{') {
     text = *arg;
   } else {
-    std::ifstream in(*arg, std::ios::binary);
-    if (!in)
-      throw ArgumentError("--spec", fmt::format("cannot read spec file '{}' (a JSON literal must "
-                                                "start with '{{')",
+    std::error_code ec;
+    if (!std::filesystem::exists(*arg, ec))
+      throw ArgumentError("--spec", fmt::format("spec file '{}' does not exist (a JSON literal must start with '{{')",
                                                 *arg));
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    text = buf.str();
+    // Bounded and non-blocking: /dev/zero, a FIFO or a directory is an error, not a hang.
+    text = read_input_file(*arg, limits::kMaxSpecJsonBytes, "--spec");
   }
   AttentionSpec spec = spec_from_json(text);
   validate(spec);

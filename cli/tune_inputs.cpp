@@ -1,12 +1,13 @@
 // Inputs of `flashjit tune`: the specs file and the --shapes list.
 #include <fmt/format.h>
 
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli.h"
 #include "flashjit/error.h"
+#include "flashjit/file_input.h"
+#include "flashjit/limits.h"
+#include "strict_json.h"
 
 namespace flashjit::cli {
 
@@ -37,20 +38,22 @@ AttentionSpec parse_one(const std::string& json, const std::string& where) {
 }  // namespace
 
 std::vector<AttentionSpec> load_specs_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ArgumentError("--specs", fmt::format("cannot read '{}'", path));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
+  // Bounded and non-blocking: /dev/zero, a FIFO or a directory is an error, not a hang.
+  const std::string text = read_input_file(path, limits::kMaxSpecsFileBytes, "--specs");
   std::vector<AttentionSpec> specs;
   const std::string body = trim(text);
   if (!body.empty() && body[0] == '[') {
-    nlohmann::ordered_json array;
+    json::Json array;
     try {
-      array = nlohmann::ordered_json::parse(body);
-    } catch (const nlohmann::json::exception& e) {
+      // The array's elements are specs: one level deeper than a spec, as many as allowed.
+      json::Limits lim;
+      lim.max_bytes = limits::kMaxSpecsFileBytes;
+      lim.max_depth = limits::kMaxJsonDepth + 1;
+      array = json::parse(body, lim);
+    } catch (const json::ParseError& e) {
       throw ArgumentError("--specs", fmt::format("{}: not valid JSON: {}", path, e.what()));
     }
+    if (!array.is_array()) throw ArgumentError("--specs", fmt::format("{}: expected a JSON array of specs", path));
     for (std::size_t i = 0; i < array.size(); ++i)
       specs.push_back(parse_one(array[i].dump(), fmt::format("{}: element {}", path, i)));
   } else {

@@ -1,29 +1,24 @@
 // The public JSON format of an AttentionSpec (docs: spec.h). Parsing is strict: unknown
-// keys and wrong types are errors naming the field, so a typo never silently falls back
-// to a default.
+// or duplicate keys and wrong types are errors naming the field, so a typo never silently
+// falls back to a default; the text itself goes through the strict reader (size, depth,
+// NUL bytes, BOM, number range: strict_json.h).
 #include <fmt/format.h>
 
 #include <climits>
 #include <cstdint>
 #include <initializer_list>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 
 #include "flashjit/error.h"
 #include "flashjit/spec.h"
+#include "strict_json.h"
 
 namespace flashjit {
 namespace {
 
-// ordered_json keeps insertion order, which gives the canonical key order on output.
-using Json = nlohmann::ordered_json;
-
-std::string show(const Json& v) {
-  std::string s = v.dump();
-  if (s.size() > 40) s = s.substr(0, 37) + "...";
-  return s;
-}
+using json::Json;
+using json::show;
 
 [[noreturn]] void type_error(const std::string& field, const char* expected, const Json& v) {
   throw SpecError(field, fmt::format("expected {}, got {} {}", expected, v.type_name(), show(v)));
@@ -119,20 +114,14 @@ TileConfig read_tile(const Json& v) {
   return t;
 }
 
-std::string strip_json_prefix(const std::string& what) {
-  // nlohmann prefixes "[json.exception.parse_error.101] "; the rest is the useful part.
-  const auto pos = what.find("] ");
-  return pos == std::string::npos ? what : what.substr(pos + 2);
-}
-
 }  // namespace
 
 AttentionSpec spec_from_json(const std::string& json_text) {
   Json j;
   try {
-    j = Json::parse(json_text);
-  } catch (const Json::parse_error& e) {
-    throw SpecError("json", strip_json_prefix(e.what()));
+    j = json::parse(json_text, json::Limits{});
+  } catch (const json::ParseError& e) {
+    throw SpecError(e.path().empty() ? "json" : e.path(), e.reason());
   }
   if (!j.is_object()) type_error("json", "a JSON object", j);
   check_keys(j, "", {"dtype", "head_dim", "head_dim_v", "num_heads_q", "num_heads_kv", "mask",

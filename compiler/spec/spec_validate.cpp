@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "flashjit/error.h"
+#include "flashjit/limits.h"
 #include "flashjit/spec.h"
 
 namespace flashjit {
@@ -33,16 +34,19 @@ void check_in(const std::string& field, int value, const std::vector<int>& allow
 }
 
 void validate_heads(const AttentionSpec& n) {
-  if (n.num_heads_q < 1)
-    throw SpecError("num_heads_q", fmt::format("{} is not supported; allowed: >= 1", n.num_heads_q));
-  if (n.num_heads_kv < 1)
+  // Heads index grid dimension y (at most 65535); bounded first, so nothing below can overflow.
+  if (n.num_heads_q < 1 || n.num_heads_q > limits::kMaxHeads)
+    throw SpecError("num_heads_q",
+                    fmt::format("{} is not supported; allowed: 1 to {}", n.num_heads_q, limits::kMaxHeads));
+  if (n.num_heads_kv < 1 || n.num_heads_kv > n.num_heads_q)
     throw SpecError("num_heads_kv",
-                    fmt::format("{} is not supported; allowed: >= 1 and a divisor of num_heads_q ({})",
+                    fmt::format("{} is not supported; allowed: 1 to num_heads_q ({}), a divisor of it",
                                 n.num_heads_kv, n.num_heads_q));
   if (n.num_heads_q % n.num_heads_kv != 0) {
     std::vector<int> divisors;
     for (int d = 1; d <= n.num_heads_q; ++d)
       if (n.num_heads_q % d == 0) divisors.push_back(d);
+    // A prime num_heads_q near the bound has 2 divisors; a highly composite one ~100.
     throw SpecError(
         "num_heads_kv",
         fmt::format("{} does not divide num_heads_q ({}): the ratio {}/{} = {:.3g} is not an "
@@ -69,8 +73,10 @@ void validate_mask(const MaskSpec& m) {
     return;
   }
   for (auto [name, value] : {std::pair{"mask.left", m.left}, std::pair{"mask.right", m.right}})
-    if (value < -1)
-      throw SpecError(name, fmt::format("{} is not supported; allowed: -1 (unbounded) or >= 0", value));
+    if (value < -1 || value > limits::kMaxWindow)
+      throw SpecError(name, fmt::format("{} is not supported; allowed: -1 (unbounded) or 0 to {} (the longest "
+                                        "sequence flashjit runs)",
+                                        value, limits::kMaxWindow));
   if (m.left < 0 && m.right < 0)
     throw SpecError("mask", "sliding_window with left = -1 and right = -1 is unbounded on both sides; "
                             "allowed: left >= 0 and/or right >= 0 (or use kind \"none\")");
@@ -87,11 +93,13 @@ void validate(const AttentionSpec& spec) {
   check_in("head_dim_v", n.head_dim_v, dims);
   validate_heads(n);
   validate_mask(n.mask);
-  if (n.softmax_scale && !(std::isfinite(*n.softmax_scale) && *n.softmax_scale > 0))
+  // The kernel folds scale * log2(e) into a float literal: the bounds keep it a normal,
+  // finite float (NVRTC rejects out-of-range float constants) with room to spare.
+  if (n.softmax_scale &&
+      !(*n.softmax_scale >= limits::kMinSoftmaxScale && *n.softmax_scale <= limits::kMaxSoftmaxScale))
     throw SpecError("softmax_scale",
-                    fmt::format("{} is not supported; allowed: a finite number > 0 (or unset for "
-                                "1/sqrt(head_dim))",
-                                *n.softmax_scale));
+                    fmt::format("{} is not supported; allowed: {:g} to {:g} (or unset for 1/sqrt(head_dim))",
+                                *n.softmax_scale, limits::kMinSoftmaxScale, limits::kMaxSoftmaxScale));
   // Range first (a probability), then what the kernel implements today.
   if (!(n.dropout_p >= 0.0 && n.dropout_p < 1.0))
     throw SpecError("dropout_p", fmt::format("{} is not a probability; allowed: 0 <= dropout_p < 1", n.dropout_p));

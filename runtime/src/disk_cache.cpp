@@ -11,7 +11,7 @@
 // The header is text so `head` shows what an entry is; everything in it is checked on load.
 #include "flashjit/disk_cache.h"
 
-#include "atomic_file.h"
+#include "safe_file.h"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -25,6 +25,7 @@
 #include <system_error>
 
 #include "flashjit/error.h"
+#include "flashjit/limits.h"
 #include "flashjit/nvrtc_compiler.h"
 
 namespace fs = std::filesystem;
@@ -153,14 +154,26 @@ std::optional<CacheEntry> deserialize(const std::string& payload) {
 // ---- files --------------------------------------------------------------------------
 
 // Keys become file names: only characters that are safe everywhere.
-void check_key(const std::string& key) {
-  if (key.size() < 2 || key.size() > 128)
-    throw ArgumentError("key", "cache keys are 2 to 128 characters, got " + std::to_string(key.size()));
+bool is_valid_key(const std::string& key) {
+  if (key.size() < 2 || key.size() > 128) return false;
   for (char c : key) {
     const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
                     c == '-';
-    if (!ok) throw ArgumentError("key", "cache key '" + key + "' may only hold letters, digits, '_' and '-'");
+    if (!ok) return false;
   }
+  return true;
+}
+void check_key(const std::string& key) {
+  if (key.size() < 2 || key.size() > 128)
+    throw ArgumentError("key", "cache keys are 2 to 128 characters, got " + std::to_string(key.size()));
+  if (!is_valid_key(key))
+    throw ArgumentError("key", "cache key '" + key + "' may only hold letters, digits, '_' and '-'");
+}
+
+// <dir>/<this> is where an entry lives.
+fs::path entry_rel_path(const std::string& key) {
+  check_key(key);
+  return fs::path("kernels") / key.substr(0, 2) / (key + kEntryExt);
 }
 
 }  // namespace
@@ -212,16 +225,27 @@ std::string header_for(const std::string& key, const std::string& payload) {
 
 bool is_entry_file(const fs::path& p) { return p.extension() == kEntryExt; }
 
-// Every regular file under <dir>/kernels; tolerant of files vanishing mid-walk (another
-// process may be storing or clearing).
-std::vector<fs::path> walk_files(const fs::path& root) {
+// Everything under <dir>/kernels that is not a real directory, plus directories that
+// carry an entry's name (which no store can replace): the candidates for list() and
+// clear(). Links are reported, never followed (recursive_directory_iterator does not
+// descend into linked directories). Tolerant of files vanishing mid-walk.
+std::vector<fs::path> walk_entries(const fs::path& root) {
   std::vector<fs::path> files;
   std::error_code ec;
-  if (!fs::is_directory(root, ec)) return files;
+  if (!fs::is_directory(fs::symlink_status(root, ec))) return files;
   fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
   for (; !ec && it != end; it.increment(ec)) {
     std::error_code ec2;
-    if (it->is_regular_file(ec2)) files.push_back(it->path());
+    const fs::file_status st = it->symlink_status(ec2);
+    if (ec2) continue;
+    if (fs::is_directory(st)) {
+      if (is_entry_file(it->path())) {
+        files.push_back(it->path());
+        it.disable_recursion_pending();
+      }
+      continue;
+    }
+    files.push_back(it->path());
   }
   return files;
 }
@@ -273,14 +297,13 @@ fs::path DiskCache::default_dir() {
   return fs::temp_directory_path(ec) / ("flashjit-cache-" + std::to_string(::getuid()));
 }
 
-fs::path DiskCache::entry_path(const std::string& key) const {
-  check_key(key);
-  return dir_ / "kernels" / key.substr(0, 2) / (key + kEntryExt);
-}
+fs::path DiskCache::entry_path(const std::string& key) const { return dir_ / entry_rel_path(key); }
 
 std::optional<CacheEntry> DiskCache::load(const std::string& key) const {
   std::string file;
-  if (!detail::read_whole_file(entry_path(key), file)) return std::nullopt;
+  // Never through a link, never a FIFO or device, never more than the entry size limit.
+  if (!detail::read_file_below(dir_, entry_rel_path(key), limits::kMaxCacheEntryBytes, file).ok())
+    return std::nullopt;
   return parse_entry(file, key);
 }
 
@@ -290,24 +313,30 @@ fs::path DiskCache::store(const std::string& key, const CacheEntry& entry) const
   const std::string data = header_for(key, payload) + payload;
   // Temp file + fsync + rename (atomic_file.h): readers never see a partial entry, and
   // racing writers of one key each publish a complete, identical entry.
-  detail::write_file_atomically(path, data);
+  detail::write_file_atomically_below(dir_, entry_rel_path(key), data);
   return path;
 }
 
 std::vector<CacheListing> DiskCache::list() const {
   std::vector<CacheListing> out;
-  for (const fs::path& p : walk_files(dir_ / "kernels")) {
+  for (const fs::path& p : walk_entries(dir_ / "kernels")) {
     if (!is_entry_file(p) || detail::is_temp_file(p)) continue;
     CacheListing l;
     l.key = p.stem().string();
     l.path = p.string();
     std::error_code ec;
-    const auto size = fs::file_size(p, ec);
+    const fs::file_status st = fs::symlink_status(p, ec);
     if (ec) continue;  // removed meanwhile
-    l.bytes = static_cast<std::size_t>(size);
+    if (fs::is_regular_file(st)) {
+      const auto size = fs::file_size(p, ec);
+      if (ec) continue;
+      l.bytes = static_cast<std::size_t>(size);
+    }
     std::string file;
-    if (detail::read_whole_file(p, file)) {
-      // A file whose name is not a valid key can never be loaded: it lists as invalid.
+    // A file whose name is not a valid key, or not where its key puts it, can never be
+    // loaded: it lists as invalid. So does a link, a FIFO or an oversized file.
+    const bool placed = is_valid_key(l.key) && p == entry_path(l.key);
+    if (placed && detail::read_file_below(dir_, entry_rel_path(l.key), limits::kMaxCacheEntryBytes, file).ok()) {
       if (auto e = parse_entry(file, l.key)) {
         l.valid = true;
         l.kernel_name = e->kernel_name;
@@ -334,22 +363,28 @@ CacheStats DiskCache::stats() const {
 std::size_t DiskCache::clear() const {
   const fs::path root = dir_ / "kernels";
   std::size_t removed = 0;
+  std::error_code link_ec;
+  if (fs::is_symlink(fs::symlink_status(root, link_ec))) fs::remove(root, link_ec);  // never written through
   const auto now = fs::file_time_type::clock::now();
-  for (const fs::path& p : walk_files(root)) {
+  for (const fs::path& p : walk_entries(root)) {
     std::error_code ec;
+    const fs::file_status st = fs::symlink_status(p, ec);
+    if (ec) continue;
     if (detail::is_temp_file(p)) {
       // A young temp file belongs to a store in progress; leave it to its rename.
       const auto mtime = fs::last_write_time(p, ec);
-      if (!ec && now - mtime > kStaleTempAge) fs::remove(p, ec);
-    } else if (is_entry_file(p)) {
-      if (fs::remove(p, ec)) ++removed;
+      if (!ec && now - mtime > kStaleTempAge && !fs::is_directory(st)) fs::remove(p, ec);
+    } else if (is_entry_file(p) || fs::is_symlink(st)) {
+      // Entries, and what no load can use: a directory, FIFO or link under an entry's
+      // name, a linked shard directory. remove_all removes a link, not its target.
+      if (fs::remove_all(p, ec) > 0 && !ec && is_entry_file(p)) ++removed;
     }
   }
   // Drop empty shard directories (remove() refuses non-empty ones, which is what we want).
   std::error_code ec;
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code ec2;
-    if (it->is_directory(ec2)) fs::remove(it->path(), ec2);
+    if (fs::is_directory(it->symlink_status(ec2))) fs::remove(it->path(), ec2);
   }
   return removed;
 }

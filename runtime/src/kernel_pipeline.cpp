@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -127,7 +128,17 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
       e.compile_ms = out.compile_ms;
       e.spec_json = spec_to_json(g.spec);
       e.arch = arch;
-      out.cache_path = disk.store(key, e).string();
+      try {
+        out.cache_path = disk.store(key, e).string();
+      } catch (const std::exception& err) {
+        // NVRTC succeeded: a cache that cannot be written (read-only, full, a directory or
+        // a link in the way) costs the next process a compile, not this one its kernel.
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true) || detail::log_enabled())
+          detail::log_line(fmt::format("warning: kernel cache not written, the kernel is used from memory and "
+                                       "the next process compiles it again: {}",
+                                       err.what()));
+      }
     }
   }
   out.load_ms = ms_since(t0);

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <system_error>
@@ -25,7 +27,8 @@ struct KnownArch {
   int number;
   bool has_a_variant;
 };
-constexpr KnownArch kKnownArchs[] = {{75, false}, {80, false}, {86, false}, {87, false}, {89, false},
+// sm_75 (Turing) is not listed: the kernels need cp.async and bf16 mma.sync (sm_80+).
+constexpr KnownArch kKnownArchs[] = {{80, false}, {86, false}, {87, false}, {89, false},
                                      {90, true},  {100, true}, {103, true}, {120, true}};
 
 void nvrtc_check(nvrtcResult r, const char* what) {
@@ -66,29 +69,31 @@ std::string sanitize_name(std::string name) {
 }
 
 // Writes the source that failed to compile where the user can open it. Returns the path,
-// or an explanation if it could not be written (the log is still reported).
+// or an explanation if it could not be written (the log is still reported). The file is
+// new, private and exclusive (mkstemps: O_CREAT|O_EXCL, mode 0600, a random name), so a
+// link or file another user planted in /tmp is never followed or overwritten.
 std::string dump_failed_source(const std::string& source, const std::string& source_name) {
   std::error_code ec;
   const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
   if (ec) return "<not written: no temp directory: " + ec.message() + ">";
-  const std::filesystem::path path = dir / ("flashjit-failed-" + sanitize_name(source_name) + ".cu");
-  // Write then rename: concurrent failures of one kernel never leave an interleaved file.
-  const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << source;
-    out.close();
-    if (!out) {
-      std::filesystem::remove(tmp, ec);
-      return "<not written: cannot write " + path.string() + ">";
-    }
+  std::string path = (dir / ("flashjit-failed-" + sanitize_name(source_name) + "-XXXXXX.cu")).string();
+  const int fd = ::mkstemps(&path[0], 3);
+  if (fd < 0) return "<not written: cannot create a file in " + dir.string() + ": " + std::strerror(errno) + ">";
+  const char* p = source.data();
+  std::size_t left = source.size();
+  bool ok = true;
+  while (left > 0 && ok) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) ok = false;
+    else p += n, left -= static_cast<std::size_t>(n);
   }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return "<not written: cannot rename to " + path.string() + ">";
+  if (::close(fd) != 0) ok = false;
+  if (!ok) {
+    ::unlink(path.c_str());
+    return "<not written: cannot write " + path + ">";
   }
-  return path.string();
+  return path;
 }
 
 int parse_int(const std::string& s) {

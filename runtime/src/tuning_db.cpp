@@ -7,15 +7,18 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
-#include <nlohmann/json.hpp>
 #include <system_error>
 
-#include "atomic_file.h"
+#include "safe_file.h"
 #include "flashjit/disk_cache.h"
+#include "flashjit/ir.h"
+#include "flashjit/limits.h"
+#include "flashjit/passes.h"
 #include "flashjit/tuning.h"
+#include "strict_json.h"
 
 namespace fs = std::filesystem;
-using Json = nlohmann::ordered_json;  // keeps fields in the order written: easier to read
+using flashjit::json::Json;  // ordered: keeps fields in the order written, easier to read
 
 namespace flashjit {
 
@@ -59,22 +62,28 @@ double finite_ms(const Json& j) {
 
 bool is_record_file(const fs::path& p) { return p.extension() == kRecordExt && !detail::is_temp_file(p); }
 
-// Every regular file directly in `dir`; tolerant of files vanishing mid-walk.
+// Everything directly in `dir` but real directories (links are reported, not followed:
+// list() shows them as corrupt, clear() removes them); tolerant of files vanishing mid-walk.
 std::vector<fs::path> files_in(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(dir, ec))) return files;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code ec2;
-    if (it->is_regular_file(ec2)) files.push_back(it->path());
+    const fs::file_status st = it->symlink_status(ec2);
+    if (!ec2 && (!fs::is_directory(st) || is_record_file(it->path()))) files.push_back(it->path());
   }
   return files;
 }
+
+// <cache dir>/<this> is where a record lives.
+fs::path record_rel_path(const std::string& file_name) { return fs::path("tuning") / file_name; }
 
 }  // namespace
 
 std::string tuning_record_to_json(const TuningRecord& r) {
   Json key;
-  key["spec"] = Json::parse(r.key.spec_json);
+  key["spec"] = json::parse(r.key.spec_json);
   key["bucket"] = {{"seqlen_q", r.key.bucket.seqlen_q},
                    {"seqlen_k", r.key.bucket.seqlen_k},
                    {"batch_heads", r.key.bucket.batch_heads}};
@@ -110,7 +119,7 @@ std::string tuning_record_to_json(const TuningRecord& r) {
 
 std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
   try {
-    const Json j = Json::parse(text);
+    const Json j = json::parse(text, json::Limits{limits::kMaxTuningRecordBytes});
     if (j.at("schema").get<int>() != kTuningSchemaVersion) return std::nullopt;
     TuningRecord r;
     const Json& key = j.at("key");
@@ -132,6 +141,12 @@ std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
 
     r.tile = tile_from(j.at("tile"));
     validate(r.tile, spec);
+    // A tile that cannot run on the record's arch (too much shared memory, too many
+    // registers, wgmma off Hopper) would fail in forward(): through the legality pass,
+    // such a record is a miss, and tuning or the heuristic decides instead.
+    AttentionSpec tiled = spec.normalized();
+    tiled.tile = r.tile;
+    (void)passes::run_pipeline(ir::lower(tiled), r.key.arch);
     r.median_ms = finite_ms(j.at("median_ms"));
     for (const Json& cj : j.at("candidates")) {
       CandidateTiming c;
@@ -162,7 +177,10 @@ fs::path TuningDb::record_path(const TuningKey& key) const { return dir_ / (key.
 
 std::optional<TuningRecord> TuningDb::lookup(const TuningKey& key) const {
   std::string text;
-  if (!detail::read_whole_file(record_path(key), text)) return std::nullopt;
+  // Never through a link, never a FIFO or device, never more than the record size limit.
+  const fs::path rel = record_rel_path(record_path(key).filename().string());
+  if (!detail::read_file_below(dir_.parent_path(), rel, limits::kMaxTuningRecordBytes, text).ok())
+    return std::nullopt;
   std::optional<TuningRecord> r = tuning_record_from_json(text);
   if (!r || !(r->key == key)) return std::nullopt;
   return r;
@@ -173,7 +191,8 @@ fs::path TuningDb::store(const TuningKey& key, const TuningRecord& record) const
   r.key = key;
   if (r.created.empty()) r.created = now_utc_iso();
   const fs::path path = record_path(key);
-  detail::write_file_atomically(path, tuning_record_to_json(r));
+  detail::write_file_atomically_below(dir_.parent_path(), record_rel_path(path.filename().string()),
+                                     tuning_record_to_json(r));
   return path;
 }
 
@@ -185,11 +204,17 @@ std::vector<TuningListing> TuningDb::list() const {
     l.digest = p.stem().string();
     l.path = p.string();
     std::error_code ec;
-    const auto size = fs::file_size(p, ec);
+    const fs::file_status st = fs::symlink_status(p, ec);
     if (ec) continue;  // removed meanwhile
-    l.bytes = static_cast<std::size_t>(size);
+    if (fs::is_regular_file(st)) {
+      const auto size = fs::file_size(p, ec);
+      if (ec) continue;
+      l.bytes = static_cast<std::size_t>(size);
+    }
     std::string text;
-    if (detail::read_whole_file(p, text)) {
+    if (detail::read_file_below(dir_.parent_path(), record_rel_path(p.filename().string()),
+                                limits::kMaxTuningRecordBytes, text)
+            .ok()) {
       // Valid only under its own digest: lookup() would never find it under another name.
       std::optional<TuningRecord> r = tuning_record_from_json(text);
       if (r && r->key.digest() == l.digest) l.record = std::move(r);
@@ -202,6 +227,8 @@ std::vector<TuningListing> TuningDb::list() const {
 
 std::size_t TuningDb::clear() const {
   std::size_t removed = 0;
+  std::error_code link_ec;
+  if (fs::is_symlink(fs::symlink_status(dir_, link_ec))) fs::remove(dir_, link_ec);  // never written through
   const auto now = fs::file_time_type::clock::now();
   for (const fs::path& p : files_in(dir_)) {
     std::error_code ec;
@@ -209,8 +236,11 @@ std::size_t TuningDb::clear() const {
       // A young temp file belongs to a store in progress; leave it to its rename.
       const auto mtime = fs::last_write_time(p, ec);
       if (!ec && now - mtime > kStaleTempAge) fs::remove(p, ec);
-    } else if (is_record_file(p) && fs::remove(p, ec)) {
-      ++removed;
+    } else if (is_record_file(p)) {
+      // A record, or a directory, FIFO or link under a record's name: nothing a lookup can use.
+      if (fs::remove_all(p, ec) > 0 && !ec) ++removed;
+    } else if (fs::is_symlink(fs::symlink_status(p, ec))) {
+      fs::remove(p, ec);
     }
   }
   return removed;

@@ -97,7 +97,7 @@ TEST_CASE("cli: spec errors name the field and exit 1", "[cli]") {
 
   r = run_cli({"emit", "--spec", "/nonexistent/spec.json"});
   CHECK(r.status == 1);
-  CHECK(has(r.out, "cannot read spec file '/nonexistent/spec.json'"));
+  CHECK(has(r.out, "spec file '/nonexistent/spec.json' does not exist"));
 
   r = run_cli({"emit", "--spec", kCausal, "--arch", "sm_12"});
   CHECK(r.status == 1);

@@ -102,7 +102,7 @@ TEST_CASE("cli tune: argument errors", "[cli][tuning]") {
 
   r = tune({"--specs", (dir.path / "missing.json").string(), "--shapes", "b=1,sq=128", "--arch", "sm_80"});
   CHECK(r.status == 1);
-  CHECK(has(r.out, "cannot read"));
+  CHECK(has(r.out, "missing.json' does not exist"));
 
   const fs::path bad_line = dir.path / "bad.jsonl";
   write_text(bad_line, kSpecA + "\n" + R"({"dtype":"bf16","head_dim":100})" + "\n");

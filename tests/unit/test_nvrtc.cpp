@@ -98,9 +98,42 @@ TEST_CASE("a compile error carries NVRTC's message and the dumped source", "[nvr
   std::string path = message.substr(pos + marker.size());
   path = path.substr(0, path.find('\n'));
   REQUIRE(std::filesystem::exists(path));
-  CHECK(std::filesystem::path(path).filename().string() == "flashjit-failed-broken_kernel.cu");
+  // A fresh private file per failure (mkstemps): "flashjit-failed-broken_kernel-XXXXXX.cu", mode 0600.
+  const std::string name = std::filesystem::path(path).filename().string();
+  CHECK(name.rfind("flashjit-failed-broken_kernel-", 0) == 0);
+  CHECK(name.size() == std::string("flashjit-failed-broken_kernel-XXXXXX.cu").size());
+  const auto perms = std::filesystem::status(path).permissions();
+  CHECK((perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all)) ==
+        std::filesystem::perms::none);
   CHECK(slurp(path) == bad);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("a failed compile never writes through a planted link in the temp dir", "[nvrtc]") {
+  // Before: the dump went to the predictable /tmp/flashjit-failed-<name>.cu via a rename,
+  // so anyone could pre-create that name (or a link) and read or redirect the source.
+  namespace fs = std::filesystem;
+  const fs::path planted = fs::temp_directory_path() / "flashjit-failed-planted_kernel.cu";
+  const fs::path target = fs::temp_directory_path() / "flashjit-planted-target.txt";
+  std::error_code ec;
+  fs::remove(planted, ec);
+  { std::ofstream(target) << "untouched"; }
+  fs::create_symlink(target, planted);
+  std::string message;
+  try {
+    flashjit::nvrtc_compile("this is not C++\n", "planted_kernel.cu", "sm_80");
+  } catch (const flashjit::CompileError& e) {
+    message = e.what();
+  }
+  CHECK(slurp(target.string()) == "untouched");
+  CHECK(fs::is_symlink(fs::symlink_status(planted)));
+  const auto pos = message.find("source written to ");
+  REQUIRE(pos != std::string::npos);
+  const std::string path = message.substr(pos + 18, message.find('\n', pos) - pos - 18);
+  CHECK(path != planted.string());
+  fs::remove(path, ec);
+  fs::remove(planted, ec);
+  fs::remove(target, ec);
 }
 
 TEST_CASE("check_arch accepts known targets and rejects others", "[nvrtc]") {
@@ -111,7 +144,9 @@ TEST_CASE("check_arch accepts known targets and rejects others", "[nvrtc]") {
   CHECK_NOTHROW(flashjit::check_arch("sm_90a"));
   CHECK_NOTHROW(flashjit::check_arch("sm_100a"));
 
-  for (const std::string bad : {"sm_91", "gfx90a", "sm_80a", "SM_80", "sm_", "", "sm_90ab", "compute_90a"}) {
+  // sm_75 used to be listed although every flashjit kernel fails in ptxas there (cp.async,
+  // bf16 mma.sync are sm_80+): it is not a target.
+  for (const std::string bad : {"sm_75", "sm_91", "gfx90a", "sm_80a", "SM_80", "sm_", "", "sm_90ab", "compute_90a"}) {
     INFO("arch '" << bad << "'");
     try {
       flashjit::check_arch(bad);
@@ -121,6 +156,7 @@ TEST_CASE("check_arch accepts known targets and rejects others", "[nvrtc]") {
       const std::string msg = e.what();
       CHECK(msg.find("'" + bad + "'") != std::string::npos);
       CHECK(msg.find("sm_90a") != std::string::npos);  // lists what is allowed
+      CHECK(msg.find("sm_75,") == std::string::npos);
     }
   }
   // nvrtc_compile validates first, so a bad arch never reaches NVRTC.
