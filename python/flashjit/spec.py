@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple, Union
 
 from . import _C
+from ._C import SpecError
 
 __all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
 
@@ -100,7 +101,7 @@ class Spec:
         set_("dtype", _dtype_name(self.dtype))
         # Validate what the user wrote first (C++ names the bad field, e.g. 'mask.kind'),
         # then fold the dict forms into the flat, hashable fields.
-        canonical = json.loads(_C.validate(self.to_json()))
+        canonical = json.loads(_C.validate(_dumps_for_validation(self.to_dict())))
         set_("dtype", canonical["dtype"])
         if isinstance(self.mask, Mapping):
             m = dict(self.mask)
@@ -164,7 +165,7 @@ class Spec:
     def from_dict(cls, d: Mapping[str, Any]) -> "Spec":
         d = dict(d)
         # Missing or unknown keys, wrong types: the C++ parser names the field.
-        _C.validate(json.dumps(d))
+        _C.validate(_dumps_for_validation(d))
         kwargs: dict = {}
         for f in dataclasses.fields(cls):
             if f.name in d and d[f.name] is not None:
@@ -183,14 +184,18 @@ class Spec:
 
     @classmethod
     def from_json(cls, text: Union[str, bytes]) -> "Spec":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError:
-            _C.validate(text if isinstance(text, str) else text.decode())  # SpecError('json')
-            raise
-        if not isinstance(d, dict):
-            _C.validate(json.dumps(d))  # SpecError('json'): expected a JSON object
-        return cls.from_dict(d)
+        """Parses the JSON format with the C++ parser, so C++, Python and the CLI accept and
+        reject exactly the same texts (duplicate keys, a byte-order mark, NUL bytes, bad
+        UTF-8, deep nesting, 1e400: SpecError naming the field)."""
+        if isinstance(text, str):
+            # surrogatepass: a lone surrogate becomes bytes the C++ UTF-8 check rejects.
+            raw = text.encode("utf-8", "surrogatepass")
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            raw = bytes(text)
+        else:
+            raise TypeError(f"flashjit: Spec.from_json expects str or bytes; got {type(text).__name__}")
+        _C.validate_bytes(raw)  # raises SpecError; on success raw is strict, finite UTF-8 JSON
+        return cls.from_dict(json.loads(raw.decode("utf-8")))
 
     # --- conveniences --------------------------------------------------------------
     def replace(self, **changes: Any) -> "Spec":
@@ -199,6 +204,18 @@ class Spec:
     def resolve_tile(self, arch: Optional[str] = None) -> "Spec":
         """This spec with the tile compile()/attention() would use (tuned or heuristic)."""
         return Spec.from_json(_C.resolve_tile(self.to_json(), arch or ""))
+
+
+def _dumps_for_validation(d: Mapping[str, Any]) -> str:
+    """JSON text of a user's dict for the C++ parser; values JSON cannot hold (objects,
+    nesting Python cannot serialise) become a SpecError naming the document, like C++."""
+    try:
+        # allow_nan: inf/nan become Infinity/NaN, which the C++ parser rejects at their field.
+        return json.dumps(d, allow_nan=True)
+    except (TypeError, ValueError, RecursionError) as e:
+        err = SpecError(f"flashjit: spec.json: cannot be written as JSON: {type(e).__name__}: {e}"[:500])
+        err.field = "json"
+        raise err from None
 
 
 def as_spec(spec: Union[Spec, Mapping[str, Any], str]) -> Spec:

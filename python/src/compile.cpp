@@ -72,6 +72,18 @@ void bind_compile(nb::module_& m) {
       "Parses and validates a spec; returns its canonical JSON. Raises SpecError naming the field.");
 
   m.def(
+      "validate_bytes",
+      [](nb::bytes text) {
+        // Spec.from_json's path: the bytes go to the strict parser as they are (BOM, NUL,
+        // bad UTF-8 included), not through a Python decode that would differ from C++.
+        const std::string s(text.c_str(), text.size());
+        AttentionSpec spec = spec_from_json(s);
+        validate(spec);
+        return spec_to_json(spec);
+      },
+      nb::arg("text"), "validate() for JSON given as bytes.");
+
+  m.def(
       "compile",
       [](const std::string& spec_json, const std::string& arch, bool use_cache) {
         const AttentionSpec spec = parsed_spec(spec_json);

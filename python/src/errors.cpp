@@ -5,6 +5,8 @@
 // SpecError carries .field (JSON path, e.g. "mask.kind"); ArgumentError carries .param.
 #include <Python.h>
 
+#include <cstring>
+
 #include "bindings.h"
 #include "flashjit/error.h"
 
@@ -25,11 +27,27 @@ PyObject* new_exception_type(nb::module_& m, const char* name, PyObject* base, c
   return type;
 }
 
+// A Python str of a message. flashjit's messages are valid UTF-8 (error.h: printable), but
+// a message must never become a UnicodeDecodeError: anything else is backslash-escaped.
+PyObject* to_str(const char* s, std::size_t n) {
+  return PyUnicode_DecodeUTF8(s, static_cast<Py_ssize_t>(n), "backslashreplace");
+}
+
+void raise_message(PyObject* type, const char* message) {
+  PyObject* text = to_str(message, std::strlen(message));
+  if (!text) return;
+  PyErr_SetObject(type, text);
+  Py_DECREF(text);
+}
+
 // Raises `type(message)` with one extra attribute (field / param) set on the instance.
 void raise_with_attr(PyObject* type, const char* message, const char* attr, const std::string& value) {
-  PyObject* exc = PyObject_CallFunction(type, "s", message);
+  PyObject* text = to_str(message, std::strlen(message));
+  if (!text) return;
+  PyObject* exc = PyObject_CallFunctionObjArgs(type, text, nullptr);
+  Py_DECREF(text);
   if (!exc) return;  // the error from the call stays set
-  PyObject* v = PyUnicode_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size()));
+  PyObject* v = to_str(value.data(), value.size());
   if (v) {
     PyObject_SetAttrString(exc, attr, v);
     Py_DECREF(v);
@@ -46,11 +64,11 @@ void translate(const std::exception_ptr& p, void*) {
   } catch (const ArgumentError& e) {
     raise_with_attr(g_argument_error, e.what(), "param", e.param());
   } catch (const LegalityError& e) {
-    PyErr_SetString(g_legality_error, e.what());
+    raise_message(g_legality_error, e.what());
   } catch (const CompileError& e) {
-    PyErr_SetString(g_compile_error, e.what());
+    raise_message(g_compile_error, e.what());
   } catch (const CudaError& e) {
-    PyErr_SetString(g_cuda_error, e.what());
+    raise_message(g_cuda_error, e.what());
   }
   // Anything else propagates to nanobind's default translators
   // (std::invalid_argument -> ValueError, std::runtime_error -> RuntimeError, ...).

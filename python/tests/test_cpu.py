@@ -243,3 +243,65 @@ def test_version():
 def test_attention_rejects_non_tensors():
     with pytest.raises(TypeError, match="q must be a CUDA tensor"):
         flashjit.attention([1.0], [1.0], [1.0])
+
+
+# --- hostile input (the hardening issue's findings 1-4): one behaviour in C++ and Python ---
+
+@pytest.mark.parametrize("text, field, says", [
+    # 1. deep nesting crashed the interpreter (via a BOM: Python's json rejected it, then C++ recursed)
+    ('{"dtype":"bf16","head_dim":' + "[" * 20000 + "]" * 20000 + "}", "head_dim", "nesting deeper"),
+    ("\ufeff" + "[" * 20000 + "]" * 20000, "json", "byte-order mark"),
+    # 3. 1e400 raised RuntimeError without a field name
+    ('{"dtype":"bf16","head_dim":64,"softmax_scale":1e400}', "softmax_scale", "number overflow"),
+    ('{"dtype":"bf16","head_dim":64,"softmax_scale":1e39}', "softmax_scale", "allowed: 1e-30 to 1e+30"),
+    ('{"dtype":"bf16","head_dim":64,"softmax_scale":1e-320}', "softmax_scale", "allowed: 1e-30"),
+    # 4. duplicate keys were accepted (last wins), a BOM accepted by C++ only
+    ('{"dtype":"bf16","head_dim":64,"head_dim":128}', "head_dim", "duplicate key"),
+    ('{"dtype":"bf16","head_dim":64,"mask":{"kind":"causal","kind":"none"}}', "mask.kind", "duplicate key"),
+    ("\ufeff" + '{"dtype":"bf16","head_dim":64}', "json", "byte-order mark"),
+    ('{"dtype":"bf16","head_dim":64}\x00{"x":1}', "json", "NUL byte"),
+    ('{"dtype":"\ud800","head_dim":64}', "dtype", "UTF-8"),  # a lone surrogate in a str
+])
+def test_from_json_hostile_text_is_a_spec_error(text, field, says):
+    for form in (text, text.encode("utf-8", "surrogatepass")):
+        with pytest.raises(flashjit.SpecError) as info:
+            Spec.from_json(form)
+        assert info.value.field == field, str(info.value)
+        assert says in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"dtype":"\xff\xfe","head_dim":64}',
+    b'{"dtype":"bf16","head_dim":64,"\xc3\x28":1}',
+    b'{"dtype":"bf16","head_dim":\xff}',
+    b'\xef\xbb\xbf{"dtype":"bf16","head_dim":64}',
+])
+def test_from_json_non_utf8_bytes_raise_spec_error_not_unicode_error(raw):
+    # 4. these raised UnicodeDecodeError (the message quoted the raw bytes)
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec.from_json(raw)
+    str(info.value).encode("utf-8")  # a valid str
+
+
+def test_huge_head_counts_raise_quickly():
+    # 2. Spec(num_heads_q=2**31-1, num_heads_kv=2) killed Python with SIGFPE after 6-14 s
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec(dtype="bf16", head_dim=64, num_heads_q=2**31 - 1, num_heads_kv=2)
+    assert time.perf_counter() - t0 < 1.0
+    assert info.value.field == "num_heads_q" and "allowed: 1 to 65535" in str(info.value)
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec(dtype="bf16", head_dim=64, num_heads_q=2**40)
+    assert info.value.field == "num_heads_q"
+
+
+def test_from_dict_values_json_cannot_hold_are_spec_errors():
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec.from_dict({"dtype": "bf16", "head_dim": 64, "softmax_scale": float("inf")})
+    assert info.value.field == "softmax_scale"
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec.from_dict({"dtype": "bf16", "head_dim": object()})
+    assert info.value.field == "json"
+    with pytest.raises(flashjit.SpecError):
+        Spec(dtype="bf16", head_dim=float("nan"))
