@@ -311,7 +311,7 @@ fs::path DiskCache::store(const std::string& key, const CacheEntry& entry) const
   const fs::path path = entry_path(key);
   const std::string payload = serialize(entry);
   const std::string data = header_for(key, payload) + payload;
-  // Temp file + fsync + rename (atomic_file.h): readers never see a partial entry, and
+  // Temp file + fsync + rename (safe_file.h): readers never see a partial entry, and
   // racing writers of one key each publish a complete, identical entry.
   detail::write_file_atomically_below(dir_, entry_rel_path(key), data);
   return path;
