@@ -5,6 +5,8 @@
 // own; anything that fails to parse or verify is a miss, and the next tuning rewrites it.
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cmath>
 #include <ctime>
 #include <system_error>
@@ -42,12 +44,24 @@ Json tile_json(const TileConfig& t) {
               {"stages", t.stages},   {"mma", to_string(t.mma)}};
 }
 
+// An integer field, strictly: nlohmann's get<int>() of 1e300 is undefined behaviour (a
+// float-to-int overflow; found by tests/fuzz/fuzz_tuning_record), of 132.5 truncates and of
+// 2^64-1 wraps. Records are written with plain integers, so anything else is corrupt.
+int64_t int_field(const Json& j, const char* name, int64_t lo = INT32_MIN, int64_t hi = INT32_MAX) {
+  const Json& v = j.at(name);
+  if (!v.is_number_integer()) throw std::invalid_argument(std::string(name) + ": not an integer");
+  if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(hi) : (v.get<int64_t>() < lo || v.get<int64_t>() > hi))
+    throw std::invalid_argument(std::string(name) + ": out of range");
+  return v.get<int64_t>();
+}
+int int32_field(const Json& j, const char* name) { return static_cast<int>(int_field(j, name)); }
+
 TileConfig tile_from(const Json& j) {
   TileConfig t;
-  t.block_m = j.at("block_m").get<int>();
-  t.block_n = j.at("block_n").get<int>();
-  t.warps = j.at("warps").get<int>();
-  t.stages = j.at("stages").get<int>();
+  t.block_m = int32_field(j, "block_m");
+  t.block_n = int32_field(j, "block_n");
+  t.warps = int32_field(j, "warps");
+  t.stages = int32_field(j, "stages");
   const std::string mma = j.value("mma", std::string("mma_sync"));  // absent in records before wgmma
   if (mma == "wgmma") t.mma = MmaKind::wgmma;
   else if (mma != "mma_sync") throw std::runtime_error("tile.mma: unknown value " + mma);
@@ -55,6 +69,7 @@ TileConfig tile_from(const Json& j) {
 }
 
 double finite_ms(const Json& j) {
+  if (!j.is_number()) throw std::invalid_argument("median_ms: not a number");
   const double ms = j.get<double>();
   if (!std::isfinite(ms) || ms < 0) throw std::invalid_argument("median_ms out of range");
   return ms;
@@ -120,7 +135,7 @@ std::string tuning_record_to_json(const TuningRecord& r) {
 std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
   try {
     const Json j = json::parse(text, json::Limits{limits::kMaxTuningRecordBytes});
-    if (j.at("schema").get<int>() != kTuningSchemaVersion) return std::nullopt;
+    if (int32_field(j, "schema") != kTuningSchemaVersion) return std::nullopt;
     TuningRecord r;
     const Json& key = j.at("key");
     // Through the spec parser: validates the spec and brings it to canonical form.
@@ -128,12 +143,12 @@ std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
     validate(spec);
     r.key.spec_json = spec_to_json(without_tile(spec));
     const Json& b = key.at("bucket");
-    r.key.bucket.seqlen_q = b.at("seqlen_q").get<int64_t>();
-    r.key.bucket.seqlen_k = b.at("seqlen_k").get<int64_t>();
-    r.key.bucket.batch_heads = b.at("batch_heads").get<int64_t>();
+    r.key.bucket.seqlen_q = int_field(b, "seqlen_q", 1, INT64_MAX);
+    r.key.bucket.seqlen_k = int_field(b, "seqlen_k", 1, INT64_MAX);
+    r.key.bucket.batch_heads = int_field(b, "batch_heads", 1, INT64_MAX);
     r.key.gpu_name = key.at("gpu_name").get<std::string>();
-    r.key.sm_count = key.at("sm_count").get<int>();
-    r.key.driver_version = key.at("driver_version").get<int>();
+    r.key.sm_count = int32_field(key, "sm_count");
+    r.key.driver_version = int32_field(key, "driver_version");
     r.key.nvrtc_version = key.at("nvrtc_version").get<std::string>();
     r.key.arch = key.at("arch").get<std::string>();
     r.key.code_version = key.at("code_version").get<std::string>();
@@ -154,7 +169,7 @@ std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
       c.ok = cj.at("ok").get<bool>();
       if (c.ok) {
         c.median_ms = finite_ms(cj.at("median_ms"));
-        c.repetitions = cj.at("repetitions").get<int>();
+        c.repetitions = int32_field(cj, "repetitions");
       } else {
         c.error = cj.at("error").get<std::string>();
       }

@@ -298,6 +298,14 @@ TEST_CASE("tuning: corrupt, truncated or foreign records read as a miss and are 
       {"mistyped field", replace(good, "\"median_ms\": 0.8125", "\"median_ms\": \"fast\"")},
       {"negative time", replace(good, "\"median_ms\": 0.8125", "\"median_ms\": -1.0")},
       {"missing candidates", replace(good, "\"candidates\"", "\"kandidates\"")},
+      // Found by tests/fuzz/fuzz_tuning_record (tests/fuzz/crashes-found): get<int>() of
+      // 1e300 is undefined behaviour; 132.5 was truncated and 2^64-1 wrapped to -1.
+      {"schema 1e300", replace(good, "\"schema\": 1", "\"schema\": 1e300")},
+      {"sm_count 1e300", replace(good, "\"sm_count\": 132", "\"sm_count\": 1e300")},
+      {"sm_count 132.5", replace(good, "\"sm_count\": 132", "\"sm_count\": 132.5")},
+      {"sm_count 2^64-1", replace(good, "\"sm_count\": 132", "\"sm_count\": 18446744073709551615")},
+      {"seqlen_q 1e300", replace(good, "\"seqlen_q\": 1024", "\"seqlen_q\": 1e300")},
+      {"block_m 1e300", replace(good, "\"tile\": {\n    \"block_m\": 128", "\"tile\": {\n    \"block_m\": 1e300")},
   };
   for (const auto& [what, text] : bad) {
     INFO(what);
