@@ -1,5 +1,5 @@
-// flashjit cache list | stats | clear | export DIR | import DIR: look into, empty or move
-// the on-disk kernel cache and the tuning database beside it.
+// flashjit cache list | stats | clear | export DIR | import [--verify] DIR: look into, empty
+// or move the on-disk kernel cache and the tuning database beside it.
 #include <fmt/format.h>
 
 #include "cli.h"
@@ -30,13 +30,15 @@ void print_tuning(const std::vector<TuningListing>& records, const TuningDb& db)
 
 int run_cache(const Args& args) {
   if (args.positional.empty())
-    throw UsageError("cache needs an action: list, stats, clear, export DIR or import DIR");
+    throw UsageError("cache needs an action: list, stats, clear, export DIR or import [--verify] DIR");
   const std::string& action = args.positional[0];
   const std::string dir = args.get("--dir") ? *args.get("--dir") : DiskCache::default_dir().string();
   if (action == "export" || action == "import") {
     if (args.positional.size() != 2) throw UsageError(fmt::format("cache {} needs exactly one directory", action));
-    return run_cache_transfer(action, args.positional[1], dir);
+    return run_cache_transfer(action, args.positional[1], dir, args.flag("--verify"));
   }
+  if (args.flag("--verify"))
+    throw UsageError(fmt::format("--verify applies to 'cache import' only, not 'cache {}'", action));
   if (args.positional.size() != 1)
     throw UsageError(fmt::format("unexpected argument '{}' for 'cache {}'", args.positional[1], action));
   const DiskCache cache(dir);
@@ -82,7 +84,7 @@ int run_cache(const Args& args) {
     return 0;
   }
   throw UsageError(
-      fmt::format("unknown cache action '{}'; allowed: list, stats, clear, export DIR, import DIR", action));
+      fmt::format("unknown cache action '{}'; allowed: list, stats, clear, export DIR, import [--verify] DIR", action));
 }
 
 }  // namespace flashjit::cli

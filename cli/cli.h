@@ -56,8 +56,11 @@ int run_emit(const Args& args);
 int run_ir(const Args& args);
 int run_cache(const Args& args);
 int run_tune(const Args& args);
-// `cache export DIR` / `cache import DIR`: copies verified entries between cache directories.
-int run_cache_transfer(const std::string& action, const std::string& other_dir, const std::string& cache_dir);
+// `cache export DIR` / `cache import [--verify] DIR`: copies verified entries between cache
+// directories. `verify` recompiles every imported kernel and rejects those whose key or cubin
+// do not match their spec (exit status 1 when any is rejected).
+int run_cache_transfer(const std::string& action, const std::string& other_dir, const std::string& cache_dir,
+                       bool verify = false);
 
 void print_usage(std::FILE* out);
 

@@ -28,7 +28,11 @@ void print_usage(std::FILE* out) {
              "                                                  the winners; without a GPU, compile each spec's\n"
              "                                                  heuristic kernel for ARCH into the cache instead\n"
              "  cache   list|stats|clear [--dir DIR]            inspect or empty the kernel cache and tuning records\n"
-             "  cache   export|import DIR [--dir DIR]           copy verified kernels and tuning records to/from DIR\n"
+             "  cache   export|import DIR [--dir DIR]           copy kernels and tuning records that pass their\n"
+             "                                                  checksums to/from DIR; import only caches you trust\n"
+             "  cache   import --verify DIR [--dir DIR]         import, recompiling each kernel here: entries whose\n"
+             "                                                  key or cubin do not match their spec are rejected\n"
+             "                                                  (exit status 1)\n"
              "\n"
              "SPEC is a JSON object, e.g. '{{\"dtype\":\"bf16\",\"head_dim\":128,\"mask\":\"causal\"}}',\n"
              "or the path of a file holding one. FILE holds a JSON array of specs, or one spec per line.\n"
@@ -66,7 +70,7 @@ int dispatch(const std::vector<std::string>& argv) {
   if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch"}, {"--no-cache"});
   else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch"}, {});
   else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after"}, {});
-  else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {}));
+  else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {"--verify"}));
   else if (cmd == "tune")
     args = parse_args(cmd, rest, {"--specs", "--shapes", "--arch", "--cache-dir"}, {"--compile-only"});
   else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, tune, cache", cmd));

@@ -5,10 +5,13 @@
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "bindings.h"
+#include "flashjit/cuda_driver.h"
 #include "flashjit/error.h"
 #include "flashjit/runtime.h"
 
@@ -86,6 +89,69 @@ TensorView view_of(const Array& a, const char* param, int rank, int32_t* device_
   return v;
 }
 
+// Device `ordinal`'s primary context (the one the CUDA runtime, torch and CuPy use),
+// retained once per process and never released: forward() caches loaded modules per
+// context, and releasing the last reference would destroy the context under them.
+CUcontext primary_context(CudaDriver& drv, int32_t ordinal) {
+  static std::mutex mu;
+  static std::unordered_map<int32_t, CUcontext> retained;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = retained.find(ordinal);
+  if (it != retained.end()) return it->second;
+  CUdevice dev = 0;
+  drv.check(drv.cuDeviceGet(&dev, ordinal), "cuDeviceGet");
+  CUcontext ctx = nullptr;
+  drv.check(drv.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  return retained.emplace(ordinal, ctx).first->second;
+}
+
+// flashjit::forward launches in the calling thread's current CUDA context. DLPack tensors
+// name their device instead, so for one call this makes the tensors' device current: when
+// the current context is on another device (or there is none), the device's primary
+// context is pushed, and popped again when the call ends. The common case, tensors on the
+// current device, costs one cuCtxGetCurrent and one cuCtxGetDevice.
+class DeviceContextGuard {
+ public:
+  DeviceContextGuard(int32_t ordinal, const char* param) : drv_(CudaDriver::get()) {
+    if (!drv_.available()) return;  // forward() reports why there is no GPU
+    CUcontext current = nullptr;
+    drv_.check(drv_.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+    if (current != nullptr) {
+      CUdevice dev = 0;
+      drv_.check(drv_.cuCtxGetDevice(&dev), "cuCtxGetDevice");
+      if (dev == ordinal) return;
+    }
+    int count = 0;
+    drv_.check(drv_.cuDeviceGetCount(&count), "cuDeviceGetCount");
+    if (ordinal < 0 || ordinal >= count)
+      throw ArgumentError(param, "is on cuda:" + std::to_string(ordinal) + ", a device that does not exist (" +
+                                     std::to_string(count) + " CUDA device" + (count == 1 ? "" : "s") +
+                                     " visible: cuda:0 to cuda:" + std::to_string(count - 1) + ")");
+    drv_.check(drv_.cuCtxPushCurrent(primary_context(drv_, ordinal)), "cuCtxPushCurrent");
+    pushed_ = true;
+  }
+  // Pops the pushed context, checking the result (call on success).
+  void pop() {
+    if (!pushed_) return;
+    pushed_ = false;
+    CUcontext popped = nullptr;
+    drv_.check(drv_.cuCtxPopCurrent(&popped), "cuCtxPopCurrent");
+  }
+  // While an exception propagates: restore the caller's context, keep the first error.
+  ~DeviceContextGuard() {
+    try {
+      pop();
+    } catch (...) {
+    }
+  }
+  DeviceContextGuard(const DeviceContextGuard&) = delete;
+  DeviceContextGuard& operator=(const DeviceContextGuard&) = delete;
+
+ private:
+  CudaDriver& drv_;
+  bool pushed_ = false;
+};
+
 }  // namespace
 
 void bind_forward(nb::module_& m) {
@@ -101,14 +167,20 @@ void bind_forward(nb::module_& m) {
         const TensorView ov = view_of(o, "o", 4, &device);
         std::optional<TensorView> lv;
         if (lse) lv = view_of(*lse, "lse", 3, &device);
-        nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
-        forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream));
+        DeviceContextGuard on_device(device, "q");  // the tensors' GPU, not only the current one
+        {
+          nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
+          forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream));
+        }
+        on_device.pop();
       },
       nb::arg("spec_json"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("o"),
       nb::arg("lse").none() = nb::none(), nb::arg("stream") = 0,
       "Attention forward on DLPack CUDA tensors of logical shape (batch, heads, seqlen, dim) "
-      "(last dim contiguous); lse is float32 (batch, heads_q, seqlen_q). Launches on `stream` "
-      "(a CUstream as an int; 0 = the legacy default stream) and returns without synchronising.");
+      "(last dim contiguous); lse is float32 (batch, heads_q, seqlen_q). Runs on the tensors' "
+      "device (its primary context is made current for the call when another device's is). "
+      "Launches on `stream` (a CUstream as an int, of that device; 0 = the legacy default "
+      "stream) and returns without synchronising.");
 }
 
 }  // namespace flashjit::python

@@ -322,3 +322,57 @@ def test_dlpack_binding_validates_again():
     flashjit._C.forward(spec, q, k, v, o, None, torch.cuda.current_stream().cuda_stream)
     torch.cuda.synchronize()
     assert not torch.isnan(o).any()
+
+
+def test_outputs_may_not_alias_inputs():
+    """o (or lse) sharing memory with q, k or v is refused before launch: no in-place compute."""
+    spec = Spec(dtype="bf16", head_dim=64, num_heads_q=4, num_heads_kv=4).to_json()
+    q = torch.randn(2, 4, 128, 64, device="cuda", dtype=torch.bfloat16)
+    k, v = torch.randn_like(q), torch.randn_like(q)
+    with pytest.raises(flashjit.ArgumentError, match="o overlaps q") as info:
+        flashjit._C.forward(spec, q, k, v, q, None, 0)
+    assert info.value.param == "o"
+    broadcast = torch.empty(2, 1, 128, 64, device="cuda", dtype=q.dtype).expand(2, 4, 128, 64)
+    with pytest.raises(flashjit.ArgumentError, match="stride 0 of dim 1"):
+        flashjit._C.forward(spec, q, k, v, broadcast, None, 0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2,
+                    reason="needs 2 CUDA devices (tensors on cuda:1 while cuda:0 is current)")
+def test_dlpack_path_runs_on_the_tensors_device():
+    """_C.forward (the DLPack path, no torch.cuda.device switch in Python) launches on the
+    tensors' GPU even when another device is current, and leaves the current device as it was."""
+    F = torch.nn.functional
+    dev = torch.device("cuda", 1)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(1)
+    b, hq, hkv, n, d = 2, 4, 2, 300, 64
+    q = torch.randn(b, hq, n, d, generator=gen, device=dev, dtype=torch.float32).to(torch.bfloat16)
+    k = torch.randn(b, hkv, n, d, generator=gen, device=dev, dtype=torch.float32).to(torch.bfloat16)
+    v = torch.randn(b, hkv, n, d, generator=gen, device=dev, dtype=torch.float32).to(torch.bfloat16)
+    o = torch.full((b, hq, n, d), float("nan"), device=dev, dtype=torch.bfloat16)
+    spec = Spec(dtype="bf16", head_dim=d, num_heads_q=hq, num_heads_kv=hkv, mask="causal")
+    torch.cuda.synchronize(dev)
+
+    torch.cuda.set_device(0)
+    torch.empty(1, device="cuda:0")  # cuda:0's context is current on this thread
+    assert torch.cuda.current_device() == 0
+    flashjit._C.forward(spec.to_json(), q, k, v, o, None, torch.cuda.current_stream(dev).cuda_stream)
+    assert torch.cuda.current_device() == 0  # the pushed context was popped
+    torch.cuda.synchronize(dev)
+
+    with torch.no_grad():
+        ref = F.scaled_dot_product_attention(q.float(), k.float().repeat_interleave(hq // hkv, dim=1),
+                                             v.float().repeat_interleave(hq // hkv, dim=1), is_causal=True)
+    assert not torch.isnan(o).any()
+    rel = ((o.float() - ref).norm() / ref.norm()).item()
+    assert rel < TOL["bf16"][0], f"relative error {rel:.3g} on cuda:1"
+    # A second call takes the same path (primary context retained once), and a call with
+    # cuda:1 current takes the fast path; both give the same result.
+    o2 = torch.full_like(o, float("nan"))
+    flashjit._C.forward(spec.to_json(), q, k, v, o2, None, torch.cuda.current_stream(dev).cuda_stream)
+    with torch.cuda.device(dev):
+        o3 = torch.full_like(o, float("nan"))
+        flashjit._C.forward(spec.to_json(), q, k, v, o3, None, torch.cuda.current_stream(dev).cuda_stream)
+    torch.cuda.synchronize(dev)
+    assert torch.equal(o, o2) and torch.equal(o, o3)

@@ -89,6 +89,8 @@ CudaDriver::CudaDriver() {
   FJ_RESOLVE(cuCtxGetCurrent)
   FJ_RESOLVE(cuCtxSetCurrent)
   FJ_RESOLVE(cuCtxGetDevice)
+  FJ_RESOLVE(cuCtxPushCurrent)
+  FJ_RESOLVE(cuCtxPopCurrent)
   FJ_RESOLVE(cuModuleLoadData)
   FJ_RESOLVE(cuModuleUnload)
   FJ_RESOLVE(cuModuleGetFunction)

@@ -119,8 +119,16 @@ std::vector<std::string> nvrtc_options(const std::string& arch) {
   // No fast-math flags: the kernels' softmax uses exp2 with explicitly pre-scaled
   // inputs, and the generated code chooses its approximate intrinsics itself.
   // --ptxas-options=-v puts the register/smem/spill report into the log.
-  std::vector<std::string> opts = {"-arch=" + arch,       "-std=c++17",         "-lineinfo",
-                                   "-default-device",     "--ptxas-options=-v", "-DFLASHJIT_NVRTC=1"};
+  std::vector<std::string> opts = {"-arch=" + arch, "-std=c++17", "-default-device", "--ptxas-options=-v",
+                                   "-DFLASHJIT_NVRTC=1"};
+  // -lineinfo (source lines for profilers) writes the compiling process's working directory
+  // into the cubin, so one source would give different cubins in different directories and
+  // `cache import --verify` could not compare an imported kernel with its rebuild. Opt-in.
+  static const bool lineinfo = [] {
+    const char* v = std::getenv("FLASHJIT_LINEINFO");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  if (lineinfo) opts.push_back("-lineinfo");
   // NVRTC 13 caches cubins in the driver's compute cache (~/.nv/ComputeCache) when a
   // driver is installed, and a hit there returns the cubin with an EMPTY log: no ptxas
   // report, so no register/spill numbers (seen on an H200 machine). flashjit keeps its

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <string>
+#include <utility>
 
 #include "flashjit/error.h"
 
@@ -33,6 +35,115 @@ void check_16bit_tensor(const char* name, const TensorView& t, ElemType expected
       throw ArgumentError(name, fmt::format("stride {} of dim {} must be a non-negative multiple of 8 elements "
                                             "(16-byte aligned rows)", t.strides[d], d));
   if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) throw ArgumentError(name, "data pointer must be 16-byte aligned");
+}
+
+
+int64_t elem_bytes(ElemType t) { return t == ElemType::f32 ? 4 : 2; }
+
+// The bytes [begin, end) a tensor's elements occupy at most (begin == end: no element).
+struct ByteRange {
+  uintptr_t begin = 0, end = 0;
+  bool empty() const { return begin == end; }
+};
+
+// Bounds every stride and the tensor's extent (validate_args.h says why 2^48 bytes is
+// enough for the kernel's 64-bit offsets) with overflow-checked arithmetic, and returns its
+// byte range. Strides must already be known non-negative.
+ByteRange checked_range(const char* name, const TensorView& t) {
+  const int64_t elem = elem_bytes(t.dtype);
+  const int64_t max_stride = int64_t((kMaxTensorBytes - 1) / uint64_t(elem));
+  for (int d = 0; d < t.rank; ++d)
+    if (t.strides[d] > max_stride)
+      throw ArgumentError(name, fmt::format("stride {} of dim {} is too large: stride x {} bytes must be below "
+                                            "2^{} bytes, the most a tensor may span (at most {} elements)",
+                                            t.strides[d], d, elem, kMaxTensorBytesLog2, max_stride));
+  ByteRange r;
+  r.begin = reinterpret_cast<uintptr_t>(t.data);
+  for (int d = 0; d < t.rank; ++d)
+    if (t.sizes[d] == 0) {
+      r.end = r.begin;  // no element at all
+      return r;
+    }
+  // sum((size_d - 1) * stride_d) * elem + elem, every step checked; `widest` is the dim
+  // that contributes the most, named when the sum is too large.
+  int64_t last = 0;  // element offset of the last element
+  bool overflow = false;
+  int widest = 0;
+  int64_t widest_term = -1;
+  for (int d = 0; d < t.rank; ++d) {
+    int64_t term = 0;
+    if (__builtin_mul_overflow(t.sizes[d] - 1, t.strides[d], &term)) {
+      overflow = true;
+      widest = d;
+      break;
+    }
+    if (term > widest_term) widest_term = term, widest = d;
+    if (__builtin_add_overflow(last, term, &last)) {
+      overflow = true;
+      break;
+    }
+  }
+  int64_t extent = 0;
+  overflow = overflow || __builtin_mul_overflow(last, elem, &extent) || __builtin_add_overflow(extent, elem, &extent);
+  if (overflow || uint64_t(extent) >= kMaxTensorBytes)
+    throw ArgumentError(
+        name, fmt::format("its sizes and strides make it span {} bytes; a tensor must span less than 2^{} "
+                          "bytes (dim {}, size {}, stride {}, contributes the most)",
+                          overflow ? std::string("more than 2^63") : std::to_string(extent), kMaxTensorBytesLog2,
+                          widest, t.sizes[widest], t.strides[widest]));
+  if (__builtin_add_overflow(r.begin, uintptr_t(extent), &r.end))
+    throw ArgumentError(name, fmt::format("data pointer {:#x} plus the tensor's extent of {} bytes wraps around the "
+                                          "address space",
+                                          r.begin, extent));
+  return r;
+}
+
+// Outputs are written by many blocks at once: two indices at one address would race.
+// The standard sufficient test: leave out dims of size 1, sort the rest by stride; each
+// stride must be at least the previous stride times the previous size (a zero stride on a
+// dim of size > 1 always overlaps). Inputs are only read and may broadcast.
+void check_not_self_overlapping(const char* name, const TensorView& t) {
+  struct Dim {
+    int64_t stride, size;
+    int dim;
+  };
+  Dim dims[4];  // no allocation: this runs on every forward()
+  int n = 0;
+  for (int d = 0; d < t.rank; ++d) {
+    if (t.sizes[d] == 0) return;  // no element, nothing written
+    if (t.sizes[d] > 1) dims[n++] = {t.strides[d], t.sizes[d], d};
+  }
+  for (int i = 1; i < n; ++i)  // insertion sort by stride (stable; std::stable_sort may allocate)
+    for (int j = i; j > 0 && dims[j].stride < dims[j - 1].stride; --j) std::swap(dims[j], dims[j - 1]);
+  for (int i = 0; i < n; ++i) {
+    const Dim& cur = dims[i];
+    if (cur.stride == 0)
+      throw ArgumentError(name, fmt::format("stride 0 of dim {} (size {}) puts all its {} indices at one address; "
+                                            "an output must not overlap itself",
+                                            cur.dim, cur.size, cur.size));
+    if (i == 0) continue;
+    const Dim& prev = dims[i - 1];
+    int64_t span = 0;
+    const bool huge = __builtin_mul_overflow(prev.stride, prev.size, &span);
+    if (huge || cur.stride < span)
+      throw ArgumentError(name, fmt::format("dim {} (size {}, stride {}) and dim {} (stride {}) overlap: the "
+                                            "stride of dim {} must be at least {} x {}{}; an output must not "
+                                            "overlap itself",
+                                            prev.dim, prev.size, prev.stride, cur.dim, cur.stride, cur.dim,
+                                            prev.stride, prev.size,
+                                            huge ? std::string() : fmt::format(" = {}", span)));
+  }
+}
+
+// An output sharing bytes with an input (or the other output) would be read after being
+// written by another block: reject any intersection of the byte ranges.
+void check_disjoint(const char* out_name, const ByteRange& out, const char* other_name, const ByteRange& other) {
+  if (out.empty() || other.empty()) return;
+  if (out.begin < other.end && other.begin < out.end)
+    throw ArgumentError(out_name, fmt::format("{} overlaps {}: flashjit does not compute in place ({} spans bytes "
+                                              "[{:#x}, {:#x}), {} spans [{:#x}, {:#x})); give {} its own memory",
+                                              out_name, other_name, out_name, out.begin, out.end, other_name,
+                                              other.begin, other.end, out_name));
 }
 
 }  // namespace
@@ -75,7 +186,28 @@ ProblemShape validate_forward_args(const AttentionSpec& spec0, const TensorView&
     check_size("lse", *lse, 1, s.heads_q, "num_heads_q");
     check_size("lse", *lse, 2, s.seqlen_q, "seqlen_q");
     if (lse->strides[2] != 1) throw ArgumentError("lse", "the seqlen dim must be contiguous (stride 1)");
+    for (int d = 0; d < 2; ++d)
+      if (lse->strides[d] < 0)
+        throw ArgumentError("lse", fmt::format("stride {} of dim {} ({}) must be non-negative", lse->strides[d], d,
+                                               d == 0 ? "batch" : "heads_q"));
     if (reinterpret_cast<uintptr_t>(lse->data) % 4 != 0) throw ArgumentError("lse", "data pointer must be 4-byte aligned");
+  }
+
+  // Extents (no 64-bit offset can wrap), outputs that do not overlap themselves, and
+  // outputs whose bytes no input (nor the other output) shares.
+  const ByteRange rq = checked_range("q", q), rk = checked_range("k", k), rv = checked_range("v", v);
+  const ByteRange ro = checked_range("o", o);
+  check_not_self_overlapping("o", o);
+  check_disjoint("o", ro, "q", rq);
+  check_disjoint("o", ro, "k", rk);
+  check_disjoint("o", ro, "v", rv);
+  if (lse) {
+    const ByteRange rl = checked_range("lse", *lse);
+    check_not_self_overlapping("lse", *lse);
+    check_disjoint("lse", rl, "q", rq);
+    check_disjoint("lse", rl, "k", rk);
+    check_disjoint("lse", rl, "v", rv);
+    check_disjoint("lse", rl, "o", ro);
   }
   return s;
 }

@@ -1,6 +1,8 @@
 // Internal: checks of forward()'s tensors against the spec, before any launch.
 #pragma once
 
+#include <cstdint>
+
 #include "flashjit/runtime.h"
 
 namespace flashjit {
@@ -9,7 +11,27 @@ struct ProblemShape {
   int64_t batch, heads_q, heads_kv, seqlen_q, seqlen_k;
 };
 
-// Throws ArgumentError naming the tensor and dimension and what is allowed.
+// The most bytes one tensor may span, from its first to one past its last element:
+// sum((size_d - 1) * stride_d) * elem_size + elem_size < 2^48 (256 TiB, beyond any GPU's
+// address space today), and every single stride * elem_size < 2^48 as well (a dim of
+// size 1 adds nothing to the extent, but its stride still reaches the kernel).
+//
+// Why it is enough: the kernel (block_context.cuh, smem_tile.cuh, epilogue.cuh) computes
+// element offsets in 64-bit `long long`, index_d * stride_d summed over the dims, from int
+// indices (batch, head, row, col). An index it dereferences is below size_d, so its term is
+// at most (size_d - 1) * stride_d < 2^47 elements. An index it only forms (the rows of a
+// tile past the tensor's end, a prefetched KV tile) is at most size_d - 1 + 256, adding at
+// most 256 * stride_d < 2^8 * 2^47 = 2^55. So every offset is below 2^58 and no 64-bit
+// arithmetic can wrap; 32-bit indices do not wrap either (batch and heads < 2^16, sequence
+// lengths < 2^30, checked separately), and data + extent is checked not to wrap the address.
+inline constexpr int kMaxTensorBytesLog2 = 48;
+inline constexpr uint64_t kMaxTensorBytes = uint64_t(1) << kMaxTensorBytesLog2;
+
+// Throws ArgumentError naming the tensor and dimension and what is allowed. Besides shapes,
+// dtypes and alignment it checks that each tensor spans less than kMaxTensorBytes, that the
+// outputs (o, lse) do not overlap themselves (distinct indices, distinct addresses; inputs
+// may broadcast with zero strides), and that no output's byte range intersects an input's
+// or the other output's (flashjit does not compute in place).
 ProblemShape validate_forward_args(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
                                    const TensorView& v, const TensorView& o, const TensorView* lse);
 

@@ -42,6 +42,8 @@ class CudaDriver {
   FLASHJIT_DRIVER_FN(cuCtxGetCurrent)
   FLASHJIT_DRIVER_FN(cuCtxSetCurrent)
   FLASHJIT_DRIVER_FN(cuCtxGetDevice)
+  FLASHJIT_DRIVER_FN(cuCtxPushCurrent)
+  FLASHJIT_DRIVER_FN(cuCtxPopCurrent)
   FLASHJIT_DRIVER_FN(cuModuleLoadData)
   FLASHJIT_DRIVER_FN(cuModuleUnload)
   FLASHJIT_DRIVER_FN(cuModuleGetFunction)

@@ -22,8 +22,9 @@ struct NvrtcOutput {
   double compile_ms = 0.0;
 };
 
-// Options flashjit passes for `arch` (e.g. "sm_90a"): -arch, -std=c++17, -lineinfo,
-// --ptxas-options=-v (the resource report), -no-cache on NVRTC >= 13 (its own cache would
+// Options flashjit passes for `arch` (e.g. "sm_90a"): -arch, -std=c++17,
+// --ptxas-options=-v (the resource report), -lineinfo only with FLASHJIT_LINEINFO=1 (it makes
+// the cubin depend on the working directory), -no-cache on NVRTC >= 13 (its own cache would
 // drop that report). No fast-math flags: the templates choose their approximations. Part of the cache key.
 std::vector<std::string> nvrtc_options(const std::string& arch);
 // "13.0"
