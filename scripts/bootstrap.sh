@@ -24,8 +24,12 @@ say() { printf '\n== %s\n' "$*"; }
 
 # ---- system packages ------------------------------------------------------------------
 # fmt: codegen formatting; nlohmann-json: spec JSON; catch2: unit tests; llvm-14-tools:
-# FileCheck for the golden tests; python3-dev: headers for the nanobind extension.
-apt_packages=(cmake ninja-build g++ libfmt-dev catch2 nlohmann-json3-dev llvm-14-tools python3-pip python3-dev)
+# FileCheck for the golden tests; python3-dev: headers for the nanobind extension;
+# clang-14 + libclang-rt-14-dev (libFuzzer and the ASan/UBSan runtimes; only a Recommends of
+# clang-14's libclang-common-14-dev, so --no-install-recommends would leave it out) + llvm-14
+# (llvm-symbolizer, for readable sanitizer stacks): scripts/sanitize.sh and scripts/fuzz.sh.
+apt_packages=(cmake ninja-build g++ libfmt-dev catch2 nlohmann-json3-dev llvm-14-tools python3-pip python3-dev
+              clang-14 libclang-rt-14-dev llvm-14)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,10 +2,13 @@
 # Builds (if needed) and runs every test that can run on this machine:
 #   1. ctest: unit tests (Catch2; NVRTC compiles included), golden FileCheck tests, the
 #      example, and the GPU tests (which skip, printing why, without a GPU);
-#   2. the Python package: pip install, then pytest (GPU tests skip with a reason).
+#   2. the Python package: pip install, then pytest (GPU tests skip with a reason);
+#   3. with clang-14: the C++ tests under ASan+UBSan (scripts/sanitize.sh, build-asan/);
+#   4. with clang-14: the libFuzzer harnesses, FLASHJIT_FUZZ_SECONDS each (scripts/fuzz.sh, build-fuzz/).
 # Exits non-zero if any step fails; prints a summary last.
 # Needs the packages of scripts/bootstrap.sh --deps-only.
-# Environment: FLASHJIT_BUILD_DIR (default: build), FLASHJIT_JOBS (default: nproc).
+# Environment: FLASHJIT_BUILD_DIR (default: build), FLASHJIT_JOBS (default: nproc),
+# FLASHJIT_FUZZ_SECONDS (default: 60), FLASHJIT_SKIP_SANITIZERS=1 (skip steps 3 and 4).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -56,6 +59,21 @@ fi
 # flashjit` finds the installed package, not the sources in python/flashjit.
 step pip_install python3 -m pip install "${pip_args[@]}" &&
   step pytest python3 -m pytest -q -rs python/tests
+
+# ---- sanitizers and fuzzing (need clang-14) ---------------------------------------------
+# 3. scripts/sanitize.sh: the C++ tests again, built with ASan+UBSan in build-asan/;
+# 4. scripts/fuzz.sh: each libFuzzer harness of tests/fuzz for FLASHJIT_FUZZ_SECONDS (default
+#    60) in build-fuzz/. Together about 12-15 minutes from scratch on 2 cores (two more builds
+#    of ~4 min each, ctest under ASan ~3-4 min, 3 fuzzers x 60 s); incremental reruns about 7.
+#    FLASHJIT_SKIP_SANITIZERS=1 skips both (quick local runs).
+if [ "${FLASHJIT_SKIP_SANITIZERS:-0}" = 1 ]; then
+  summary+=("$(printf '%-14s %-6s' sanitize/fuzz "skipped (FLASHJIT_SKIP_SANITIZERS=1)")")
+elif ! command -v clang++-14 >/dev/null; then
+  summary+=("$(printf '%-14s %-6s' sanitize/fuzz "skipped (no clang++-14: scripts/bootstrap.sh --deps-only)")")
+else
+  step sanitize scripts/sanitize.sh
+  step fuzz scripts/fuzz.sh "${FLASHJIT_FUZZ_SECONDS:-60}"
+fi
 
 # ---- summary ------------------------------------------------------------------------------
 printf '\n== summary\n'
