@@ -86,17 +86,8 @@ Verdict verify_entry(const std::string& key, const CacheEntry& e) {
                               "{} bytes, here {})",
                               at, e.image.size(), k.image.size()));
   }
-  CacheEntry local;
-  local.kernel_name = k.kernel_name;
-  local.image = k.image;
-  local.log = k.log;
-  local.resources = k.resources;
-  local.threads = k.threads;
-  local.dynamic_smem_bytes = k.dynamic_smem_bytes;
-  local.compile_ms = k.compile_ms;
-  local.spec_json = spec_to_json(resolve_tile(spec, e.arch));  // what compile() itself stores
-  local.arch = e.arch;
-  return Verdict{std::move(local), ""};
+  // What compile() itself stores: none of the imported bytes reach the cache.
+  return Verdict{cache_entry_for(k, spec_to_json(resolve_tile(spec, e.arch))), ""};
 }
 
 // ---- copying ---------------------------------------------------------------------------

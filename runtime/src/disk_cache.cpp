@@ -276,6 +276,20 @@ std::string digest_hex(const std::string& bytes) {
   return to_hex(a) + to_hex(b);
 }
 
+CacheEntry cache_entry_for(const CompiledKernel& k, const std::string& spec_json) {
+  CacheEntry e;
+  e.kernel_name = k.kernel_name;
+  e.image = k.image;
+  e.log = k.log;
+  e.resources = k.resources;
+  e.threads = k.threads;
+  e.dynamic_smem_bytes = k.dynamic_smem_bytes;
+  e.compile_ms = k.compile_ms;
+  e.spec_json = spec_json;
+  e.arch = k.arch;
+  return e;
+}
+
 DiskCache::DiskCache(fs::path dir) : dir_(std::move(dir)) {}
 
 fs::path DiskCache::default_dir() {

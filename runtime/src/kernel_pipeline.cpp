@@ -118,16 +118,7 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
       detail::log_line(
           fmt::format("compile {} {} (cache miss, NVRTC {:.1f} ms)", out.kernel_name, arch, out.compile_ms));
     if (options.use_cache) {
-      CacheEntry e;
-      e.kernel_name = out.kernel_name;
-      e.image = out.image;
-      e.log = out.log;
-      e.resources = out.resources;
-      e.threads = out.threads;
-      e.dynamic_smem_bytes = out.dynamic_smem_bytes;
-      e.compile_ms = out.compile_ms;
-      e.spec_json = spec_to_json(g.spec);
-      e.arch = arch;
+      const CacheEntry e = cache_entry_for(out, spec_to_json(g.spec));
       try {
         out.cache_path = disk.store(key, e).string();
       } catch (const std::exception& err) {

@@ -36,6 +36,10 @@ struct CacheEntry {
   std::string arch;
 };
 
+// The entry compile() stores for a kernel it built: `spec_json` is the resolved spec's
+// canonical JSON (tile included), `k.arch` the target.
+CacheEntry cache_entry_for(const CompiledKernel& k, const std::string& spec_json);
+
 struct CacheStats {
   std::size_t entries = 0;
   std::size_t bytes = 0;
