@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "flashjit/codegen.h"
+#include "flashjit/expr.h"
 #include "flashjit/ir.h"
 #include "flashjit/passes.h"
 
@@ -25,6 +26,7 @@ std::string mask_tag(const MaskSpec& m) {
     case MaskKind::sliding_window:
       return fmt::format("swin{}_{}_{}", m.left < 0 ? std::string("inf") : std::to_string(m.left),
                          m.right < 0 ? std::string("inf") : std::to_string(m.right), align);
+    case MaskKind::custom: return "custom";
   }
   return "mask";
 }
@@ -78,8 +80,9 @@ class Emitter {
     for (const char* h : {"fwd_params", "band_mask", "block_context", "fragments"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
     for (const char* h : wgmma_ ? sm90 : sm80) out_ << "#include \"flashjit/" << h << ".cuh\"\n";
-    for (const char* h : {"apply_mask", "online_softmax", "epilogue"})
+    for (const char* h : {"apply_mask", "kv_tiles", "online_softmax", "epilogue"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
+    if (has_hooks()) out_ << "#include \"flashjit/score_hooks.cuh\"\n";
     const ir::BandMask& b = k_.loop.mask;
     out_ << "\nnamespace {\n\n";
     out_ << fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
@@ -89,16 +92,85 @@ class Emitter {
     // The host launches with the size the legality pass computed; the two must agree.
     out_ << fmt::format("static_assert(T::SMEM_BYTES == {}, \"host and device disagree on shared memory\");\n\n",
                         passes::smem_bytes(spec_, tile_));
-    out_ << fmt::format("// softmax_scale = {:.9g}; scores are scaled into the log2 domain.\n", spec_.effective_scale());
-    out_ << fmt::format("constexpr float kScaleLog2 = {:.9g}f;  // softmax_scale * log2(e)\n\n",
-                        spec_.effective_scale() * M_LOG2E);
-    out_ << fmt::format("// Mask {}: key j visible to query i iff j < seqlen_k and {}.\n", to_string(spec_.mask.kind),
-                        band_condition(b));
+    const ir::Op* softmax = find_op(ir::OpKind::online_softmax);
+    const double scale_log2 = softmax ? softmax->float_attr("scale_log2") : spec_.effective_scale() * M_LOG2E;
+    if (spec_.score_mod.empty()) {
+      out_ << fmt::format("// softmax_scale = {:.9g}; scores are scaled into the log2 domain.\n", spec_.effective_scale());
+      out_ << fmt::format("constexpr float kScaleLog2 = {:.9g}f;  // softmax_scale * log2(e)\n\n", scale_log2);
+    } else {
+      out_ << fmt::format("// softmax_scale = {:.9g}, applied before score_mod; the softmax converts to log2.\n",
+                          spec_.effective_scale());
+      out_ << fmt::format("constexpr float kScale = {:.9g}f;\n", spec_.effective_scale());
+      out_ << fmt::format("constexpr float kScaleLog2 = {:.9g}f;  // log2(e)\n\n", scale_log2);
+    }
+    hooks();
+    if (!k_.loop.mask_expr.empty())
+      out_ << "// Mask custom: key j visible to query i iff j < seqlen_k and mask_mod(b, h, i, j).\n";
+    else
+      out_ << fmt::format("// Mask {}: key j visible to query i iff j < seqlen_k and {}.\n", to_string(spec_.mask.kind),
+                          band_condition(b));
     out_ << "__device__ __forceinline__ flashjit::Band make_band(const flashjit::FwdParams& params) {\n";
     out_ << fmt::format("  return flashjit::Band{{/*has_lo=*/{}, /*has_hi=*/{}, /*lo=*/{}, /*hi=*/{}, /*offset=*/{}}};\n",
                         b.lo ? "true" : "false", b.hi ? "true" : "false", b.lo.value_or(0), b.hi.value_or(0),
                         b.bottom_right ? "(long long)params.seqlen_k - params.seqlen_q" : "0");
     out_ << "}\n\n}  // namespace\n\n";
+  }
+
+  // Band tiles are a contiguous range: the t-th tile is range.begin + t, as FlashAttention
+  // writes it (no cursor registers). Classified tiles are walked with cursors.
+  bool cursors() const { return k_.loop.classes.by_interval; }
+  // The tile of copy step `step` (band), or the cursor `cursor` (classified).
+  std::string copy_tile(const std::string& step, const std::string& cursor) const {
+    return cursors() ? cursor : "tiles.r.begin + " + step;
+  }
+  // The loop header over the tiles, with `r` the iteration and `kv` its tile.
+  std::string loop_header(const std::string& kv) const {
+    if (cursors())
+      return fmt::format("  for (int r = 0, {0} = tiles.first(); r < n_tiles; ++r, {0} = tiles.next({0})) {{\n", kv);
+    return fmt::format("  for (int {0} = tiles.r.begin; {0} < tiles.r.end; ++{0}) {{\n    const int r = {0} - tiles.r.begin;\n", kv);
+  }
+
+  bool has_hooks() const { return !k_.loop.mask_expr.empty() || !spec_.score_mod.empty(); }
+
+  const ir::Op* find_op(ir::OpKind kind) const {
+    for (const ir::Op& op : k_.loop.body)
+      if (op.kind == kind) return &op;
+    return nullptr;
+  }
+
+  std::vector<expr::CaptureDType> capture_dtypes() const {
+    std::vector<expr::CaptureDType> d;
+    for (const expr::CaptureDecl& c : spec_.captures) d.push_back(c.dtype);
+    return d;
+  }
+
+  // The user's expressions as device functions (docs/expressions.md): mask_mod per element,
+  // mask_interval per tile (classification), score_mod per element.
+  void hooks() {
+    const std::vector<expr::CaptureDType> dtypes = capture_dtypes();
+    for (size_t i = 0; i < spec_.captures.size(); ++i)
+      out_ << fmt::format("// params.caps[{}] = {} ({}, rank {})\n", i, spec_.captures[i].name,
+                          expr::to_string(spec_.captures[i].dtype), spec_.captures[i].rank);
+    if (!k_.loop.mask_expr.empty()) {
+      const expr::Expr e = expr::parse(k_.loop.mask_expr, expr::Context{false, spec_.captures});
+      out_ << "// mask_mod: " << k_.loop.mask_expr << "\n";
+      out_ << "__device__ __forceinline__ bool mask_mod(const flashjit::FwdParams& params, int b, int h, int q_idx, "
+              "int kv_idx) {\n  using namespace flashjit;\n";
+      out_ << "  return " << expr::emit_value(e, dtypes) << ";\n}\n";
+      out_ << "// The mask over an index box: never / always / sometimes true (tile classification).\n";
+      out_ << "__device__ __forceinline__ flashjit::IvB mask_interval(const flashjit::FwdParams& params, "
+              "const flashjit::IvBox& box) {\n  using namespace flashjit;\n";
+      out_ << "  return " << expr::emit_interval(e) << ";\n}\n\n";
+    }
+    if (!spec_.score_mod.empty()) {
+      const expr::Expr e = expr::parse(spec_.score_mod, expr::Context{true, spec_.captures});
+      std::string value = expr::emit_value(e, dtypes);
+      if (e.type() == expr::Type::integer) value = "fj_i2f(" + value + ")";
+      out_ << "// score_mod: " << spec_.score_mod << "\n";
+      out_ << "__device__ __forceinline__ float score_mod(const flashjit::FwdParams& params, float score, int b, int h, "
+              "int q_idx, int kv_idx) {\n  using namespace flashjit;\n";
+      out_ << "  return " << value << ";\n}\n\n";
+    }
   }
 
   static std::string band_condition(const ir::BandMask& b) {
@@ -155,27 +227,65 @@ class Emitter {
     }
   }
 
-  // The loop's header comment and `range`, its KV tiles (only the non-empty ones after
-  // classify_tiles).
+  // The loop's header comment and `tiles`, the sequence of its KV tiles (kv_tiles.cuh):
+  // the non-empty ones after classify_tiles, by the closed-form band or, for a mask
+  // expression, by interval analysis per tile.
   void kv_range(const std::string& note) {
     const ir::KvLoop& loop = k_.loop;
     out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}{}\n", loop.induction,
                         loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
                         loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages, note);
-    if (loop.classes.skip_empty)
-      out_ << "  const KvTileRange range = band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN);\n";
-    else
-      out_ << "  const KvTileRange range{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0};\n";
+    if (loop.classes.by_interval) {
+      out_ << "  // Tile classes: the mask over the tile's index box (real rows and keys only); a tile\n";
+      out_ << "  // reaching past seqlen_k is never full.\n";
+      out_ << "  const auto classify = [&](int t) {\n";
+      out_ << "    const long long kv_last = fj_min((long long)(t + 1) * T::BN, params.seqlen_k) - 1;\n";
+      out_ << "    const IvBox box{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
+      out_ << "                    IvI{(long long)t * T::BN, kv_last}, params.seqlen_q, params.seqlen_k};\n";
+      out_ << "    const int c = iv_tile_class(mask_interval(params, box));\n";
+      out_ << "    return c == kTileFull && (t + 1) * T::BN > params.seqlen_k ? (int)kTilePartial : c;\n";
+      out_ << "  };\n";
+      out_ << "  const auto tiles = classified_tiles((params.seqlen_k + T::BN - 1) / T::BN, classify);\n";
+    } else if (loop.classes.skip_empty) {
+      out_ << "  const BandTiles tiles{band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN)};\n";
+    } else {
+      out_ << "  const BandTiles tiles{KvTileRange{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0}};\n";
+    }
+    out_ << "  const int n_tiles = tiles.count();\n";
   }
 
-  // The band mask on the scores, skipped on tiles classify_tiles proved full.
+  // The mask on the scores, skipped on tiles classify_tiles proved full: the band, or the
+  // mask expression per element (padding rows and keys past seqlen_k are masked unevaluated).
   void apply_mask(const ir::Op& op) {
     const std::string& kv = k_.loop.induction;
     const bool partial_only = op.str_attr("when") == "partial" && k_.loop.classes.unmasked_full;
-    const std::string call = fmt::format(
-        "apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);", op.operands[0], kv);
-    if (partial_only) out_ << fmt::format("    if (!tile_is_full(range, {})) {}\n", kv, call);
-    else out_ << "    " << call << "\n";
+    const std::string indent = partial_only ? "      " : "    ";
+    std::string call;
+    if (k_.loop.mask_expr.empty()) {
+      call = fmt::format("apply_band_mask<T>({}, band, blk.q0, {}, params.seqlen_k, blk.warp, blk.lane);\n",
+                         op.operands[0], kv);
+      if (partial_only) out_ << fmt::format("    if (!tiles.is_full({})) {}", kv, call);
+      else out_ << "    " << call;
+      return;
+    } else {
+      call = fmt::format("{}for_each_score<T>({}, blk.q0, {}, blk.warp, blk.lane, [&](float& x, int q_idx, int kv_idx) {{\n",
+                         indent, op.operands[0], kv);
+      call += indent + "  if (q_idx >= params.seqlen_q || kv_idx >= params.seqlen_k ||\n";
+      call += indent + "      !mask_mod(params, blk.batch, blk.head, q_idx, kv_idx))\n";
+      call += indent + "    x = neg_inf();\n";
+      call += indent + "});\n";
+    }
+    if (partial_only) out_ << fmt::format("    if (!tiles.is_full({})) {{\n{}    }}\n", kv, call);
+    else out_ << call;
+  }
+
+  // s = score_mod(score = s * softmax_scale), for real rows and keys (the rest is masked).
+  void score_mod(const ir::Op& op) {
+    out_ << fmt::format("    for_each_score<T>({}, blk.q0, {}, blk.warp, blk.lane, [&](float& x, int q_idx, int kv_idx) {{\n",
+                        op.operands[0], k_.loop.induction);
+    out_ << "      if (q_idx < params.seqlen_q && kv_idx < params.seqlen_k)\n";
+    out_ << "        x = score_mod(params, x * kScale, blk.batch, blk.head, q_idx, kv_idx);\n";
+    out_ << "    });\n";
   }
 
   // Copies of one tensor of KV tile `tile_expr` into ring slot `slot_expr`.
@@ -205,29 +315,30 @@ class Emitter {
     if (!lagged) throw std::logic_error("codegen: a wgmma kernel needs the overlap_pv pass (no lagged P·V gemm)");
     const std::string& acc = lagged->results[0];
     kv_range("; P·V one tile behind (overlap_pv)");
-    out_ << "  const int n_tiles = range.end - range.begin;\n";
     out_ << "  // Pipeline mbarriers after the tiles: full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).\n";
     out_ << "  const u32 bars = v_smem + T::STAGES * T::V_STAGE_BYTES;\n";
     out_ << "  if (blk.tid == 0)\n";
     out_ << "    for (int s = 0; s < 2 * T::STAGES; ++s) mbarrier_init(bars + 8 * s, T::THREADS);\n";
     out_ << "  __syncthreads();\n";
-    out_ << "  // Copy step t: K of tile t and V of tile t - 1 (relative to range.begin) into slot\n";
-    out_ << "  // t % STAGES, once every thread is done with step t - STAGES in that slot.\n";
+    out_ << "  // Copy step t: K of the t-th tile and V of the (t-1)-th into slot t % STAGES, once\n";
+    out_ << "  // every thread is done with step t - STAGES in that slot.\n";
+    if (cursors()) out_ << "  int k_copy = tiles.first(), v_copy = 0;  // their tiles (steps run in order)\n";
     out_ << "  auto copy_step = [&](int t) {\n";
     out_ << "    const int slot_t = t % T::STAGES;\n";
     out_ << "    if (t >= T::STAGES) mbarrier_wait(bars + 8 * (T::STAGES + slot_t), (t / T::STAGES - 1) & 1);\n";
     out_ << "    if (t < n_tiles) {\n";
-    copy_one("      ", 'K', "range.begin + t", "slot_t");
+    copy_one("      ", 'K', copy_tile("t", "k_copy"), "slot_t");
     out_ << "    }\n    if (t >= 1) {\n";
-    copy_one("      ", 'V', "range.begin + t - 1", "(t - 1) % T::STAGES");
+    copy_one("      ", 'V', copy_tile("t - 1", "v_copy"), "(t - 1) % T::STAGES");
     out_ << "    }\n";
     out_ << "    cp_async_arrive(bars + 8 * slot_t);  // full[slot_t] once this thread's copies (and Q's) land\n";
+    if (cursors()) out_ << "    v_copy = k_copy;\n    k_copy = tiles.next(k_copy);\n";
     out_ << "  };\n";
     out_ << "  // Pipeline prologue: steps 0 .. STAGES - 2 (step n_tiles is the last: V of the last tile).\n";
     out_ << "#pragma unroll\n  for (int t = 0; t < T::STAGES - 1; ++t)\n    if (t <= n_tiles) copy_step(t);\n";
     out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
-    out_ << fmt::format("  for (int {0} = range.begin; {0} < range.end; ++{0}) {{\n", kv);
-    out_ << fmt::format("    const int r = {} - range.begin;  // iteration, = copy step consumed\n", kv);
+    out_ << fmt::format("  // r: the iteration, = the copy step it consumes; {} its tile.\n", kv);
+    out_ << loop_header(kv);
     out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
     out_ << "    const bool has_prev = r > 0;\n";
     for (const ir::Op& op : loop.body) {
@@ -260,6 +371,9 @@ class Emitter {
           break;
         case ir::OpKind::apply_mask:
           apply_mask(op);
+          break;
+        case ir::OpKind::score_mod:
+          score_mod(op);
           break;
         case ir::OpKind::online_softmax:
           out_ << "    RowVec<T> alpha;\n";
@@ -298,12 +412,15 @@ class Emitter {
     const ir::KvLoop& loop = k_.loop;
     kv_range("");
     out_ << "  // Pipeline prologue: start the first STAGES - 1 tiles.\n";
+    if (cursors()) out_ << "  int copy_tile = tiles.first();  // the next tile to copy, ahead of the loop\n";
     out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
-    out_ << "    if (range.begin + s < range.end) {\n";
-    copy_kv("      ", "range.begin + s", "s");
+    out_ << "    if (s < n_tiles) {\n";
+    copy_kv("      ", copy_tile("s", "copy_tile"), "s");
+    if (cursors()) out_ << "      copy_tile = tiles.next(copy_tile);\n";
     out_ << "    }\n    cp_async_commit();\n  }\n";
-    out_ << fmt::format("  for (int {0} = range.begin; {0} < range.end; ++{0}) {{\n", loop.induction);
-    out_ << fmt::format("    const int slot = ({} - range.begin) % T::STAGES;\n", loop.induction);
+    out_ << fmt::format("  // r: the iteration; {} its tile.\n", loop.induction);
+    out_ << loop_header(loop.induction);
+    out_ << "    const int slot = r % T::STAGES;\n";
     for (const ir::Op& op : loop.body) loop_op(op);
     out_ << "  }\n  cp_async_wait<0>();\n\n";
   }
@@ -316,10 +433,10 @@ class Emitter {
         out_ << "    cp_async_wait<T::STAGES - 2>();  // tile " << kv << " has landed\n";
         out_ << "    __syncthreads();                 // ... for every thread; slot of " << kv
              << " - 1 is free again\n";
-        out_ << "    {  // prefetch tile " << kv << " + STAGES - 1 into the freed slot\n";
-        out_ << "      const int next = " << kv << " + T::STAGES - 1;\n";
-        out_ << "      if (next < range.end) {\n";
-        copy_kv("        ", "next", "(next - range.begin) % T::STAGES");
+        out_ << "    {  // prefetch the tile of iteration r + STAGES - 1 into the freed slot\n";
+        out_ << "      if (r + T::STAGES - 1 < n_tiles) {\n";
+        copy_kv("        ", copy_tile("r + T::STAGES - 1", "copy_tile"), "(r + T::STAGES - 1) % T::STAGES");
+        if (cursors()) out_ << "        copy_tile = tiles.next(copy_tile);\n";
         out_ << "      }\n      cp_async_commit();\n    }\n";
         break;
       case ir::OpKind::async_copy:
@@ -339,6 +456,9 @@ class Emitter {
         break;
       case ir::OpKind::apply_mask:
         apply_mask(op);
+        break;
+      case ir::OpKind::score_mod:
+        score_mod(op);
         break;
       case ir::OpKind::online_softmax:
         out_ << fmt::format("    online_softmax<T>({}, {}, {}, {}, kScaleLog2);\n", op.operands[0], op.operands[1],

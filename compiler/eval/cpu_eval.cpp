@@ -24,7 +24,12 @@
 #include <string>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include <optional>
+
 #include "flashjit/band_mask.cuh"
+#include "flashjit/interval.cuh"
 #include "flashjit/error.h"
 
 namespace flashjit::eval {
@@ -189,6 +194,11 @@ struct Instance {
   flashjit::Band band{};
   flashjit::KvTileRange range{};
   bool masked_this_tile = false;
+  // Expressions (parsed once per call) and what they read.
+  const expr::Expr* mask_expr = nullptr;
+  const expr::Expr* score_expr = nullptr;
+  const std::vector<expr::HostCapture>* captures = nullptr;
+  int tile_class = -1;  // interval classification of the current kv tile (by_interval loops)
   std::map<std::string, Tile> values;
 
   Instance(const ir::Kernel& k_, const HostTensor& q_, const HostTensor& kk_, const HostTensor& v_, Result& out_)
@@ -279,6 +289,7 @@ struct Instance {
       }
       case ir::OpKind::gemm: gemm(op); break;
       case ir::OpKind::apply_mask: apply_mask(op); break;
+      case ir::OpKind::score_mod: score_mod(op); break;
       case ir::OpKind::online_softmax: online_softmax(op); break;
       case ir::OpKind::finalize: finalize(op); break;
       case ir::OpKind::store_tile: store_tile(op); break;
@@ -329,15 +340,48 @@ struct Instance {
     Tile s = get(op, 0);
     const std::string when = string_attr(op, "when");
     if (when != "always" && when != "partial") ir_error(op, "unknown when = '" + when + "'");
-    const bool skip = when == "partial" && k.loop.classes.unmasked_full &&
-                      flashjit::tile_is_full(range, static_cast<int>(kv_tile));
+    const bool full = mask_expr ? tile_class == kTileFull : flashjit::tile_is_full(range, static_cast<int>(kv_tile));
+    const bool skip = when == "partial" && k.loop.classes.unmasked_full && full;
     if (!skip) {
       masked_this_tile = true;
       const int64_t i0 = q_tile * k.grid.block_m, j0 = kv_tile * k.grid.block_n;
       for (int r = 0; r < s.rows; ++r)
-        for (int c = 0; c < s.cols; ++c)
-          if (!flashjit::band_visible(band, i0 + r, j0 + c, seqlen_k())) s.at(r, c) = -kInf;
+        for (int c = 0; c < s.cols; ++c) {
+          bool visible = flashjit::band_visible(band, i0 + r, j0 + c, seqlen_k());
+          // Padding rows (i >= seqlen_q) are never stored; the expression is not evaluated there.
+          if (visible && mask_expr)
+            visible = i0 + r < seqlen_q() && expr::eval_mask(*mask_expr, env(i0 + r, j0 + c, 0.f));
+          if (!visible) s.at(r, c) = -kInf;
+        }
     }
+    check_type(op, s);
+    set(op, 0, std::move(s));
+  }
+
+  expr::Env env(int64_t i, int64_t j, float score) const {
+    expr::Env e;
+    e.b = static_cast<int>(batch), e.h = static_cast<int>(head_q);
+    e.q_idx = static_cast<int>(i), e.kv_idx = static_cast<int>(j);
+    e.seqlen_q = static_cast<int>(seqlen_q()), e.seqlen_k = static_cast<int>(seqlen_k());
+    e.score = score;
+    e.captures = captures;
+    return e;
+  }
+
+  // s = score_mod(score = s * scale) in float, as the kernel computes it, for the scores of
+  // real rows and keys (padding is masked or never stored).
+  void score_mod(const ir::Op& op) {
+    if (kv_tile < 0) ir_error(op, "score_mod outside the KV loop");
+    if (!score_expr) ir_error(op, "score_mod without the spec's score_mod expression");
+    Tile s = get(op, 0);
+    const float scale = static_cast<float>(number_attr(op, "scale"));
+    const int64_t i0 = q_tile * k.grid.block_m, j0 = kv_tile * k.grid.block_n;
+    for (int r = 0; r < s.rows; ++r)
+      for (int c = 0; c < s.cols; ++c) {
+        if (i0 + r >= seqlen_q() || j0 + c >= seqlen_k()) continue;
+        const float score = static_cast<float>(s.at(r, c)) * scale;
+        s.at(r, c) = expr::eval_score(*score_expr, env(i0 + r, j0 + c, score));
+      }
     check_type(op, s);
     set(op, 0, std::move(s));
   }
@@ -442,7 +486,8 @@ double round_to(DType dt, double x) {
   return dt == DType::bf16 ? float_to_bf16(f) : float_to_fp16(f);
 }
 
-Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v) {
+Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v,
+                const std::vector<expr::HostCapture>& captures) {
   const ir::Grid& g = k.grid;
   if (g.block_m <= 0 || g.block_n <= 0 || g.gqa_group <= 0)
     throw std::logic_error("cpu_eval: kernel grid has no block sizes / gqa group");
@@ -470,6 +515,26 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
   const int64_t q_tiles = ceil_div(seqlen_q, g.block_m);
   const int64_t kv_tiles = ceil_div(seqlen_k, g.block_n);
 
+  std::optional<expr::Expr> mask_expr, score_expr;
+  if (!k.loop.mask_expr.empty()) mask_expr = expr::parse(k.loop.mask_expr, expr::Context{false, k.spec.captures});
+  if (!k.spec.score_mod.empty()) score_expr = expr::parse(k.spec.score_mod, expr::Context{true, k.spec.captures});
+  if ((mask_expr || score_expr) && captures.size() != k.spec.captures.size())
+    throw ArgumentError("captures", fmt::format("{} tensors passed; the spec declares {}", captures.size(),
+                                                k.spec.captures.size()));
+  // The kernel's tile classification: the mask over the tile's index box (real rows and
+  // keys only), full only when the tile lies inside seqlen_k.
+  auto classify = [&](int64_t b, int64_t hq, int64_t qt, int64_t n) {
+    expr::Box box;
+    box.b_lo = box.b_hi = b;
+    box.h_lo = box.h_hi = hq;
+    box.q_lo = qt * g.block_m, box.q_hi = std::min(qt * g.block_m + g.block_m, seqlen_q) - 1;
+    box.kv_lo = n * g.block_n, box.kv_hi = std::min(n * g.block_n + g.block_n, seqlen_k) - 1;
+    box.seqlen_q = seqlen_q, box.seqlen_k = seqlen_k;
+    const expr::Truth t = expr::mask_over(*mask_expr, box);
+    if (t == expr::Truth::never) return int(kTileEmpty);
+    return t == expr::Truth::always && (n + 1) * g.block_n <= seqlen_k ? int(kTileFull) : int(kTilePartial);
+  };
+
   for (int64_t b = 0; b < q.b; ++b)
     for (int64_t hq = 0; hq < q.h; ++hq)
       for (int64_t qt = 0; qt < q_tiles; ++qt) {
@@ -480,15 +545,25 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
         in.q_tile = qt;
         in.band = band;
         in.range = flashjit::band_kv_tiles(band, qt * g.block_m, g.block_m, seqlen_q, seqlen_k, g.block_n);
+        in.mask_expr = mask_expr ? &*mask_expr : nullptr;
+        in.score_expr = score_expr ? &*score_expr : nullptr;
+        in.captures = &captures;
         for (const ir::Op& op : k.prologue) in.exec(op);
 
         int64_t begin = 0, end = kv_tiles;
-        if (k.loop.classes.skip_empty) {
+        if (k.loop.classes.skip_empty && !k.loop.classes.by_interval) {
           begin = in.range.begin;
           end = in.range.end;
         }
         res.tiles_skipped += kv_tiles - (end - begin);
         for (int64_t n = begin; n < end; ++n) {
+          if (mask_expr && k.loop.classes.analysed) {
+            in.tile_class = classify(b, hq, qt, n);
+            if (k.loop.classes.skip_empty && in.tile_class == kTileEmpty) {
+              ++res.tiles_skipped;
+              continue;
+            }
+          }
           in.kv_tile = n;
           in.masked_this_tile = false;
           for (const ir::Op& op : k.loop.body) in.exec(op);
@@ -503,7 +578,7 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
 }
 
 Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
-                           const HostTensor& v) {
+                           const HostTensor& v, const std::vector<expr::HostCapture>& captures) {
   // The normalized spec, spelled out from the field definitions in spec.h.
   const int head_dim = spec.head_dim;
   const int head_dim_v = spec.head_dim_v != 0 ? spec.head_dim_v : spec.head_dim;
@@ -519,8 +594,22 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
   const int64_t sq = q.s, sk = k.s;
   const int64_t off = spec.mask.align == MaskAlign::bottom_right ? sk - sq : 0;
 
+  // Expressions are evaluated element by element, straight from the spec's text.
+  std::optional<expr::Expr> mask_expr, score_expr;
+  if (spec.mask.kind == MaskKind::custom) mask_expr = expr::parse(spec.mask.expr, expr::Context{false, spec.captures});
+  if (!spec.score_mod.empty()) score_expr = expr::parse(spec.score_mod, expr::Context{true, spec.captures});
+  int64_t cur_b = 0, cur_h = 0;
+  auto env = [&](int64_t i, int64_t j, float score) {
+    expr::Env e;
+    e.b = static_cast<int>(cur_b), e.h = static_cast<int>(cur_h), e.q_idx = static_cast<int>(i);
+    e.kv_idx = static_cast<int>(j), e.seqlen_q = static_cast<int>(sq), e.seqlen_k = static_cast<int>(sk);
+    e.score = score;
+    e.captures = &captures;
+    return e;
+  };
   auto visible = [&](int64_t i, int64_t j) {
     switch (spec.mask.kind) {
+      case MaskKind::custom: return expr::eval_mask(*mask_expr, env(i, j, 0.f));
       case MaskKind::none: return true;
       case MaskKind::causal: return j <= i + off;
       case MaskKind::sliding_window: {
@@ -538,6 +627,7 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
   std::vector<char> vis(static_cast<size_t>(sk));
   for (int64_t b = 0; b < q.b; ++b)
     for (int64_t h = 0; h < heads_q; ++h) {
+      cur_b = b, cur_h = h;
       const int64_t hk = h / group;
       for (int64_t i = 0; i < sq; ++i) {
         double mx = -kInf;
@@ -546,7 +636,9 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
           if (!vis[j]) continue;
           double s = 0.0;
           for (int t = 0; t < head_dim; ++t) s += q.at(b, h, i, t) * k.at(b, hk, j, t);
-          w[j] = s * scale;
+          w[j] = score_expr ? static_cast<double>(expr::eval_score(
+                                  *score_expr, env(i, j, static_cast<float>(s) * static_cast<float>(scale))))
+                            : s * scale;
           mx = std::max(mx, w[j]);
         }
         if (mx == -kInf) continue;  // no visible key: output 0, lse -inf

@@ -75,12 +75,13 @@ std::string print(const Kernel& k) {
   const KvLoop& loop = k.loop;
   std::string loop_attrs;
   if (loop.classes.analysed) {
+    loop_attrs += loop.classes.by_interval ? " by_interval" : "";
     loop_attrs += loop.classes.skip_empty ? " skip_empty" : "";
     loop_attrs += loop.classes.unmasked_full ? " unmasked_full" : "";
   }
   if (loop.stages > 1) loop_attrs += fmt::format(" stages = {}", loop.stages);
-  out += fmt::format("  for %{} in kv_tiles(block_n = {}, band: {}){} {{\n", loop.induction, k.grid.block_n,
-                     band_text(loop.mask), loop_attrs);
+  const std::string mask = loop.mask_expr.empty() ? "band: " + band_text(loop.mask) : "mask: " + loop.mask_expr;
+  out += fmt::format("  for %{} in kv_tiles(block_n = {}, {}){} {{\n", loop.induction, k.grid.block_n, mask, loop_attrs);
   for (const Op& op : loop.body) print_op(out, op, 4);
   out += "  }\n";
   for (const Op& op : k.epilogue) print_op(out, op, 2);

@@ -43,8 +43,14 @@ struct Checker {
         const std::string& when = op.str_attr("when");
         if (when != "always" && when != "partial") fail(where, op, "when must be 'always' or 'partial'");
         if (when == "partial" && !loop.classes.analysed) fail(where, op, "'partial' needs the classify_tiles pass");
+        const std::string expr = op.has_attr("expr") ? op.str_attr("expr") : std::string();
+        if (expr != loop.mask_expr) fail(where, op, "mask expression differs from the loop's");
         break;
       }
+      case OpKind::score_mod:
+        if (!op.has_attr("expr") || !op.has_attr("scale")) fail(where, op, "needs attributes expr and scale");
+        if (op.operands.size() != 1 || op.results.size() != 1) fail(where, op, "maps one score tile");
+        break;
       case OpKind::online_softmax:
         if (op.operands.size() != 4 || op.results.size() != 4) fail(where, op, "takes (s, m, l, o) and yields (p, m, l, o)");
         if (!op.has_attr("scale_log2")) fail(where, op, "missing scale_log2");
@@ -78,6 +84,8 @@ void verify(const Kernel& k) {
   if (softmaxes != 1) c.problems.push_back("the KV loop must hold exactly one online_softmax");
   for (const Op& op : k.epilogue) c.check_op("epilogue", op, k.loop);
   if (!find_op(k, OpKind::store_tile)) c.problems.push_back("the kernel stores no output");
+  if (!k.loop.mask_expr.empty() && !k.loop.mask.is_trivial())
+    c.problems.push_back("a loop with a mask expression has a trivial band");
   if (c.problems.empty()) return;
   std::string msg = "ir::verify: " + k.name;
   for (const auto& p : c.problems) msg += "\n  " + p;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "flashjit/codegen.h"
+#include "flashjit/expr.h"
 #include "flashjit/ir.h"
 
 namespace flashjit::ir {
@@ -20,10 +21,18 @@ Op make(OpKind kind, std::vector<std::string> results, std::vector<std::string> 
   return Op{kind, std::move(results), std::move(operands), std::move(attrs), type};
 }
 
-BandMask band_of(const MaskSpec& m) {
+BandMask band_of(const MaskSpec& m, const std::vector<expr::CaptureDecl>& caps) {
   BandMask b;
   b.bottom_right = m.align == MaskAlign::bottom_right;
   switch (m.kind) {
+    case MaskKind::custom:
+      // A band written as an expression gets the band's kernel; lower() handles the rest.
+      if (const auto band = expr::as_band(expr::parse(m.expr, expr::Context{false, caps}))) {
+        b.bottom_right = band->bottom_right;
+        if (band->empty) b.lo = 1, b.hi = 0;  // no key visible
+        else b.lo = band->lo, b.hi = band->hi;
+      }
+      break;
     case MaskKind::none: break;
     case MaskKind::causal: b.hi = 0; break;
     case MaskKind::sliding_window:
@@ -58,22 +67,34 @@ Kernel lower(const AttentionSpec& input) {
       make(OpKind::fill, {"l"}, {}, row_t, {{"value", 0.0}}),
   };
 
-  const double scale_log2 = spec.effective_scale() * M_LOG2E;
+  // With a score_mod the scores are scaled before it, so the softmax only converts to log2.
+  const bool score_mod = !spec.score_mod.empty();
+  const double scale_log2 = score_mod ? M_LOG2E : spec.effective_scale() * M_LOG2E;
   const std::string mma = to_string(t.mma);  // which tensor-core instructions the GEMMs use
-  k.loop.mask = band_of(spec.mask);
+  k.loop.mask = band_of(spec.mask, spec.captures);
+  if (spec.mask.kind == MaskKind::custom &&
+      !expr::as_band(expr::parse(spec.mask.expr, expr::Context{false, spec.captures})))
+    k.loop.mask_expr = spec.mask.expr;
+  std::map<std::string, Attr> mask_attrs = {{"when", std::string("always")}};
+  if (!k.loop.mask_expr.empty()) mask_attrs["expr"] = k.loop.mask_expr;
   k.loop.body = {
       make(OpKind::load_tile, {"k"}, {}, TileType{in, t.block_n, d, Space::shared},
            {{"tensor", std::string("K")}, {"index", std::string("kv")}}),
       make(OpKind::gemm, {"s"}, {"q", "k"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
            {{"transpose_b", true}, {"mma", mma}}),
-      make(OpKind::apply_mask, {"s"}, {"s"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
-           {{"when", std::string("always")}}),
+      make(OpKind::apply_mask, {"s"}, {"s"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs}, mask_attrs),
       make(OpKind::online_softmax, {"p", "m", "l", "o"}, {"s", "m", "l", "o"},
            TileType{in, t.block_m, t.block_n, Space::regs}, {{"scale_log2", scale_log2}}),
       make(OpKind::load_tile, {"v"}, {}, TileType{in, t.block_n, dv, Space::shared},
            {{"tensor", std::string("V")}, {"index", std::string("kv")}}),
       make(OpKind::gemm, {"o"}, {"p", "v", "o"}, acc_t, {{"accumulate", true}, {"mma", mma}}),
   };
+
+  if (score_mod) {  // right after S = Q·Kᵀ: FlexAttention's order (score_mod, then the mask)
+    const Op op = make(OpKind::score_mod, {"s"}, {"s"}, TileType{Elem::f32, t.block_m, t.block_n, Space::regs},
+                       {{"expr", spec.score_mod}, {"scale", spec.effective_scale()}});
+    k.loop.body.insert(k.loop.body.begin() + 2, op);
+  }
 
   k.epilogue = {make(OpKind::finalize, {"out"}, {"o", "l"}, TileType{in, t.block_m, dv, Space::regs}),
                 make(OpKind::store_tile, {}, {"out"}, TileType{in, t.block_m, dv, Space::global},

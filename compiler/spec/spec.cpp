@@ -10,6 +10,20 @@ AttentionSpec AttentionSpec::normalized() const {
   AttentionSpec n = *this;
   if (n.head_dim_v == 0) n.head_dim_v = n.head_dim;
   if (n.num_heads_kv == 0) n.num_heads_kv = n.num_heads_q;
+  // Canonical expression text, so spellings of one expression share a key; text that does
+  // not parse stays as it is, for validate() to report.
+  auto canonical = [&](std::string& text, bool score) {
+    if (text.empty()) return;
+    try {
+      text = expr::print(expr::parse(text, expr::Context{score, n.captures}), n.captures);
+    } catch (const expr::ExprError&) {
+    }
+  };
+  if (n.mask.kind == MaskKind::custom) {
+    canonical(n.mask.expr, false);
+    n.mask.align = MaskAlign::bottom_right;  // meaningless for an expression: one key for both
+  }
+  canonical(n.score_mod, true);
   return n;
 }
 
@@ -33,7 +47,8 @@ bool AttentionSpec::operator==(const AttentionSpec& o) const {
   return a.dtype == b.dtype && a.head_dim == b.head_dim && a.head_dim_v == b.head_dim_v &&
          a.num_heads_q == b.num_heads_q && a.num_heads_kv == b.num_heads_kv && a.mask == b.mask &&
          a.softmax_scale == b.softmax_scale && a.return_lse == b.return_lse &&
-         a.dropout_p == b.dropout_p && a.direction == b.direction && a.tile == b.tile;
+         a.dropout_p == b.dropout_p && a.score_mod == b.score_mod && a.captures == b.captures &&
+         a.direction == b.direction && a.tile == b.tile;
 }
 
 uint64_t spec_hash(const AttentionSpec& spec) {
@@ -66,6 +81,7 @@ const char* to_string(MaskKind k) {
     case MaskKind::none: return "none";
     case MaskKind::causal: return "causal";
     case MaskKind::sliding_window: return "sliding_window";
+    case MaskKind::custom: return "custom";
   }
   return "unknown";
 }

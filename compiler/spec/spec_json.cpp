@@ -75,8 +75,9 @@ MaskKind read_mask_kind(const Json& v, const std::string& field) {
   return read_enum<MaskKind>(v, field,
                              {{"none", MaskKind::none},
                               {"causal", MaskKind::causal},
-                              {"sliding_window", MaskKind::sliding_window}},
-                             "none, causal, sliding_window");
+                              {"sliding_window", MaskKind::sliding_window},
+                              {"custom", MaskKind::custom}},
+                             "none, causal, sliding_window, custom");
 }
 
 MaskSpec read_mask(const Json& v) {
@@ -86,9 +87,9 @@ MaskSpec read_mask(const Json& v) {
     return m;
   }
   if (!v.is_object()) type_error("mask", "an object or a mask kind string", v);
-  check_keys(v, "mask.", {"kind", "align", "left", "right"});
+  check_keys(v, "mask.", {"kind", "align", "left", "right", "expr"});
   if (!v.contains("kind"))
-    throw SpecError("mask.kind", "is required in a mask object; allowed: none, causal, sliding_window");
+    throw SpecError("mask.kind", "is required in a mask object; allowed: none, causal, sliding_window, custom");
   m.kind = read_mask_kind(v["kind"], "mask.kind");
   if (v.contains("align"))
     m.align = read_enum<MaskAlign>(v["align"], "mask.align",
@@ -97,6 +98,7 @@ MaskSpec read_mask(const Json& v) {
                                    "top_left, bottom_right");
   if (v.contains("left")) m.left = read_int(v["left"], "mask.left");
   if (v.contains("right")) m.right = read_int(v["right"], "mask.right");
+  if (v.contains("expr")) m.expr = read_string(v["expr"], "mask.expr");
   return m;
 }
 
@@ -114,6 +116,28 @@ TileConfig read_tile(const Json& v) {
   return t;
 }
 
+std::vector<expr::CaptureDecl> read_captures(const Json& v) {
+  if (!v.is_array()) type_error("captures", "an array of {name, dtype, rank} objects", v);
+  std::vector<expr::CaptureDecl> caps;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = fmt::format("captures[{}]", i);
+    const Json& c = v[i];
+    if (!c.is_object()) type_error(at, "an object {name, dtype, rank}", c);
+    check_keys(c, at + ".", {"name", "dtype", "rank"});
+    for (const char* key : {"name", "dtype", "rank"})
+      if (!c.contains(key)) throw SpecError(at + "." + key, "is required");
+    expr::CaptureDecl d;
+    d.name = read_string(c["name"], at + ".name");
+    const std::string& dt = read_string(c["dtype"], at + ".dtype");
+    const std::optional<expr::CaptureDType> parsed = expr::capture_dtype_from(dt);
+    if (!parsed) throw SpecError(at + ".dtype", fmt::format("\"{}\" is not supported; allowed: i32, i64, f32, f16, bf16, bool", dt));
+    d.dtype = *parsed;
+    d.rank = read_int(c["rank"], at + ".rank");
+    caps.push_back(std::move(d));
+  }
+  return caps;
+}
+
 }  // namespace
 
 AttentionSpec spec_from_json(const std::string& json_text) {
@@ -125,7 +149,7 @@ AttentionSpec spec_from_json(const std::string& json_text) {
   }
   if (!j.is_object()) type_error("json", "a JSON object", j);
   check_keys(j, "", {"dtype", "head_dim", "head_dim_v", "num_heads_q", "num_heads_kv", "mask",
-                     "softmax_scale", "return_lse", "dropout_p", "direction", "tile"});
+                     "softmax_scale", "return_lse", "dropout_p", "score_mod", "captures", "direction", "tile"});
 
   AttentionSpec s;
   if (!j.contains("dtype")) throw SpecError("dtype", "is required; allowed: bf16, fp16");
@@ -145,6 +169,8 @@ AttentionSpec spec_from_json(const std::string& json_text) {
     s.softmax_scale = read_number(j["softmax_scale"], "softmax_scale");
   if (j.contains("return_lse")) s.return_lse = read_bool(j["return_lse"], "return_lse");
   if (j.contains("dropout_p")) s.dropout_p = read_number(j["dropout_p"], "dropout_p");
+  if (j.contains("score_mod") && !j["score_mod"].is_null()) s.score_mod = read_string(j["score_mod"], "score_mod");
+  if (j.contains("captures")) s.captures = read_captures(j["captures"]);
   if (j.contains("direction"))
     s.direction = read_enum<Direction>(j["direction"], "direction",
                                        {{"fwd", Direction::fwd}, {"bwd", Direction::bwd}},
@@ -166,11 +192,20 @@ std::string spec_to_json(const AttentionSpec& spec, bool pretty) {
   mask["align"] = to_string(n.mask.align);
   mask["left"] = n.mask.left;
   mask["right"] = n.mask.right;
+  if (n.mask.kind == MaskKind::custom || !n.mask.expr.empty()) mask["expr"] = n.mask.expr;
   j["mask"] = std::move(mask);
   // Written only when set, so "default scale" stays distinct from an explicit value.
   if (n.softmax_scale) j["softmax_scale"] = *n.softmax_scale;
   j["return_lse"] = n.return_lse;
   j["dropout_p"] = n.dropout_p;
+  // Written only when used, so the canonical JSON (and key) of other specs is unchanged.
+  if (!n.score_mod.empty()) j["score_mod"] = n.score_mod;
+  if (!n.captures.empty()) {
+    Json caps = Json::array();
+    for (const expr::CaptureDecl& c : n.captures)
+      caps.push_back(Json::object({{"name", c.name}, {"dtype", expr::to_string(c.dtype)}, {"rank", c.rank}}));
+    j["captures"] = std::move(caps);
+  }
   j["direction"] = to_string(n.direction);
   if (n.tile) {
     Json tile = Json::object();

@@ -56,10 +56,51 @@ void validate_heads(const AttentionSpec& n) {
   }
 }
 
-void validate_mask(const MaskSpec& m) {
-  if (m.kind != MaskKind::none && m.kind != MaskKind::causal && m.kind != MaskKind::sliding_window)
-    throw SpecError("mask.kind", fmt::format("{} is not a mask kind; allowed: none, causal, sliding_window",
+void validate_captures(const std::vector<expr::CaptureDecl>& caps) {
+  if (caps.size() > static_cast<size_t>(expr::kMaxCaptures))
+    throw SpecError("captures", fmt::format("{} tensors are declared; allowed: at most {}", caps.size(), expr::kMaxCaptures));
+  for (size_t i = 0; i < caps.size(); ++i) {
+    const std::string at = fmt::format("captures[{}]", i);
+    if (!expr::is_valid_capture_name(caps[i].name))
+      throw SpecError(at + ".name", fmt::format("\"{}\" is not allowed; allowed: an identifier of 1 to {} characters "
+                                                "([A-Za-z_][A-Za-z0-9_]*) that is not a variable or function name",
+                                                caps[i].name, expr::kMaxCaptureName));
+    for (size_t j = 0; j < i; ++j)
+      if (caps[j].name == caps[i].name)
+        throw SpecError(at + ".name", fmt::format("\"{}\" is declared twice (also captures[{}])", caps[i].name, j));
+    if (caps[i].rank < 1 || caps[i].rank > 4)
+      throw SpecError(at + ".rank", fmt::format("{} is not supported; allowed: 1 to 4", caps[i].rank));
+    if (!expr::capture_dtype_from(expr::to_string(caps[i].dtype)))
+      throw SpecError(at + ".dtype", "is not a capture dtype; allowed: i32, i64, f32, f16, bf16, bool");
+  }
+}
+
+void validate_expression(const std::string& field, const std::string& text, bool score,
+                         const std::vector<expr::CaptureDecl>& caps) {
+  try {
+    const expr::Expr e = expr::parse(text, expr::Context{score, caps});
+    if (!score && e.type() != expr::Type::boolean)
+      throw SpecError(field, fmt::format("the mask must be a bool; this expression is {} (compare it, e.g. (x != 0))",
+                                         expr::to_string(e.type())));
+    if (score && e.type() == expr::Type::boolean)
+      throw SpecError(field, "a score_mod must give a number; this expression is a bool (use where(c, score, -inf))");
+  } catch (const expr::ExprError& err) {
+    throw SpecError(field, err.what());
+  }
+}
+
+void validate_mask(const MaskSpec& m, const std::vector<expr::CaptureDecl>& caps) {
+  if (m.kind != MaskKind::none && m.kind != MaskKind::causal && m.kind != MaskKind::sliding_window &&
+      m.kind != MaskKind::custom)
+    throw SpecError("mask.kind", fmt::format("{} is not a mask kind; allowed: none, causal, sliding_window, custom",
                                              static_cast<int>(m.kind)));
+  if (m.kind == MaskKind::custom) {
+    if (m.expr.empty()) throw SpecError("mask.expr", "is required with kind \"custom\" (docs/expressions.md)");
+    validate_expression("mask.expr", m.expr, false, caps);
+  } else if (!m.expr.empty()) {
+    throw SpecError("mask.expr", fmt::format("is set, but only custom masks use it; allowed with kind \"{}\": unset",
+                                             to_string(m.kind)));
+  }
   if (m.align != MaskAlign::top_left && m.align != MaskAlign::bottom_right)
     throw SpecError("mask.align", fmt::format("{} is not an alignment; allowed: top_left, bottom_right",
                                               static_cast<int>(m.align)));
@@ -92,7 +133,9 @@ void validate(const AttentionSpec& spec) {
   check_in("head_dim", n.head_dim, dims);
   check_in("head_dim_v", n.head_dim_v, dims);
   validate_heads(n);
-  validate_mask(n.mask);
+  validate_captures(n.captures);
+  validate_mask(n.mask, n.captures);
+  if (!n.score_mod.empty()) validate_expression("score_mod", n.score_mod, true, n.captures);
   // The kernel folds scale * log2(e) into a float literal: the bounds keep it a normal,
   // finite float (NVRTC rejects out-of-range float constants) with room to spare.
   if (n.softmax_scale &&

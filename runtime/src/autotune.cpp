@@ -175,10 +175,12 @@ TuningRecord TuneResult::record() const {
 }
 
 TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const TensorView& k, const TensorView& v,
-                    const TensorView& o, const TensorView* lse, CUstream_st* stream0) {
+                    const TensorView& o, const TensorView* lse, CUstream_st* stream0,
+                    const std::vector<TensorView>& captures) {
   validate(spec0);
   const AttentionSpec spec = without_tile(spec0.normalized());
   const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
+  validate_capture_args(spec, captures, shape, o, lse);
   if (shape.seqlen_q == 0) throw ArgumentError("q", "seqlen_q is 0: there is nothing to launch, so nothing to time");
   CudaDriver& drv = CudaDriver::get();
   drv.require("flashjit::autotune");
@@ -194,7 +196,7 @@ TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const Tenso
   const std::vector<TileConfig> tiles = tile_candidates(spec, device.arch);
   const std::vector<std::string> compile_errors = compile_all(spec, tiles, device.arch);
 
-  const FwdParams params = make_params(q, k, v, o, lse, shape);
+  const FwdParams params = make_params(q, k, v, o, lse, shape, captures);
   Events events(drv, kMaxReps + 1);
   int best = -1;
   for (std::size_t i = 0; i < tiles.size(); ++i) {

@@ -54,7 +54,8 @@ std::optional<TileConfig> remembered(const std::string& digest) {
 
 // The first decision for a key in this process: database, autotuner or heuristic.
 TileConfig first_decision(const AttentionSpec& spec, const TuningKey& key, const TensorView& q, const TensorView& k,
-                          const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream) {
+                          const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream,
+                          const std::vector<TensorView>& captures) {
   const TuningDb db = TuningDb::default_db();
   if (std::optional<TuningRecord> rec = db.lookup(key)) {
     ++detail::counters().tuning_db_hits;
@@ -65,7 +66,7 @@ TileConfig first_decision(const AttentionSpec& spec, const TuningKey& key, const
     return rec->tile;
   }
   if (autotune_enabled()) {
-    const TuneResult r = autotune(spec, q, k, v, o, lse, stream);
+    const TuneResult r = autotune(spec, q, k, v, o, lse, stream, captures);
     try {
       db.store(key, r.record());
     } catch (const std::exception& e) {
@@ -84,7 +85,7 @@ TileConfig first_decision(const AttentionSpec& spec, const TuningKey& key, const
 // `spec` (validated) with its tile filled in for this problem on this device.
 AttentionSpec choose_tile(const AttentionSpec& spec, const TensorView& q, const TensorView& k, const TensorView& v,
                           const TensorView& o, const TensorView* lse, const ProblemShape& shape,
-                          const DeviceInfo& device, CUstream_st* stream) {
+                          const DeviceInfo& device, CUstream_st* stream, const std::vector<TensorView>& captures) {
   if (spec.tile) return resolve_tile(spec, device.arch);  // the user's tile, as is
   AttentionSpec resolved = spec.normalized();
   const TuningKey key =
@@ -100,7 +101,7 @@ AttentionSpec choose_tile(const AttentionSpec& spec, const TensorView& q, const 
     resolved.tile = *t;
     return resolved;
   }
-  resolved.tile = first_decision(resolved, key, q, k, v, o, lse, stream);
+  resolved.tile = first_decision(resolved, key, q, k, v, o, lse, stream, captures);
   std::lock_guard<std::mutex> lock(d.mu);
   d.tiles.emplace(digest, *resolved.tile);
   return resolved;
@@ -112,9 +113,11 @@ bool gpu_available() { return CudaDriver::get().available(); }
 std::string gpu_unavailable_reason() { return CudaDriver::get().unavailable_reason(); }
 
 void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k, const TensorView& v,
-             const TensorView& o, const TensorView* lse, CUstream_st* stream) {
+             const TensorView& o, const TensorView* lse, CUstream_st* stream,
+             const std::vector<TensorView>& captures) {
   validate(spec);
   const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
+  validate_capture_args(spec, captures, shape, o, lse);
   CudaDriver& drv = CudaDriver::get();
   drv.require("flashjit::forward");
   if (shape.seqlen_q == 0) return;  // nothing to compute or store
@@ -123,9 +126,10 @@ void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k
   CUcontext ctx = nullptr;
   drv.check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
   const DeviceInfo device = detail::device_info(dev);  // queried once per device
-  const AttentionSpec resolved = choose_tile(spec, q, k, v, o, lse, shape, device, stream);
+  const AttentionSpec resolved = choose_tile(spec, q, k, v, o, lse, shape, device, stream, captures);
   const LoadedKernel& kernel = loaded_kernel(resolved, ctx, device.arch);
-  launch(kernel, *resolved.tile, make_params(q, k, v, o, lse, shape), shape, reinterpret_cast<CUstream>(stream));
+  launch(kernel, *resolved.tile, make_params(q, k, v, o, lse, shape, captures), shape,
+         reinterpret_cast<CUstream>(stream));
 }
 
 }  // namespace flashjit

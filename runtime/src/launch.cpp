@@ -33,7 +33,7 @@ const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, cons
 }
 
 FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
-                      const TensorView* lse, const ProblemShape& shape) {
+                      const TensorView* lse, const ProblemShape& shape, const std::vector<TensorView>& captures) {
   FwdParams p{};
   p.q = q.data, p.k = k.data, p.v = v.data, p.o = o.data;
   p.lse = lse ? static_cast<float*>(lse->data) : nullptr;
@@ -46,6 +46,14 @@ FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView
   p.seqlen_k = static_cast<int>(shape.seqlen_k);
   p.num_heads_q = static_cast<int>(shape.heads_q);
   p.gqa_group = static_cast<int>(shape.heads_q / shape.heads_kv);
+  for (size_t i = 0; i < captures.size() && i < static_cast<size_t>(kMaxCaptures); ++i) {
+    const TensorView& c = captures[i];
+    p.caps[i].data = c.data;
+    for (int d = 0; d < c.rank; ++d) {
+      p.caps[i].strides[d] = c.strides[d];
+      p.caps[i].sizes[d] = static_cast<int>(c.sizes[d]);  // < 2^31: validate_capture_args
+    }
+  }
   return p;
 }
 

@@ -24,7 +24,7 @@ struct LoadedKernel {
 const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch);
 
 FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
-                      const TensorView* lse, const ProblemShape& shape);
+                      const TensorView* lse, const ProblemShape& shape, const std::vector<TensorView>& captures);
 
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams params, const ProblemShape& shape,
             CUstream stream);

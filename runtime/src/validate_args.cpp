@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -13,7 +15,17 @@
 namespace flashjit {
 namespace {
 
-const char* name_of(ElemType t) { return t == ElemType::bf16 ? "bf16" : t == ElemType::f16 ? "fp16" : "float32"; }
+const char* name_of(ElemType t) {
+  switch (t) {
+    case ElemType::bf16: return "bf16";
+    case ElemType::f16: return "fp16";
+    case ElemType::f32: return "float32";
+    case ElemType::i32: return "int32";
+    case ElemType::i64: return "int64";
+    case ElemType::boolean: return "bool";
+  }
+  return "?";
+}
 
 void check_size(const char* name, const TensorView& t, int dim, int64_t expected, const char* what) {
   if (t.sizes[dim] != expected)
@@ -38,7 +50,17 @@ void check_16bit_tensor(const char* name, const TensorView& t, ElemType expected
 }
 
 
-int64_t elem_bytes(ElemType t) { return t == ElemType::f32 ? 4 : 2; }
+int64_t elem_bytes(ElemType t) {
+  switch (t) {
+    case ElemType::f16:
+    case ElemType::bf16: return 2;
+    case ElemType::f32:
+    case ElemType::i32: return 4;
+    case ElemType::i64: return 8;
+    case ElemType::boolean: return 1;
+  }
+  return 1;
+}
 
 // The bytes [begin, end) a tensor's elements occupy at most (begin == end: no element).
 struct ByteRange {
@@ -51,7 +73,7 @@ struct ByteRange {
 // byte range. Strides must already be known non-negative.
 ByteRange checked_range(const char* name, const TensorView& t) {
   const int64_t elem = elem_bytes(t.dtype);
-  const int64_t max_stride = int64_t((kMaxTensorBytes - 1) >> (elem == 4 ? 2 : 1));  // no division: every forward()
+  const int64_t max_stride = int64_t((kMaxTensorBytes - 1) >> (elem == 8 ? 3 : elem == 4 ? 2 : elem == 2 ? 1 : 0));  // no division: every forward()
   for (int d = 0; d < t.rank; ++d)
     if (t.strides[d] > max_stride)
       throw ArgumentError(name, fmt::format("stride {} of dim {} is too large: stride x {} bytes must be below "
@@ -146,7 +168,93 @@ void check_disjoint(const char* out_name, const ByteRange& out, const char* othe
                                               other.begin, other.end, out_name));
 }
 
+ElemType elem_type_of(expr::CaptureDType d) {
+  switch (d) {
+    case expr::CaptureDType::i32: return ElemType::i32;
+    case expr::CaptureDType::i64: return ElemType::i64;
+    case expr::CaptureDType::f32: return ElemType::f32;
+    case expr::CaptureDType::f16: return ElemType::f16;
+    case expr::CaptureDType::bf16: return ElemType::bf16;
+    case expr::CaptureDType::boolean: return ElemType::boolean;
+  }
+  return ElemType::i32;
+}
+
+// Parsed expressions by canonical text, so a launch does not parse them again.
+const expr::Expr& parsed(const std::string& text, bool score, const std::vector<expr::CaptureDecl>& caps) {
+  static std::mutex mu;
+  static std::map<std::string, expr::Expr> cache;
+  std::string key = (score ? "s:" : "m:") + text;
+  for (const expr::CaptureDecl& c : caps) key += fmt::format("|{}:{}:{}", c.name, expr::to_string(c.dtype), c.rank);
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, expr::parse(text, expr::Context{score, caps})).first;
+  return it->second;  // std::map nodes never move
+}
+
 }  // namespace
+
+void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorView>& captures,
+                           const ProblemShape& s, const TensorView& o, const TensorView* lse) {
+  if (!spec0.has_expressions() && captures.empty() && spec0.captures.empty()) return;  // the common case: nothing
+  const AttentionSpec spec = spec0.normalized();
+  const std::vector<expr::CaptureDecl>& decls = spec.captures;
+  if (captures.size() != decls.size()) {
+    std::string names;
+    for (const expr::CaptureDecl& d : decls) names += (names.empty() ? "" : ", ") + d.name;
+    throw ArgumentError("captures", fmt::format("{} tensors were passed; the spec declares {}{}{}", captures.size(),
+                                                decls.size(), decls.empty() ? "" : ": ", names));
+  }
+  const ByteRange ro = checked_range("o", o);
+  std::vector<expr::HostCapture> host(captures.size());
+  for (size_t i = 0; i < captures.size(); ++i) {
+    const TensorView& t = captures[i];
+    const expr::CaptureDecl& d = decls[i];
+    const std::string name = "captures." + d.name;
+    if (t.rank != d.rank)
+      throw ArgumentError(name, fmt::format("has {} dims; the spec declares rank {}", t.rank, d.rank));
+    if (t.dtype != elem_type_of(d.dtype))
+      throw ArgumentError(name, fmt::format("dtype is {}; the spec declares {}", name_of(t.dtype), expr::to_string(d.dtype)));
+    for (int k = 0; k < t.rank; ++k) {
+      if (t.sizes[k] < 0 || t.sizes[k] > INT32_MAX)
+        throw ArgumentError(name, fmt::format("size {} of dim {} is not supported; allowed: 0 to 2^31 - 1", t.sizes[k], k));
+      if (t.strides[k] < 0)
+        throw ArgumentError(name, fmt::format("stride {} of dim {} must be non-negative", t.strides[k], k));
+    }
+    if (t.data == nullptr) throw ArgumentError(name, "data pointer is null");
+    if (reinterpret_cast<uintptr_t>(t.data) % static_cast<uintptr_t>(elem_bytes(t.dtype)) != 0)
+      throw ArgumentError(name, fmt::format("data pointer must be {}-byte aligned", elem_bytes(t.dtype)));
+    const ByteRange r = checked_range(name.c_str(), t);
+    // Captures are only read and may share memory with each other and the inputs, but
+    // not with what the kernel writes.
+    check_disjoint("o", ro, name.c_str(), r);
+    if (lse) check_disjoint("lse", checked_range("lse", *lse), name.c_str(), r);
+    host[i].data = t.data;
+    host[i].dtype = d.dtype;
+    host[i].rank = t.rank;
+    for (int k = 0; k < t.rank; ++k) host[i].sizes[k] = t.sizes[k], host[i].strides[k] = t.strides[k];
+  }
+  // Every index of every read, over every (b, h, q_idx, kv_idx) of this call.
+  expr::Box box;
+  box.b_lo = 0, box.b_hi = s.batch - 1;
+  box.h_lo = 0, box.h_hi = s.heads_q - 1;
+  box.q_lo = 0, box.q_hi = s.seqlen_q - 1;
+  box.kv_lo = 0, box.kv_hi = s.seqlen_k - 1;
+  box.seqlen_q = s.seqlen_q, box.seqlen_k = s.seqlen_k;
+  if (s.seqlen_q == 0 || s.seqlen_k == 0) return;  // no element is evaluated
+  if (spec.mask.kind == MaskKind::custom) {
+    const expr::Expr& m = parsed(spec.mask.expr, false, decls);
+    expr::check_capture_bounds(m, decls, host, box, "mask.expr");
+    // A mask compiled as a band is computed in 64 bits; it equals the 32-bit expression as
+    // long as no step of the latter can wrap.
+    if (expr::as_band(m) && expr::may_wrap(m, box))
+      throw ArgumentError("mask.expr", fmt::format("may overflow 32-bit integers for seqlen_q = {}, seqlen_k = {}; "
+                                                   "write it with smaller intermediate values",
+                                                   s.seqlen_q, s.seqlen_k));
+  }
+  if (!spec.score_mod.empty())
+    expr::check_capture_bounds(parsed(spec.score_mod, true, decls), decls, host, box, "score_mod");
+}
 
 ProblemShape validate_forward_args(const AttentionSpec& spec0, const TensorView& q, const TensorView& k,
                                    const TensorView& v, const TensorView& o, const TensorView* lse) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "flashjit/runtime.h"
 
@@ -34,5 +35,13 @@ inline constexpr uint64_t kMaxTensorBytes = uint64_t(1) << kMaxTensorBytesLog2;
 // or the other output's (flashjit does not compute in place).
 ProblemShape validate_forward_args(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
                                    const TensorView& v, const TensorView& o, const TensorView* lse);
+
+// Checks the tensors the spec's expressions read: their number, dtypes and ranks against
+// spec.captures, sizes below 2^31, non-negative strides, alignment, extents, no overlap
+// with o or lse; then, by interval analysis over this call's index ranges, that every read
+// of them is in bounds (and that a mask compiled as a band cannot overflow 32 bits).
+// Throws ArgumentError naming `captures.<name>` (or mask.expr / score_mod).
+void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
+                           const ProblemShape& shape, const TensorView& o, const TensorView* lse);
 
 }  // namespace flashjit

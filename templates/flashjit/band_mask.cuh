@@ -11,11 +11,7 @@
 // Only rows < seqlen_q count: padding rows of the last q tile never reach memory.
 #pragma once
 
-#ifdef __CUDACC__
-#define FJ_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FJ_HOST_DEVICE inline
-#endif
+#include "flashjit/host_device.cuh"
 
 namespace flashjit {
 

@@ -2,6 +2,8 @@
 // generated kernel, so both agree on the layout byte for byte. Strides are in elements.
 #pragma once
 
+#include "flashjit/capture_arg.cuh"
+
 namespace flashjit {
 
 struct FwdParams {
@@ -19,6 +21,8 @@ struct FwdParams {
   int seqlen_k;
   int num_heads_q;
   int gqa_group;  // heads_q / heads_kv
+  // Tensors the mask / score expressions read (docs/expressions.md), in declaration order.
+  CaptureArg caps[kMaxCaptures];
 };
 
 }  // namespace flashjit

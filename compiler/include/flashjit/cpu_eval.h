@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "flashjit/expr.h"
 #include "flashjit/ir.h"
 
 namespace flashjit::eval {
@@ -35,8 +36,10 @@ struct Result {
 // Rounds x to the nearest value representable in `dt` (round to nearest even).
 double round_to(DType dt, double x);
 
-Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v);
+// `captures`: the tensors the spec's expressions read, in declaration order.
+Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v,
+                const std::vector<expr::HostCapture>& captures = {});
 Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
-                           const HostTensor& v);
+                           const HostTensor& v, const std::vector<expr::HostCapture>& captures = {});
 
 }  // namespace flashjit::eval

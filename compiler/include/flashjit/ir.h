@@ -41,7 +41,8 @@ enum class OpKind {
   load_tile,       // %t = load_tile <tensor>[<index>]         operands: {}       attrs: tensor, index
   fill,            // %t = fill <value>                         attrs: value
   gemm,            // %c = gemm %a, %b [transpose_b] [, %acc]    attrs: transpose_b, accumulate
-  apply_mask,      // %s = apply_mask %s                         attrs: when ("always" | "partial")
+  apply_mask,      // %s = apply_mask %s                         attrs: when ("always" | "partial"), [expr]
+  score_mod,       // %s = score_mod %s                          attrs: expr, scale (s = expr(score = s * scale))
   online_softmax,  // %p = online_softmax %s, %m, %l, %o         attrs: scale_log2 (updates m, l, o)
   finalize,        // %out = finalize %o, %l                     (O / l, 0 where l == 0)
   store_tile,      // store_tile <tensor>[<index>], %t
@@ -79,6 +80,7 @@ struct BandMask {
 // How the KV loop treats tiles; filled in by the classify_tiles pass.
 struct TileClassification {
   bool analysed = false;
+  bool by_interval = false;     // per tile, by interval analysis of the loop's mask expression
   bool skip_empty = false;      // iterate only over tiles with at least one visible key
   bool unmasked_full = false;   // tiles where every key is visible run with no mask arithmetic
 };
@@ -86,6 +88,9 @@ struct TileClassification {
 struct KvLoop {
   std::string induction = "kv";
   BandMask mask;
+  // A mask expression that is not a band (canonical text; empty: the band alone). Visible
+  // keys are those inside the band for which it is true; the band is trivial then.
+  std::string mask_expr;
   TileClassification classes;
   int stages = 1;               // set by pipeline_loads: K/V ring depth (1 = synchronous)
   std::vector<Op> body;

@@ -7,11 +7,15 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "flashjit/expr.h"
 
 namespace flashjit {
 
 enum class DType { f16, bf16 };
-enum class MaskKind { none, causal, sliding_window };
+// custom: a mask expression (docs/expressions.md) in MaskSpec::expr.
+enum class MaskKind { none, causal, sliding_window, custom };
 // Where the diagonal of a causal / windowed mask sits when seqlen_q != seqlen_k.
 //   top_left:     query i sees key j iff j <= i                      (PyTorch SDPA is_causal)
 //   bottom_right: query i sees key j iff j <= i + seqlen_k - seqlen_q (FlashAttention >= 2.1)
@@ -30,9 +34,12 @@ struct MaskSpec {
   // [a - left, a + right]; -1 means unbounded on that side (FlashAttention's window_size).
   int left = -1;
   int right = -1;
+  // custom only: the mask expression; normalized() holds its canonical text. align does not
+  // apply (an expression says its alignment with seqlen_q / seqlen_k).
+  std::string expr;
 
   bool operator==(const MaskSpec& o) const {
-    return kind == o.kind && align == o.align && left == o.left && right == o.right;
+    return kind == o.kind && align == o.align && left == o.left && right == o.right && expr == o.expr;
   }
 };
 
@@ -59,12 +66,18 @@ struct AttentionSpec {
   std::optional<double> softmax_scale;  // default 1/sqrt(head_dim)
   bool return_lse = false;
   double dropout_p = 0.0;
+  // A score modification (docs/expressions.md): empty = none.
+  std::string score_mod;
+  // Tensors the mask and score expressions read, by name, dtype and rank (not their sizes).
+  std::vector<expr::CaptureDecl> captures;
   Direction direction = Direction::fwd;
   std::optional<TileConfig> tile;
 
-  // Defaults filled in (head_dim_v, num_heads_kv). Does not validate.
+  // Defaults filled in (head_dim_v, num_heads_kv), expressions in canonical text (those that
+  // parse). Does not validate.
   AttentionSpec normalized() const;
   double effective_scale() const;
+  bool has_expressions() const { return mask.kind == MaskKind::custom || !score_mod.empty(); }
   int gqa_group() const;  // num_heads_q / num_heads_kv of the normalized spec
 
   bool operator==(const AttentionSpec& o) const;

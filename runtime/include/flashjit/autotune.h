@@ -36,6 +36,7 @@ struct TuneResult {
 // skipped. Throws CudaError when no GPU is present or no candidate could be timed; stores
 // nothing (forward() and the CLI write the database).
 TuneResult autotune(const AttentionSpec& spec, const TensorView& q, const TensorView& k, const TensorView& v,
-                    const TensorView& o, const TensorView* lse, CUstream_st* stream);
+                    const TensorView& o, const TensorView* lse, CUstream_st* stream,
+                    const std::vector<TensorView>& captures = {});
 
 }  // namespace flashjit

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "flashjit/compiled_kernel.h"
 #include "flashjit/spec.h"
@@ -19,7 +20,8 @@ struct CUstream_st;
 
 namespace flashjit {
 
-enum class ElemType { f16, bf16, f32 };
+// i32, i64 and boolean (one byte) are for tensors captured by expressions only.
+enum class ElemType { f16, bf16, f32, i32, i64, boolean };
 
 struct TensorView {
   void* data = nullptr;
@@ -49,9 +51,12 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options 
 // `lse` may be null unless spec.return_lse is set. A spec without a tile gets, per shape
 // bucket and device, the tuning database's tile, else the autotuner's winner (stored for
 // later processes; FLASHJIT_AUTOTUNE=0 turns tuning off), else the heuristic; see tuning.h.
+// `captures`: the tensors the spec's mask / score expressions read (spec.captures, in that
+// order; rank 1 to 4, any non-negative strides). Every read's index range is checked
+// against their sizes before the launch (docs/expressions.md).
 void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
              const TensorView& v, const TensorView& o, const TensorView* lse,
-             CUstream_st* stream);
+             CUstream_st* stream, const std::vector<TensorView>& captures = {});
 
 // For people studying a variant (no GPU needed). arch empty = "sm_80".
 // The CUDA source NVRTC would compile for `spec` (tile filled in by the heuristic if absent).

@@ -1,0 +1,212 @@
+// CUDA emission: an expression becomes one C++ expression over the kernel's in-scope names,
+// calling templates/flashjit/expr_ops.cuh (values) or interval.cuh (tile classification).
+// Nested rather than one line per node, so the generated hook reads like the user's mask.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <string>
+
+#include "flashjit/expr.h"
+
+namespace flashjit::expr {
+namespace {
+
+std::string float_lit(double v) {
+  if (std::isinf(v)) return v > 0 ? "fj_bits_float(0x7f800000u)" : "fj_bits_float(0xff800000u)";
+  std::string s = fmt::format("{:.9g}", v);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return (v < 0 ? "(" + s + "f)" : s + "f");
+}
+
+std::string int_lit(int64_t v) {
+  if (v == -2147483648LL) return "(-2147483647 - 1)";
+  return v < 0 ? "(" + std::to_string(v) + ")" : std::to_string(v);
+}
+
+const char* read_fn(Type t, const Node& n, const std::vector<CaptureDType>* dtypes) {
+  (void)t;
+  switch ((*dtypes)[static_cast<size_t>(n.capture)]) {
+    case CaptureDType::i32: return "fj_read_i32";
+    case CaptureDType::i64: return "fj_read_i64";
+    case CaptureDType::f32: return "fj_read_f32";
+    case CaptureDType::f16: return "fj_read_f16";
+    case CaptureDType::bf16: return "fj_read_bf16";
+    case CaptureDType::boolean: return "fj_read_bool";
+  }
+  return "?";
+}
+
+class ValueEmitter {
+ public:
+  ValueEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes) : e_(e), dtypes_(dtypes) {}
+
+  std::string node(int i) const {
+    const Node& n = e_.nodes[static_cast<size_t>(i)];
+    auto a = [&](size_t k) { return node(n.args[k]); };
+    auto af = [&](size_t k) { return as_float(n.args[k]); };
+    auto t = [&](size_t k) { return e_.nodes[static_cast<size_t>(n.args[k])].type; };
+    const bool ints = n.args.size() == 2 && t(0) == Type::integer && t(1) == Type::integer;
+    switch (n.kind) {
+      case Kind::lit_bool: return n.ival ? "true" : "false";
+      case Kind::lit_int: return int_lit(n.ival);
+      case Kind::lit_float: return float_lit(n.fval);
+      case Kind::var:
+        switch (n.var) {
+          case Var::seqlen_q: return "params.seqlen_q";
+          case Var::seqlen_k: return "params.seqlen_k";
+          default: return to_string(n.var);
+        }
+      case Kind::read: {
+        std::string s = fmt::format("{}(params.caps[{}]", read_fn(n.type, n, &dtypes_), n.capture);
+        for (size_t k = 0; k < n.args.size(); ++k) s += ", " + a(k);
+        return s + ")";
+      }
+      case Kind::neg: return t(0) == Type::integer ? "fj_ineg(" + a(0) + ")" : "(-" + a(0) + ")";
+      case Kind::logical_not: return "(!" + a(0) + ")";
+      case Kind::add: return ints ? call("fj_iadd", a(0), a(1)) : infix(af(0), "+", af(1));
+      case Kind::sub: return ints ? call("fj_isub", a(0), a(1)) : infix(af(0), "-", af(1));
+      case Kind::mul: return ints ? call("fj_imul", a(0), a(1)) : infix(af(0), "*", af(1));
+      case Kind::div: return infix(af(0), "/", af(1));
+      case Kind::floordiv: return ints ? call("fj_ifloordiv", a(0), a(1)) : call("fj_ffloordiv", af(0), af(1));
+      case Kind::mod: return ints ? call("fj_imod", a(0), a(1)) : call("fj_fmod", af(0), af(1));
+      case Kind::eq:
+      case Kind::ne:
+      case Kind::lt:
+      case Kind::le:
+      case Kind::gt:
+      case Kind::ge: {
+        static const char* ops[] = {"==", "!=", "<", "<=", ">", ">="};
+        const char* op = ops[static_cast<int>(n.kind) - static_cast<int>(Kind::eq)];
+        if (t(0) == Type::boolean || ints) return infix(a(0), op, a(1));
+        return infix(af(0), op, af(1));
+      }
+      case Kind::logical_and: return infix(a(0), "&&", a(1));
+      case Kind::logical_or: return infix(a(0), "||", a(1));
+      case Kind::logical_xor: return infix(a(0), "!=", a(1));
+      case Kind::where:
+        if (n.type == Type::floating) return "(" + a(0) + " ? " + af(1) + " : " + af(2) + ")";
+        return "(" + a(0) + " ? " + a(1) + " : " + a(2) + ")";
+      case Kind::min: return ints ? call("fj_imin", a(0), a(1)) : call("fj_fmin", af(0), af(1));
+      case Kind::max: return ints ? call("fj_imax", a(0), a(1)) : call("fj_fmax", af(0), af(1));
+      case Kind::abs: return t(0) == Type::integer ? "fj_iabs(" + a(0) + ")" : "fabsf(" + a(0) + ")";
+      case Kind::exp: return "expf(" + af(0) + ")";
+      case Kind::log: return "logf(" + af(0) + ")";
+      case Kind::tanh: return "tanhf(" + af(0) + ")";
+      case Kind::sigmoid: return "fj_sigmoid(" + af(0) + ")";
+      case Kind::sqrt: return "sqrtf(" + af(0) + ")";
+      case Kind::to_float: return af(0);
+      case Kind::to_int:
+        if (t(0) == Type::floating) return "fj_f2i(" + a(0) + ")";
+        if (t(0) == Type::boolean) return "(" + a(0) + " ? 1 : 0)";
+        return a(0);
+    }
+    return "?";
+  }
+
+ private:
+  const Expr& e_;
+  const std::vector<CaptureDType>& dtypes_;
+
+  std::string as_float(int i) const {
+    const Node& n = e_.nodes[static_cast<size_t>(i)];
+    if (n.type == Type::integer) return "fj_i2f(" + node(i) + ")";
+    if (n.type == Type::boolean) return "(" + node(i) + " ? 1.0f : 0.0f)";
+    return node(i);
+  }
+  static std::string call(const char* f, const std::string& a, const std::string& b) {
+    return std::string(f) + "(" + a + ", " + b + ")";
+  }
+  static std::string infix(const std::string& a, const char* op, const std::string& b) {
+    return "(" + a + " " + op + " " + b + ")";
+  }
+};
+
+class IntervalEmitter {
+ public:
+  explicit IntervalEmitter(const Expr& e) : e_(e) {}
+
+  std::string node(int i) const {
+    const Node& n = e_.nodes[static_cast<size_t>(i)];
+    auto a = [&](size_t k) { return node(n.args[k]); };
+    auto af = [&](size_t k) { return as_float(n.args[k]); };
+    auto t = [&](size_t k) { return e_.nodes[static_cast<size_t>(n.args[k])].type; };
+    const bool ints = n.args.size() == 2 && t(0) == Type::integer && t(1) == Type::integer;
+    auto pick = [&](const char* int_fn, const char* float_fn) {
+      return ints ? std::string(int_fn) + "(" + a(0) + ", " + a(1) + ")"
+                  : std::string(float_fn) + "(" + af(0) + ", " + af(1) + ")";
+    };
+    switch (n.kind) {
+      case Kind::lit_bool: return n.ival ? "iv_b(true)" : "iv_b(false)";
+      case Kind::lit_int: return "iv_i(" + int_lit(n.ival) + ")";
+      case Kind::lit_float: return "iv_f(" + float_lit(n.fval) + ")";
+      case Kind::var:
+        switch (n.var) {
+          case Var::b: return "box.b";
+          case Var::h: return "box.h";
+          case Var::q_idx: return "box.q";
+          case Var::kv_idx: return "box.kv";
+          case Var::seqlen_q: return "iv_i(box.seqlen_q)";
+          case Var::seqlen_k: return "iv_i(box.seqlen_k)";
+          case Var::score: return "iv_f_any()";
+        }
+        return "?";
+      case Kind::read:  // values unknown to the analysis
+        return n.type == Type::boolean ? "iv_b_any()" : n.type == Type::integer ? "iv_i_any()" : "iv_f_any()";
+      case Kind::neg: return t(0) == Type::integer ? "iv_ineg(" + a(0) + ")" : "iv_fneg(" + a(0) + ")";
+      case Kind::logical_not: return "iv_not(" + a(0) + ")";
+      case Kind::add: return pick("iv_iadd", "iv_fadd");
+      case Kind::sub: return pick("iv_isub", "iv_fsub");
+      case Kind::mul: return pick("iv_imul", "iv_fmul");
+      case Kind::div: return "iv_fdiv(" + af(0) + ", " + af(1) + ")";
+      case Kind::floordiv: return pick("iv_ifloordiv", "iv_ffloordiv");
+      case Kind::mod: return pick("iv_imod", "iv_fmod");
+      case Kind::eq:
+      case Kind::ne:
+        if (t(0) == Type::boolean) return std::string(n.kind == Kind::eq ? "iv_beq(" : "iv_bne(") + a(0) + ", " + a(1) + ")";
+        return n.kind == Kind::eq ? pick("iv_ieq", "iv_feq") : pick("iv_ine", "iv_fne");
+      case Kind::lt: return pick("iv_ilt", "iv_flt");
+      case Kind::le: return pick("iv_ile", "iv_fle");
+      case Kind::gt: return pick("iv_igt", "iv_fgt");
+      case Kind::ge: return pick("iv_ige", "iv_fge");
+      case Kind::logical_and: return "iv_and(" + a(0) + ", " + a(1) + ")";
+      case Kind::logical_or: return "iv_or(" + a(0) + ", " + a(1) + ")";
+      case Kind::logical_xor: return "iv_xor(" + a(0) + ", " + a(1) + ")";
+      case Kind::where:
+        if (n.type == Type::floating) return "iv_where(" + a(0) + ", " + af(1) + ", " + af(2) + ")";
+        return "iv_where(" + a(0) + ", " + a(1) + ", " + a(2) + ")";
+      case Kind::min: return pick("iv_imin", "iv_fmin");
+      case Kind::max: return pick("iv_imax", "iv_fmax");
+      case Kind::abs: return t(0) == Type::integer ? "iv_iabs(" + a(0) + ")" : "iv_fabs(" + a(0) + ")";
+      case Kind::exp: return "iv_fexp(" + af(0) + ")";
+      case Kind::log: return "iv_flog(" + af(0) + ")";
+      case Kind::tanh: return "iv_ftanh(" + af(0) + ")";
+      case Kind::sigmoid: return "iv_fsigmoid(" + af(0) + ")";
+      case Kind::sqrt: return "iv_fsqrt(" + af(0) + ")";
+      case Kind::to_float: return af(0);
+      case Kind::to_int:
+        if (t(0) == Type::floating) return "iv_f2i(" + a(0) + ")";
+        if (t(0) == Type::boolean) return "iv_b2i(" + a(0) + ")";
+        return a(0);
+    }
+    return "?";
+  }
+
+ private:
+  const Expr& e_;
+  std::string as_float(int i) const {
+    const Node& n = e_.nodes[static_cast<size_t>(i)];
+    if (n.type == Type::integer) return "iv_i2f(" + node(i) + ")";
+    if (n.type == Type::boolean) return "iv_b2f(" + node(i) + ")";
+    return node(i);
+  }
+};
+
+}  // namespace
+
+std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes) {
+  return ValueEmitter(e, dtypes).node(static_cast<int>(e.nodes.size()) - 1);
+}
+
+std::string emit_interval(const Expr& e) { return IntervalEmitter(e).node(static_cast<int>(e.nodes.size()) - 1); }
+
+}  // namespace flashjit::expr

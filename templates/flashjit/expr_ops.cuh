@@ -1,0 +1,79 @@
+// Scalar semantics of the expression language (docs/expressions.md), for host and device.
+//
+// Generated mask / score hooks call these; the CPU evaluator (compiler/expr/eval.cpp) calls
+// the very same functions, so integer results agree bit for bit and float results up to the
+// math library's last-bit differences. Integers are 32-bit and wrap (computed in unsigned,
+// where overflow is defined); // and % round toward -inf like Python; x // 0 and x % 0 are 0.
+#pragma once
+
+#include "flashjit/host_device.cuh"
+
+#ifndef __CUDACC__
+#include <math.h>
+#include <string.h>
+#endif
+
+namespace flashjit {
+
+FJ_HOST_DEVICE int fj_iadd(int a, int b) { return (int)((unsigned)a + (unsigned)b); }
+FJ_HOST_DEVICE int fj_isub(int a, int b) { return (int)((unsigned)a - (unsigned)b); }
+FJ_HOST_DEVICE int fj_imul(int a, int b) { return (int)((unsigned)a * (unsigned)b); }
+FJ_HOST_DEVICE int fj_ineg(int a) { return (int)(0u - (unsigned)a); }
+FJ_HOST_DEVICE int fj_iabs(int a) { return a < 0 ? fj_ineg(a) : a; }
+FJ_HOST_DEVICE int fj_imin(int a, int b) { return a < b ? a : b; }
+FJ_HOST_DEVICE int fj_imax(int a, int b) { return a > b ? a : b; }
+
+FJ_HOST_DEVICE int fj_ifloordiv(int a, int b) {
+  if (b == 0) return 0;
+  if (b == -1) return fj_ineg(a);  // INT_MIN // -1 wraps to INT_MIN instead of trapping
+  const int q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+FJ_HOST_DEVICE int fj_imod(int a, int b) {
+  if (b == 0 || b == -1) return 0;
+  const int r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
+FJ_HOST_DEVICE float fj_bits_float(unsigned bits) {
+#ifdef __CUDACC__
+  return __uint_as_float(bits);
+#else
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+#endif
+}
+FJ_HOST_DEVICE float fj_nan() { return fj_bits_float(0x7fc00000u); }
+
+// torch.minimum / maximum: NaN if either is NaN (fminf would drop it).
+FJ_HOST_DEVICE float fj_fmin(float a, float b) { return (a != a || b != b) ? fj_nan() : (a < b ? a : b); }
+FJ_HOST_DEVICE float fj_fmax(float a, float b) { return (a != a || b != b) ? fj_nan() : (a > b ? a : b); }
+FJ_HOST_DEVICE float fj_ffloordiv(float a, float b) { return floorf(a / b); }
+// torch.remainder: a - floor(a / b) * b (the sign of b).
+FJ_HOST_DEVICE float fj_fmod(float a, float b) { return a - floorf(a / b) * b; }
+FJ_HOST_DEVICE float fj_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// float -> int rounding toward 0, saturating, NaN -> 0 (what cvt.rzi.s32.f32 does).
+FJ_HOST_DEVICE int fj_f2i(float x) {
+  if (x != x) return 0;
+  if (x >= 2147483648.0f) return 2147483647;
+  if (x <= -2147483648.0f) return -2147483647 - 1;
+  return (int)x;  // C++ conversion truncates toward 0
+}
+FJ_HOST_DEVICE float fj_i2f(int x) { return (float)x; }
+
+// 16-bit float storage formats -> float (no cuda_fp16.h: NVRTC compiles without includes).
+FJ_HOST_DEVICE float fj_bf16_bits_to_float(unsigned short h) { return fj_bits_float((unsigned)h << 16); }
+FJ_HOST_DEVICE float fj_f16_bits_to_float(unsigned short h) {
+  const unsigned sign = (unsigned)(h & 0x8000u) << 16;
+  const unsigned exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  if (exp == 0x1fu) return fj_bits_float(sign | 0x7f800000u | (man << 13));  // inf / NaN
+  if (exp != 0) return fj_bits_float(sign | ((exp + 112u) << 23) | (man << 13));
+  if (man == 0) return fj_bits_float(sign);
+  // Subnormal: value = man * 2^-24, exact in float.
+  const float v = (float)man * 5.9604644775390625e-8f;
+  return sign ? -v : v;
+}
+
+}  // namespace flashjit
