@@ -70,7 +70,10 @@ Value read(const Node& n, const std::vector<Value>& vals, const Env& env) {
 }  // namespace
 
 Value evaluate(const Expr& e, const Env& env) {
-  std::vector<Value> vals(e.nodes.size());
+  if (e.nodes.empty()) throw std::logic_error("expr::evaluate: empty expression");
+  // Reused per thread: the oracle evaluates masks once per score.
+  thread_local std::vector<Value> vals;
+  vals.resize(e.nodes.size());
   for (size_t i = 0; i < e.nodes.size(); ++i) {
     const Node& n = e.nodes[i];
     auto arg = [&](size_t a) -> const Value& { return vals[static_cast<size_t>(n.args[a])]; };
@@ -148,7 +151,7 @@ Value evaluate(const Expr& e, const Env& env) {
         break;
     }
   }
-  return vals.back();
+  return vals[e.nodes.size() - 1];
 }
 
 bool eval_mask(const Expr& e, const Env& env) {

@@ -22,10 +22,12 @@ _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16"}
 @functools.lru_cache(maxsize=4096)
 def _spec_json(dtype: str, head_dim: int, head_dim_v: int, hq: int, hkv: int, mask: str,
                window: Optional[Tuple[int, int]], align: str, scale: Optional[float],
-               return_lse: bool, tile: Optional[Tile]) -> str:
+               return_lse: bool, tile: Optional[Tile], mask_expr: Optional[str] = None,
+               score_mod: Optional[str] = None, captures: tuple = ()) -> str:
     spec = Spec(dtype=dtype, head_dim=head_dim, head_dim_v=head_dim_v, num_heads_q=hq,
                 num_heads_kv=hkv, mask=mask, window=window, align=align, softmax_scale=scale,
-                return_lse=return_lse, tile=tile)
+                return_lse=return_lse, tile=tile, mask_expr=mask_expr, score_mod=score_mod,
+                captures=captures)
     return spec.to_json()
 
 
@@ -97,7 +99,8 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
               window: Optional[Tuple[Optional[int], Optional[int]]] = None,
               scale: Optional[float] = None, return_lse: bool = False,
               align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
-              out: Any = None, lse_out: Any = None, stream: Any = None) -> Any:
+              out: Any = None, lse_out: Any = None, stream: Any = None,
+              mask_mod: Any = None, score_mod: Any = None) -> Any:
     """softmax(q kᵀ · scale + mask) v, forward only.
 
     q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
@@ -116,6 +119,10 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     tile: force a kernel configuration (Tile or dict); None = tuned/heuristic.
     out / lse_out: preallocated outputs (required for inputs that are not torch tensors).
     stream: CUDA stream (int or object with .cuda_stream); default torch's current stream.
+    mask_mod: FlexAttention's mask_mod(b, h, q_idx, kv_idx) -> bool, traced into an
+      expression (docs/expressions.md); tensors it indexes are passed to the kernel. One
+      kernel serves every sequence length and every value of those tensors.
+    score_mod: FlexAttention's score_mod(score, b, h, q_idx, kv_idx) -> score, likewise.
 
     Returns o, or (o, lse) when return_lse.
     """
@@ -124,6 +131,18 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     if isinstance(tile, dict):
         tile = Tile.from_dict(tile)
     mask, win = _mask_args(causal, window)
+    mask_text = score_text = None
+    decls: tuple = ()
+    cap_tensors: list = []
+    if mask_mod is not None or score_mod is not None:
+        from .variants import trace_variant
+
+        mask_text, score_text, decls, cap_tensors = trace_variant(mask_mod, score_mod)
+        if mask_text is not None:
+            if mask != "none":
+                raise ValueError("flashjit.attention: pass either mask_mod or causal/window, not both "
+                                 "(write the causal part inside mask_mod: q_idx >= kv_idx)")
+            mask = "custom"
     want_lse = bool(return_lse or lse_out is not None)
 
     if is_torch:
@@ -176,7 +195,8 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                 "with return_lse=True): flashjit allocates only through torch")
 
     spec_json = _spec_json(dtype, d, dv, hq, hkv, mask, win, align,
-                           None if scale is None else float(scale), want_lse, tile)
+                           None if scale is None else float(scale), want_lse, tile,
+                           mask_text, score_text, decls)
 
     if b == 0 or hq == 0 or nq == 0:
         pass  # nothing to compute
@@ -191,12 +211,12 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
             stream_int = _as_stream_int(stream)
         if q.device.index != torch.cuda.current_device():
             with torch.cuda.device(q.device):
-                _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int)
+                _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
         else:
-            _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int)
+            _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
     else:
         stream_int = _stream_of(q) if stream is None else _as_stream_int(stream)
-        _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int)
+        _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
 
     return (out, lse_out) if return_lse else out
 

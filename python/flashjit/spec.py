@@ -17,7 +17,7 @@ from ._C import SpecError
 
 __all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
 
-MASK_KINDS = ("none", "causal", "sliding_window")
+MASK_KINDS = ("none", "causal", "sliding_window", "custom")
 ALIGNS = ("top_left", "bottom_right")
 _MASK_KEYS = ("kind", "align", "left", "right")
 _TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma")
@@ -69,8 +69,14 @@ class Spec:
       head_dim_v: value head dimension; None = head_dim.
       num_heads_q: query heads.
       num_heads_kv: key/value heads (GQA/MQA; must divide num_heads_q); None = num_heads_q.
-      mask: 'none' | 'causal' | 'sliding_window', or a dict in the JSON format
-        ({'kind': ..., 'align': ..., 'left': ..., 'right': ...}).
+      mask: 'none' | 'causal' | 'sliding_window' | 'custom', a dict in the JSON format
+        ({'kind': ..., 'align': ..., 'left': ..., 'right': ..., 'expr': ...}), or a
+        FlexAttention-style mask_mod(b, h, q_idx, kv_idx) function (traced, see
+        docs/expressions.md), which sets mask='custom' and mask_expr.
+      mask_expr: the mask expression text of a 'custom' mask.
+      score_mod: a score_mod(score, b, h, q_idx, kv_idx) function (traced) or expression text.
+      captures: ((name, dtype, rank), ...) of the tensors the expressions read; traced
+        functions fill it in.
       window: (left, right) for 'sliding_window': query i (aligned index a) sees keys
         [a - left, a + right]; None or -1 on a side = unbounded.
       align: 'bottom_right' (FlashAttention >= 2.1) or 'top_left' (PyTorch SDPA is_causal):
@@ -87,7 +93,7 @@ class Spec:
     head_dim_v: Optional[int] = None
     num_heads_q: int = 1
     num_heads_kv: Optional[int] = None
-    mask: str = "none"
+    mask: Any = "none"
     window: Optional[Tuple[Optional[int], Optional[int]]] = None
     align: str = "bottom_right"
     softmax_scale: Optional[float] = None
@@ -95,10 +101,27 @@ class Spec:
     dropout_p: float = 0.0
     tile: Optional[Tile] = None
     direction: str = "fwd"
+    mask_expr: Optional[str] = None
+    score_mod: Any = None
+    captures: Tuple[Tuple[str, str, int], ...] = ()
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("dtype", _dtype_name(self.dtype))
+        if callable(self.mask) or callable(self.score_mod):
+            from .variants import trace_variant
+
+            fn_mask = self.mask if callable(self.mask) else None
+            mask_text, score_text, decls, _ = trace_variant(fn_mask, self.score_mod)
+            if fn_mask is not None:
+                set_("mask", "custom")
+                set_("mask_expr", mask_text)
+            set_("score_mod", score_text)
+            names = {c[0] for c in self.captures}
+            set_("captures", tuple(self.captures) + tuple(d for d in decls if d[0] not in names))
+        set_("captures", tuple((str(n), str(d), int(r)) for n, d, r in
+                               (tuple(c) if not isinstance(c, Mapping) else (c["name"], c["dtype"], c["rank"])
+                                for c in self.captures)))
         # Validate what the user wrote first (C++ names the bad field, e.g. 'mask.kind'),
         # then fold the dict forms into the flat, hashable fields.
         canonical = json.loads(_C.validate(_dumps_for_validation(self.to_dict())))
@@ -110,6 +133,14 @@ class Spec:
                 set_("align", m["align"])
             if "left" in m or "right" in m:
                 set_("window", (m.get("left", -1), m.get("right", -1)))
+            if "expr" in m:
+                set_("mask_expr", m["expr"])
+        if self.mask == "custom":
+            cm = canonical["mask"]
+            set_("mask_expr", cm.get("expr"))
+            set_("align", "bottom_right")
+        if self.score_mod is not None:
+            set_("score_mod", canonical.get("score_mod"))
         if self.window is not None:
             left, right = self.window
             set_("window", (None if left in (None, -1) else left, None if right in (None, -1) else right))
@@ -135,8 +166,10 @@ class Spec:
             d["mask"] = dict(self.mask)
         else:
             mask: dict = {"kind": self.mask}
-            if self.mask != "none" or self.align != "bottom_right":
+            if self.mask not in ("none", "custom") or self.align != "bottom_right":
                 mask["align"] = self.align
+            if self.mask_expr is not None:
+                mask["expr"] = self.mask_expr
             if self.window is not None:
                 left, right = self.window
                 mask["left"] = _window_side(left)
@@ -148,6 +181,10 @@ class Spec:
             d["return_lse"] = True
         if self.dropout_p:
             d["dropout_p"] = self.dropout_p
+        if self.score_mod is not None:
+            d["score_mod"] = self.score_mod
+        if self.captures:
+            d["captures"] = [{"name": n, "dtype": t, "rank": r} for n, t, r in self.captures]
         if self.tile is not None:
             d["tile"] = self.tile.to_dict() if isinstance(self.tile, Tile) else dict(self.tile)
         if self.direction != "fwd":
@@ -178,6 +215,10 @@ class Spec:
             left, right = mask.get("left", -1), mask.get("right", -1)
             if (left, right) != (-1, -1):
                 kwargs["window"] = (left, right)
+            if "expr" in mask:
+                kwargs["mask_expr"] = mask["expr"]
+        if "captures" in kwargs:
+            kwargs["captures"] = tuple((c["name"], c["dtype"], c["rank"]) for c in kwargs["captures"])
         if "tile" in kwargs and isinstance(kwargs["tile"], Mapping):
             kwargs["tile"] = Tile.from_dict(kwargs["tile"])
         return cls(**kwargs)

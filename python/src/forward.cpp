@@ -3,6 +3,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstdint>
 #include <mutex>
@@ -89,6 +90,38 @@ TensorView view_of(const Array& a, const char* param, int rank, int32_t* device_
   return v;
 }
 
+// A tensor an expression reads: rank 1 to 4, dtype int32 / int64 / float32 / float16 /
+// bfloat16 / bool; ranks, dtypes and index ranges against the spec: flashjit::forward.
+TensorView capture_view_of(const Array& a, const std::string& param, int32_t* device_id) {
+  if (a.device_type() != kDLCUDA)
+    throw ArgumentError(param, std::string("must be a CUDA device tensor; got a ") + device_name(a.device_type()) +
+                                   " tensor");
+  if (a.device_id() != *device_id)
+    throw ArgumentError(param, "is on cuda:" + std::to_string(a.device_id()) + " but q is on cuda:" +
+                                   std::to_string(*device_id) + "; all tensors must be on one device");
+  if (a.ndim() < 1 || a.ndim() > 4)
+    throw ArgumentError(param, "must have 1 to 4 dimensions; got " + std::to_string(a.ndim()));
+  const nb::dlpack::dtype t = a.dtype();
+  TensorView v;
+  const auto code = [&](nb::dlpack::dtype_code c) { return t.code == static_cast<uint8_t>(c); };
+  if (t.lanes == 1 && code(nb::dlpack::dtype_code::Int) && t.bits == 32) v.dtype = ElemType::i32;
+  else if (t.lanes == 1 && code(nb::dlpack::dtype_code::Int) && t.bits == 64) v.dtype = ElemType::i64;
+  else if (t.lanes == 1 && code(nb::dlpack::dtype_code::Float) && t.bits == 32) v.dtype = ElemType::f32;
+  else if (t.lanes == 1 && code(nb::dlpack::dtype_code::Float) && t.bits == 16) v.dtype = ElemType::f16;
+  else if (t.lanes == 1 && code(nb::dlpack::dtype_code::Bfloat) && t.bits == 16) v.dtype = ElemType::bf16;
+  else if (t.lanes == 1 && code(nb::dlpack::dtype_code::Bool) && t.bits == 8) v.dtype = ElemType::boolean;
+  else
+    throw ArgumentError(param, "dtype " + dtype_name(t) + " is not supported; allowed: int32, int64, float32, "
+                               "float16, bfloat16, bool");
+  v.data = a.data();
+  v.rank = static_cast<int>(a.ndim());
+  for (int i = 0; i < v.rank; ++i) {
+    v.sizes[i] = static_cast<int64_t>(a.shape(i));
+    v.strides[i] = a.stride(i);
+  }
+  return v;
+}
+
 // Device `ordinal`'s primary context (the one the CUDA runtime, torch and CuPy use),
 // retained once per process and never released: forward() caches loaded modules per
 // context, and releasing the last reference would destroy the context under them.
@@ -158,7 +191,7 @@ void bind_forward(nb::module_& m) {
   m.def(
       "forward",
       [](const std::string& spec_json, const Array& q, const Array& k, const Array& v,
-         const Array& o, std::optional<Array> lse, uintptr_t stream) {
+         const Array& o, std::optional<Array> lse, uintptr_t stream, const std::vector<Array>& captures) {
         const AttentionSpec spec = parsed_spec(spec_json);
         int32_t device = -1;
         const TensorView qv = view_of(q, "q", 4, &device);
@@ -167,15 +200,21 @@ void bind_forward(nb::module_& m) {
         const TensorView ov = view_of(o, "o", 4, &device);
         std::optional<TensorView> lv;
         if (lse) lv = view_of(*lse, "lse", 3, &device);
+        std::vector<TensorView> cv;
+        for (size_t i = 0; i < captures.size(); ++i) {
+          const std::string name = i < spec.captures.size() ? "captures." + spec.captures[i].name
+                                                            : "captures[" + std::to_string(i) + "]";
+          cv.push_back(capture_view_of(captures[i], name, &device));
+        }
         DeviceContextGuard on_device(device, "q");  // the tensors' GPU, not only the current one
         {
           nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
-          forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream));
+          forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream), cv);
         }
         on_device.pop();
       },
       nb::arg("spec_json"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("o"),
-      nb::arg("lse").none() = nb::none(), nb::arg("stream") = 0,
+      nb::arg("lse").none() = nb::none(), nb::arg("stream") = 0, nb::arg("captures") = std::vector<Array>{},
       "Attention forward on DLPack CUDA tensors of logical shape (batch, heads, seqlen, dim) "
       "(last dim contiguous); lse is float32 (batch, heads_q, seqlen_q). Runs on the tensors' "
       "device (its primary context is made current for the call when another device's is). "

@@ -1,0 +1,339 @@
+// User-written variants on the GPU (docs/expressions.md): mask and score expressions,
+// captured tensors, against the float64 reference of the CPU evaluator
+// (eval::reference_attention evaluates the spec's expressions element by element, with no
+// tile classification). Built-ins written as expressions, non-band masks classified by
+// interval analysis, score modifications, 50+ random expressions, odd lengths,
+// seqlen_q != seqlen_k, GQA, fp16/bf16, both back ends. Outputs are poisoned before each
+// run; two runs must agree bit for bit; fully masked rows give 0 and LSE -inf.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <random>
+
+#include "catch.hpp"
+#include "flashjit/cpu_eval.h"
+#include "flashjit/error.h"
+#include "gpu_harness.h"
+#include "random_expr.h"
+
+using flashjit::DType;
+namespace expr = flashjit::expr;
+
+namespace {
+
+struct Variant {
+  std::string name;
+  std::string mask;       // "" = no mask; else a custom mask expression
+  std::string score_mod;  // "" = none
+  std::vector<expr::CaptureDecl> caps;
+  flashjit::MaskKind builtin = flashjit::MaskKind::none;  // used when mask is ""
+};
+
+struct Case {
+  Variant var;
+  DType dtype;
+  int d;
+  int hq, hkv;
+  int64_t sq, sk;
+  int batch;
+  std::optional<flashjit::TileConfig> tile;
+};
+
+flashjit::AttentionSpec spec_of(const Case& c) {
+  flashjit::AttentionSpec s;
+  s.dtype = c.dtype;
+  s.head_dim = c.d;
+  s.num_heads_q = c.hq;
+  s.num_heads_kv = c.hkv;
+  if (!c.var.mask.empty()) {
+    s.mask.kind = flashjit::MaskKind::custom;
+    s.mask.expr = c.var.mask;
+  } else {
+    s.mask.kind = c.var.builtin;
+  }
+  s.score_mod = c.var.score_mod;
+  s.captures = c.var.caps;
+  s.return_lse = true;
+  s.tile = c.tile;
+  return s;
+}
+
+// Host bytes of one captured tensor: every dim of size `size`, contiguous, random values
+// (documents: sorted ids; floats: small values).
+struct HostCap {
+  std::vector<unsigned char> bytes;
+  expr::HostCapture view;
+};
+
+HostCap make_capture(const expr::CaptureDecl& d, int64_t size, std::mt19937& rng) {
+  HostCap h;
+  int64_t n = 1;
+  for (int r = 0; r < d.rank; ++r) n *= size;
+  const int es = expr::capture_dtype_size(d.dtype);
+  h.bytes.resize(static_cast<size_t>(n * es));
+  std::uniform_real_distribution<float> uf(-1.f, 1.f);
+  int32_t doc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    unsigned char* p = h.bytes.data() + i * es;
+    switch (d.dtype) {
+      case expr::CaptureDType::i32: {
+        if (rng() % 97 == 0) ++doc;  // sorted document ids: a few documents
+        std::memcpy(p, &doc, 4);
+        break;
+      }
+      case expr::CaptureDType::i64: {
+        const int64_t v = static_cast<int64_t>(rng() % 5);
+        std::memcpy(p, &v, 8);
+        break;
+      }
+      case expr::CaptureDType::f32: {
+        const float f = uf(rng);
+        std::memcpy(p, &f, 4);
+        break;
+      }
+      case expr::CaptureDType::f16:
+      case expr::CaptureDType::bf16: {
+        const uint16_t b = fjtest::to_bits(uf(rng), d.dtype == expr::CaptureDType::bf16 ? DType::bf16 : DType::f16);
+        std::memcpy(p, &b, 2);
+        break;
+      }
+      case expr::CaptureDType::boolean: *p = rng() % 3 != 0; break;
+    }
+  }
+  h.view.dtype = d.dtype;
+  h.view.rank = d.rank;
+  int64_t stride = 1;
+  for (int r = d.rank - 1; r >= 0; --r) {
+    h.view.sizes[r] = size;
+    h.view.strides[r] = stride;
+    stride *= size;
+  }
+  return h;
+}
+
+flashjit::ElemType elem_of(expr::CaptureDType d) {
+  switch (d) {
+    case expr::CaptureDType::i32: return flashjit::ElemType::i32;
+    case expr::CaptureDType::i64: return flashjit::ElemType::i64;
+    case expr::CaptureDType::f32: return flashjit::ElemType::f32;
+    case expr::CaptureDType::f16: return flashjit::ElemType::f16;
+    case expr::CaptureDType::bf16: return flashjit::ElemType::bf16;
+    case expr::CaptureDType::boolean: return flashjit::ElemType::boolean;
+  }
+  return flashjit::ElemType::i32;
+}
+
+struct Errors {
+  double rel = 0, max_abs = 0, lse_abs = 0;
+  int64_t masked_rows = 0;
+};
+
+// `capture_size`: every dim of every capture (>= max(sq, sk) for index-read captures).
+Errors run_case(const Case& c, int64_t capture_size, uint32_t seed) {
+  const flashjit::AttentionSpec spec = spec_of(c);
+  INFO(c.var.name << " " << flashjit::spec_to_json(spec) << " b=" << c.batch << " sq=" << c.sq << " sk=" << c.sk);
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const int64_t B = c.batch;
+  auto make = [&](int64_t H, int64_t S, std::vector<uint16_t>& bits, flashjit::eval::HostTensor& host) {
+    bits.resize(static_cast<size_t>(B * H * S * c.d));
+    host = flashjit::eval::HostTensor(B, H, S, c.d);
+    for (size_t i = 0; i < bits.size(); ++i) {
+      bits[i] = fjtest::to_bits(normal(rng), c.dtype);
+      host.data[i] = fjtest::from_bits(bits[i], c.dtype);
+    }
+  };
+  std::vector<uint16_t> q, k, v;
+  flashjit::eval::HostTensor hq_, hk_, hv_;
+  make(c.hq, c.sq, q, hq_);
+  make(c.hkv, c.sk, k, hk_);
+  make(c.hkv, c.sk, v, hv_);
+
+  std::vector<HostCap> caps;
+  std::vector<expr::HostCapture> host_caps;
+  for (const auto& d : c.var.caps) caps.push_back(make_capture(d, capture_size, rng));
+  for (auto& h : caps) {
+    h.view.data = h.bytes.data();
+    host_caps.push_back(h.view);
+  }
+
+  fjtest::DeviceBuffer dq(q.size() * 2), dk(k.size() * 2), dv(v.size() * 2);
+  fjtest::DeviceBuffer dout(static_cast<size_t>(B * c.hq * c.sq * c.d) * 2), dlse(static_cast<size_t>(B * c.hq * c.sq) * 4);
+  dq.upload(q.data());
+  dk.upload(k.data());
+  dv.upload(v.data());
+  std::vector<std::unique_ptr<fjtest::DeviceBuffer>> dcaps;
+  std::vector<flashjit::TensorView> tcaps;
+  for (size_t i = 0; i < caps.size(); ++i) {
+    dcaps.push_back(std::make_unique<fjtest::DeviceBuffer>(caps[i].bytes.size()));
+    dcaps.back()->upload(caps[i].bytes.data());
+    flashjit::TensorView t;
+    t.data = dcaps.back()->data();
+    t.dtype = elem_of(c.var.caps[i].dtype);
+    t.rank = c.var.caps[i].rank;
+    for (int r = 0; r < t.rank; ++r) t.sizes[r] = caps[i].view.sizes[r], t.strides[r] = caps[i].view.strides[r];
+    tcaps.push_back(t);
+  }
+  const auto et = c.dtype == DType::bf16 ? flashjit::ElemType::bf16 : flashjit::ElemType::f16;
+  const auto tq = flashjit::TensorView::bhsd(dq.data(), et, B, c.hq, c.sq, c.d);
+  const auto tk = flashjit::TensorView::bhsd(dk.data(), et, B, c.hkv, c.sk, c.d);
+  const auto tv = flashjit::TensorView::bhsd(dv.data(), et, B, c.hkv, c.sk, c.d);
+  const auto to = flashjit::TensorView::bhsd(dout.data(), et, B, c.hq, c.sq, c.d);
+  const auto tl = flashjit::TensorView::lse(static_cast<float*>(dlse.data()), B, c.hq, c.sq);
+
+  auto& drv = flashjit::CudaDriver::get();
+  auto run = [&](std::vector<uint16_t>& out, std::vector<float>& lse) {
+    dout.poison();
+    dlse.poison();
+    flashjit::forward(spec, tq, tk, tv, to, &tl, nullptr, tcaps);
+    drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after forward");
+    out.resize(dout.bytes / 2);
+    lse.resize(dlse.bytes / 4);
+    dout.download(out.data());
+    dlse.download(lse.data());
+  };
+  std::vector<uint16_t> out, out2;
+  std::vector<float> lse, lse2;
+  run(out, lse);
+  run(out2, lse2);
+  REQUIRE(std::memcmp(out.data(), out2.data(), out.size() * 2) == 0);  // no race
+  REQUIRE(std::memcmp(lse.data(), lse2.data(), lse.size() * 4) == 0);
+
+  const flashjit::eval::Result ref = flashjit::eval::reference_attention(spec, hq_, hk_, hv_, host_caps);
+  Errors e;
+  double err2 = 0, ref2 = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < c.hq; ++h)
+      for (int64_t i = 0; i < c.sq; ++i) {
+        const size_t row = static_cast<size_t>((b * c.hq + h) * c.sq + i);
+        const double ref_lse = ref.lse[row];
+        if (ref_lse == -INFINITY) {
+          ++e.masked_rows;
+          REQUIRE(lse[row] == -INFINITY);
+          for (int col = 0; col < c.d; ++col) REQUIRE(fjtest::from_bits(out[row * c.d + col], c.dtype) == 0.0);
+          continue;
+        }
+        e.lse_abs = std::max(e.lse_abs, std::abs(lse[row] - ref_lse));
+        for (int col = 0; col < c.d; ++col) {
+          const double got = fjtest::from_bits(out[row * c.d + col], c.dtype);
+          if (!std::isfinite(got)) FAIL("output (" << b << ", " << h << ", " << i << ", " << col << ") is " << got);
+          const double r = ref.o.at(b, h, i, col);
+          err2 += (got - r) * (got - r);
+          ref2 += r * r;
+          e.max_abs = std::max(e.max_abs, std::abs(got - r));
+        }
+      }
+  e.rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  return e;
+}
+
+std::vector<Variant> named_variants() {
+  const expr::CaptureDecl doc{"doc", expr::CaptureDType::i32, 1};
+  const expr::CaptureDecl slopes{"slopes", expr::CaptureDType::f32, 1};
+  const expr::CaptureDecl table{"table", expr::CaptureDType::bf16, 2};
+  const expr::CaptureDecl keep{"keep", expr::CaptureDType::boolean, 1};
+  using MK = flashjit::MaskKind;
+  return {
+      // Built-ins written as expressions: recognised as bands.
+      {"causal top-left", "q_idx >= kv_idx", "", {}},
+      {"causal bottom-right", "kv_idx <= q_idx + seqlen_k - seqlen_q", "", {}},
+      {"sliding window", "(q_idx >= kv_idx) & (q_idx - kv_idx <= 100)", "", {}},
+      // Not bands: interval classification per tile.
+      {"prefix-LM", "(kv_idx <= q_idx) | (kv_idx < 37)", "", {}},
+      {"document + causal", "(doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)", "", {doc}},
+      {"blocks of 64", "q_idx // 64 == kv_idx // 64", "", {}},
+      {"dilated", "(q_idx - kv_idx) % 3 == 0", "", {}},
+      {"rows from 500 only", "(q_idx >= 500) & (kv_idx <= q_idx)", "", {}},
+      {"kept keys", "keep[kv_idx] & (kv_idx <= q_idx + seqlen_k - seqlen_q)", "", {keep}},
+      // Score modifications.
+      {"ALiBi + causal", "", "score + slopes[h] * float(kv_idx - q_idx)", {slopes}, MK::causal},
+      {"softcap + causal", "", "30.0 * tanh(score / 30.0)", {}, MK::causal},
+      {"relative bias table", "", "score + table[h, min(max(q_idx - kv_idx + 64, 0), 127)]", {table}},
+      {"score + document mask", "doc[q_idx] == doc[kv_idx]", "where(kv_idx == q_idx, score * 2.0, score)", {doc}},
+  };
+}
+
+}  // namespace
+
+TEST_CASE("user-written variants match the float64 reference", "[gpu][variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{1, 1}, {17, 17}, {1000, 1000}, {17, 1000}, {1000, 17}};
+  const std::vector<std::pair<int, int>> heads = {{2, 2}, {6, 2}, {7, 1}};
+  std::vector<Case> cases;
+  for (const Variant& var : named_variants())
+    for (DType dt : {DType::bf16, DType::f16})
+      for (size_t li = 0; li < lens.size(); ++li) {
+        const auto [hq, hkv] = heads[li % heads.size()];
+        const int d = li % 2 ? 64 : 128;
+        cases.push_back({var, dt, d, hq, hkv, lens[li].first, lens[li].second, lens[li].first >= 1000 ? 1 : 2, std::nullopt});
+      }
+  // The mma.sync back end on some, and one long case per variant.
+  const flashjit::TileConfig sync_tile{128, 64, 4, 2, flashjit::MmaKind::mma_sync};
+  const std::vector<Variant> named = named_variants();
+  for (size_t i = 0; i < named.size(); ++i) {
+    cases.push_back({named[i], DType::bf16, 64, 6, 2, 1000, 777, 1, sync_tile});
+    if (i % 3 == 0) cases.push_back({named[i], DType::f16, 128, 2, 2, 4097, 4097, 1, std::nullopt});
+  }
+  std::map<std::string, Errors> worst;
+  uint32_t seed = 99;
+  int64_t masked = 0;
+  for (const Case& c : cases) {
+    const Errors e = run_case(c, 4097, seed++);
+    const bool bf16 = c.dtype == DType::bf16;
+    INFO(c.var.name << " " << flashjit::spec_to_json(spec_of(c)) << " sq=" << c.sq << " sk=" << c.sk << ": rel "
+                    << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
+    CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
+    CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
+    CHECK(e.lse_abs < 2e-3);
+    masked += e.masked_rows;
+    Errors& w = worst[flashjit::to_string(c.dtype)];
+    w.rel = std::max(w.rel, e.rel), w.max_abs = std::max(w.max_abs, e.max_abs), w.lse_abs = std::max(w.lse_abs, e.lse_abs);
+  }
+  std::printf("GPU variants: %zu cases checked (%lld fully masked rows)\n", cases.size(), (long long)masked);
+  for (const auto& [dt, w] : worst)
+    std::printf("  worst %s: rel %.3e  max_abs %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.max_abs, w.lse_abs);
+}
+
+TEST_CASE("random mask and score expressions match the float64 reference", "[gpu][variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::vector<expr::CaptureDecl> caps = {{"doc", expr::CaptureDType::i32, 1}, {"bias", expr::CaptureDType::f32, 2}};
+  std::mt19937_64 gen(2026);
+  std::mt19937 pick(7);
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{17, 17}, {200, 333}, {333, 200}, {129, 129}};
+  int n = 0;
+  std::map<std::string, Errors> worst;
+  for (int i = 0; i < 60; ++i) {
+    Variant var;
+    var.name = "random " + std::to_string(i);
+    var.caps = caps;
+    var.mask = flashjit::testing::random_mask_expr(gen, caps, 8, 5);
+    if (i % 2 == 0) var.score_mod = flashjit::testing::random_score_expr(gen, caps, 8, 4);
+    const auto [sq, sk] = lens[static_cast<size_t>(i) % lens.size()];
+    const DType dt = i % 3 == 0 ? DType::f16 : DType::bf16;
+    std::optional<flashjit::TileConfig> tile;
+    if (i % 4 == 1) tile = flashjit::TileConfig{64, 64, 4, 2, flashjit::MmaKind::mma_sync};
+    const Case c{var, dt, 64, 3, 1, sq, sk, 2, tile};
+    const Errors e = run_case(c, 8, pick());
+    // Random score_mods can produce large scores: compare with a relative bound.
+    INFO(var.mask << " | " << var.score_mod << ": rel " << e.rel << " lse " << e.lse_abs);
+    CHECK(e.rel < (dt == DType::bf16 ? 3e-2 : 1e-2));
+    ++n;
+    Errors& w = worst[flashjit::to_string(dt)];
+    w.rel = std::max(w.rel, e.rel), w.lse_abs = std::max(w.lse_abs, e.lse_abs);
+  }
+  std::printf("GPU random expressions: %d checked\n", n);
+  for (const auto& [dt, w] : worst) std::printf("  worst %s: rel %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.lse_abs);
+}
+
+TEST_CASE("captured-tensor reads out of bounds are refused before the launch", "[gpu][variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  Variant var{"doc", "doc[q_idx] == doc[kv_idx]", "", {{"doc", expr::CaptureDType::i32, 1}}};
+  Case c{var, DType::bf16, 64, 2, 2, 300, 300, 1, std::nullopt};
+  // doc has 299 elements: q_idx reaches 299.
+  REQUIRE_THROWS_AS(run_case(c, 299, 1), flashjit::ArgumentError);
+  var.mask = "doc[doc[q_idx]] == 0";  // data-dependent index: cannot be bounded
+  c.var = var;
+  REQUIRE_THROWS_AS(run_case(c, 300, 1), flashjit::ArgumentError);
+}
