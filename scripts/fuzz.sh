@@ -3,6 +3,7 @@
 # in build-fuzz/ and runs each for a bounded time:
 #
 #   scripts/fuzz.sh [SECONDS] [FUZZER...]    default: 60 s each; fuzz_spec_json fuzz_tuning_record fuzz_cache_entry
+#                                            fuzz_expr
 #
 # Each fuzzer runs on a copy of its seed corpus (tests/fuzz/corpus/<fuzzer>, never written)
 # in build-fuzz/fuzz-work/<fuzzer>/corpus, which keeps growing from run to run; a crash, a
@@ -23,7 +24,7 @@ seconds=${1:-60}
 [ $# -gt 0 ] && shift
 # (0 would be libFuzzer's "no time limit")
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS >= 1] [FUZZER...]" >&2; exit 2; }
-all_fuzzers=(fuzz_spec_json fuzz_tuning_record fuzz_cache_entry)
+all_fuzzers=(fuzz_spec_json fuzz_tuning_record fuzz_cache_entry fuzz_expr)
 fuzzers=("$@")
 [ ${#fuzzers[@]} -gt 0 ] || fuzzers=("${all_fuzzers[@]}")
 build=${FLASHJIT_FUZZ_BUILD_DIR:-build-fuzz}
@@ -57,6 +58,7 @@ for f in "${fuzzers[@]}"; do
     fuzz_spec_json)     max_len=70000; dict=tests/fuzz/json.dict ;;  # > the 64 KiB spec limit
     fuzz_tuning_record) max_len=70000; dict=tests/fuzz/json.dict ;;  # a record embeds a spec
     fuzz_cache_entry)   max_len=8192;  dict=tests/fuzz/cache_entry.dict ;;
+    fuzz_expr)          max_len=4200;  dict=tests/fuzz/expr.dict ;;  # > the 4096-byte text limit
     *) echo "fuzz: unknown fuzzer '$f' (have: ${all_fuzzers[*]})" >&2; exit 2 ;;
   esac
   work=$build/fuzz-work/$f

@@ -631,6 +631,7 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
       const int64_t hk = h / group;
       for (int64_t i = 0; i < sq; ++i) {
         double mx = -kInf;
+        bool nan_row = false;  // a score_mod that gives NaN makes the row NaN, as in torch
         for (int64_t j = 0; j < sk; ++j) {
           vis[j] = visible(i, j);
           if (!vis[j]) continue;
@@ -639,7 +640,13 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
           w[j] = score_expr ? static_cast<double>(expr::eval_score(
                                   *score_expr, env(i, j, static_cast<float>(s) * static_cast<float>(scale))))
                             : s * scale;
+          nan_row = nan_row || std::isnan(w[j]);
           mx = std::max(mx, w[j]);
+        }
+        if (nan_row) {
+          for (int t = 0; t < head_dim_v; ++t) res.o.at(b, h, i, t) = kNaN;
+          res.lse[static_cast<size_t>((b * heads_q + h) * sq + i)] = kNaN;
+          continue;
         }
         if (mx == -kInf) continue;  // no visible key: output 0, lse -inf
         double sum = 0.0;

@@ -57,10 +57,12 @@ std::optional<Linear> linear(const Expr& e, int i) {
       if (!is_const(*a) && !is_const(*b)) return std::nullopt;
       const Linear& k = is_const(*a) ? *a : *b;
       const Linear& x = is_const(*a) ? *b : *a;
-      if (std::llabs(k.c) >= kBound) return std::nullopt;
-      Linear l{x.kv * k.c, x.q * k.c, x.sk * k.c, x.sq * k.c, x.c * k.c};
-      if (!small(l)) return std::nullopt;
-      return l;
+      // Each product must stay below kBound; checked before multiplying (both factors can
+      // be near 2^40, whose product overflows 64 bits).
+      const int64_t f = std::llabs(k.c);
+      for (int64_t v : {x.kv, x.q, x.sk, x.sq, x.c})
+        if (f != 0 && std::llabs(v) >= kBound / f) return std::nullopt;
+      return Linear{x.kv * k.c, x.q * k.c, x.sk * k.c, x.sq * k.c, x.c * k.c};
     }
     default: return std::nullopt;
   }

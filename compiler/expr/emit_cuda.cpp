@@ -15,7 +15,8 @@ std::string float_lit(double v) {
   if (std::isinf(v)) return v > 0 ? "fj_bits_float(0x7f800000u)" : "fj_bits_float(0xff800000u)";
   std::string s = fmt::format("{:.9g}", v);
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return (v < 0 ? "(" + s + "f)" : s + "f");
+  // Parenthesized when negative, -0.0 included: "(-" + "-0.0f" would be a decrement.
+  return (std::signbit(v) ? "(" + s + "f)" : s + "f");
 }
 
 std::string int_lit(int64_t v) {

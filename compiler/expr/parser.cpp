@@ -506,6 +506,17 @@ class Parser {
 
 }  // namespace
 
-Expr parse(const std::string& text, const Context& ctx) { return Parser(text, ctx).run(); }
+Expr parse(const std::string& text, const Context& ctx) {
+  Expr e = Parser(text, ctx).run();
+  // The canonical text is what a spec stores and parses again, so it must fit the size limit
+  // too; it is longer than `text` when that saves spaces or digits (b+b is b + b, 1e9 is
+  // 1e+09, 1e-45 is 1.40129846e-45).
+  const size_t canonical = print(e, ctx.captures).size();
+  if (canonical > static_cast<size_t>(kMaxTextBytes))
+    throw ExprError(0, "the canonical form of the expression (single spaces around operators, floats to 9 digits) has " +
+                           std::to_string(canonical) + " bytes; at most " + std::to_string(kMaxTextBytes) +
+                           " are allowed");
+  return e;
+}
 
 }  // namespace flashjit::expr

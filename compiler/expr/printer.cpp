@@ -78,8 +78,18 @@ class Printer {
         for (size_t a = 0; a < n.args.size(); ++a) s += (a ? ", " : "") + node(n.args[a]);
         return s + "]";
       }
-      case Kind::neg:
-      case Kind::logical_not: return std::string(n.kind == Kind::neg ? "-" : "~") + operand(n.args[0], 7, false);
+      case Kind::neg: {
+        // A minus right before a number is part of the literal when parsed (-5 is one
+        // lit_int), so a negated literal that does not print with its own minus keeps its
+        // parentheses: -(5), -(2.5), -(inf); --5 and --0.0 are already negations of -5, -0.0
+        // (and need no extra nesting level, which could exceed kMaxDepth).
+        const Node& a = e_.nodes[static_cast<size_t>(n.args[0])];
+        const bool unsigned_literal = (a.kind == Kind::lit_int && a.ival >= 0) ||
+                                      (a.kind == Kind::lit_float && !std::signbit(a.fval));
+        if (unsigned_literal) return "-(" + node(n.args[0]) + ")";
+        return "-" + operand(n.args[0], 7, false);
+      }
+      case Kind::logical_not: return "~" + operand(n.args[0], 7, false);
       default: break;
     }
     if (const char* op = binary_op(n.kind)) {

@@ -128,7 +128,7 @@ std::vector<expr::CaptureDecl> read_captures(const Json& v) {
       if (!c.contains(key)) throw SpecError(at + "." + key, "is required");
     expr::CaptureDecl d;
     d.name = read_string(c["name"], at + ".name");
-    const std::string& dt = read_string(c["dtype"], at + ".dtype");
+    const std::string dt = read_string(c["dtype"], at + ".dtype");
     const std::optional<expr::CaptureDType> parsed = expr::capture_dtype_from(dt);
     if (!parsed) throw SpecError(at + ".dtype", fmt::format("\"{}\" is not supported; allowed: i32, i64, f32, f16, bf16, bool", dt));
     d.dtype = *parsed;

@@ -51,6 +51,8 @@ def check(o, lse, ro, rlse, dtype):
 
 
 def doc_ids(n, gen, docs=4):
+    if n < docs:
+        return torch.zeros(n, dtype=torch.int32, device="cuda")
     cuts = torch.sort(torch.randint(1, n, (docs - 1,), generator=gen, device="cuda")).values
     return torch.bucketize(torch.arange(n, device="cuda"), cuts, right=True).to(torch.int32)
 

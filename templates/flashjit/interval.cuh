@@ -51,12 +51,19 @@ FJ_HOST_DEVICE IvI iv_wrap(long long lo, long long hi) {
   return IvI{lo, hi};
 }
 // A float range widened past rounding: relative 2^-20 (float rounds at 2^-24, expf and
-// friends are within a few ulps) plus the smallest normal float.
+// friends are within a few ulps) plus the smallest normal float. The bounds are computed in
+// double, where a float result may already have overflowed: beyond the largest float, a
+// bound becomes the infinity that float arithmetic rounds to (hi), or the largest float (lo).
 FJ_HOST_DEVICE IvF iv_widen(double lo, double hi, bool nan) {
   if (lo > hi) return IvF{lo, hi, nan};
   const double e = 9.5367431640625e-07;  // 2^-20
+  const double fmax = 3.4028234663852886e+38;  // FLT_MAX
   if (lo > -iv_inf() && lo < iv_inf()) lo = lo - (lo < 0 ? -lo : lo) * e - 1.1754943508222875e-38;
   if (hi > -iv_inf() && hi < iv_inf()) hi = hi + (hi < 0 ? -hi : hi) * e + 1.1754943508222875e-38;
+  if (hi > fmax) hi = iv_inf();
+  if (lo < -fmax) lo = -iv_inf();
+  if (lo > fmax) lo = fmax;
+  if (hi < -fmax) hi = -fmax;
   return IvF{lo, hi, nan};
 }
 FJ_HOST_DEVICE bool iv_has_num(const IvF& a) { return a.lo <= a.hi; }
@@ -133,7 +140,12 @@ FJ_HOST_DEVICE bool iv_has_inf(const IvF& a) { return a.lo == -iv_inf() || a.hi 
 FJ_HOST_DEVICE IvF iv_fadd(const IvF& a, const IvF& b) {
   if (!iv_has_num(a) || !iv_has_num(b)) return IvF{1.0, 0.0, true};
   const bool nan = a.nan || b.nan || (a.hi == iv_inf() && b.lo == -iv_inf()) || (a.lo == -iv_inf() && b.hi == iv_inf());
-  return iv_widen(a.lo + b.lo, a.hi + b.hi, nan);
+  // inf + -inf is NaN in double too; the numbers on that side are unbounded ([inf, inf] +
+  // [-inf, -1] holds inf - 1 = inf).
+  double lo = a.lo + b.lo, hi = a.hi + b.hi;
+  if (lo != lo) lo = -iv_inf();
+  if (hi != hi) hi = iv_inf();
+  return iv_widen(lo, hi, nan);
 }
 FJ_HOST_DEVICE IvF iv_fneg(const IvF& a) { return IvF{-a.hi, -a.lo, a.nan}; }
 FJ_HOST_DEVICE IvF iv_fsub(const IvF& a, const IvF& b) { return iv_fadd(a, iv_fneg(b)); }
@@ -161,11 +173,20 @@ FJ_HOST_DEVICE IvF iv_ffloordiv(const IvF& a, const IvF& b) {
   return IvF{iv_floor(q.lo), iv_floor(q.hi), q.nan};
 }
 FJ_HOST_DEVICE IvF iv_fmod(const IvF& a, const IvF& b) {
-  // a - floor(a / b) * b has the sign of b and magnitude at most |b| (rounding can reach b).
+  // fj_fmod(a, b) = a - floorf(a / b) * b in float arithmetic. Exactly it would have the
+  // sign of b and magnitude below |b|; in float, a / b rounds (relative 2^-24), so the
+  // floor can be off by one and the product and the difference round again: the result
+  // leaves [0, b) by up to about 2^-22 (|a| + |b|). Infinite operands, a divisor range that
+  // holds 0 (x % 0 is NaN, x % tiny overflows to -inf) or a / b near overflow: anything.
   if (!iv_has_num(a) || !iv_has_num(b)) return IvF{1.0, 0.0, true};
-  const bool nan = true;  // inf % x, x % 0 and inf / inf are NaN; not worth tracking
+  if (iv_has_inf(a) || iv_has_inf(b) || (b.lo <= 0.0 && b.hi >= 0.0)) return iv_f_any();
+  const double A = iv_dmax(a.hi < 0 ? -a.hi : a.hi, a.lo < 0 ? -a.lo : a.lo);
   const double m = iv_dmax(b.hi < 0 ? -b.hi : b.hi, b.lo < 0 ? -b.lo : b.lo);
-  return iv_widen(b.lo >= 0 ? 0.0 : -m, b.hi <= 0 ? 0.0 : m, nan);
+  const double bmin = iv_dmin(b.hi < 0 ? -b.hi : b.hi, b.lo < 0 ? -b.lo : b.lo);
+  if (A > 1e30 * bmin || A + m > 1e38) return iv_f_any();
+  const double slack = (A + m) * 9.5367431640625e-07 + 1.1754943508222875e-38;  // 2^-20 (|a| + |b|)
+  const bool nan = a.nan || b.nan;
+  return iv_widen(b.lo > 0 ? -slack : -m - slack, b.hi < 0 ? slack : m + slack, nan);
 }
 FJ_HOST_DEVICE IvF iv_fabs(const IvF& a) {
   if (!iv_has_num(a)) return a;
