@@ -21,11 +21,13 @@
 //      equals the evaluated mask at every point;
 //   6. emit_value() and emit_interval() give balanced text without "--".
 // Failed checks print what was wrong and __builtin_trap(), which libFuzzer reports as a crash.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -921,6 +921,12 @@ TEST_CASE("expr: interval analysis of float arithmetic near overflow is sound", 
   check_sound("(float(q_idx) * 3e38) % 1e-5 < -1.0");
   check_sound("(float(q_idx) * 1e-30) % 1e-38 < -1.0");
   check_sound("(-1e-30 * float(q_idx)) % 1.0 >= 1.0");
+  // ... and is still decided where the rounding cannot matter
+  CHECK(mask_over(parse("float(kv_idx) % 4.0 < 4.5", m), box) == Truth::always);
+  CHECK(mask_over(parse("float(kv_idx) % 4.0 >= -0.5", m), box) == Truth::always);
+  CHECK(mask_over(parse("float(kv_idx) % -4.0 > 0.5", m), box) == Truth::never);
+  CHECK(mask_over(parse("float(q_idx) * 2.0 + 1.0 > 2.5", m), box) == Truth::always);
+  CHECK(mask_over(parse("exp(float(q_idx)) < 25.0", m), box) == Truth::always);
 }
 
 // =============================================================================================
