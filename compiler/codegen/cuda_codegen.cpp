@@ -284,7 +284,7 @@ class Emitter {
     out_ << fmt::format("    for_each_score<T>({}, blk.q0, {}, blk.warp, blk.lane, [&](float& x, int q_idx, int kv_idx) {{\n",
                         op.operands[0], k_.loop.induction);
     out_ << "      if (q_idx < params.seqlen_q && kv_idx < params.seqlen_k)\n";
-    out_ << "        x = score_mod(params, x * kScale, blk.batch, blk.head, q_idx, kv_idx);\n";
+    out_ << "        x = score_mod(params, fj_fmul(x, kScale), blk.batch, blk.head, q_idx, kv_idx);\n";
     out_ << "    });\n";
   }
 

@@ -64,10 +64,10 @@ class ValueEmitter {
       }
       case Kind::neg: return t(0) == Type::integer ? "fj_ineg(" + a(0) + ")" : "(-" + a(0) + ")";
       case Kind::logical_not: return "(!" + a(0) + ")";
-      case Kind::add: return ints ? call("fj_iadd", a(0), a(1)) : infix(af(0), "+", af(1));
-      case Kind::sub: return ints ? call("fj_isub", a(0), a(1)) : infix(af(0), "-", af(1));
-      case Kind::mul: return ints ? call("fj_imul", a(0), a(1)) : infix(af(0), "*", af(1));
-      case Kind::div: return infix(af(0), "/", af(1));
+      case Kind::add: return ints ? call("fj_iadd", a(0), a(1)) : call("fj_fadd", af(0), af(1));
+      case Kind::sub: return ints ? call("fj_isub", a(0), a(1)) : call("fj_fsub", af(0), af(1));
+      case Kind::mul: return ints ? call("fj_imul", a(0), a(1)) : call("fj_fmul", af(0), af(1));
+      case Kind::div: return call("fj_fdiv", af(0), af(1));
       case Kind::floordiv: return ints ? call("fj_ifloordiv", a(0), a(1)) : call("fj_ffloordiv", af(0), af(1));
       case Kind::mod: return ints ? call("fj_imod", a(0), a(1)) : call("fj_fmod", af(0), af(1));
       case Kind::eq:

@@ -99,10 +99,10 @@ Value evaluate(const Expr& e, const Env& env) {
         break;
       case Kind::neg: out = arg(0).type == Type::integer ? make_int(fj_ineg(arg(0).i)) : make_float(-arg(0).f); break;
       case Kind::logical_not: out = make_bool(!arg(0).b); break;
-      case Kind::add: out = ints ? make_int(fj_iadd(arg(0).i, arg(1).i)) : make_float(as_float(arg(0)) + as_float(arg(1))); break;
-      case Kind::sub: out = ints ? make_int(fj_isub(arg(0).i, arg(1).i)) : make_float(as_float(arg(0)) - as_float(arg(1))); break;
-      case Kind::mul: out = ints ? make_int(fj_imul(arg(0).i, arg(1).i)) : make_float(as_float(arg(0)) * as_float(arg(1))); break;
-      case Kind::div: out = make_float(as_float(arg(0)) / as_float(arg(1))); break;
+      case Kind::add: out = ints ? make_int(fj_iadd(arg(0).i, arg(1).i)) : make_float(fj_fadd(as_float(arg(0)), as_float(arg(1)))); break;
+      case Kind::sub: out = ints ? make_int(fj_isub(arg(0).i, arg(1).i)) : make_float(fj_fsub(as_float(arg(0)), as_float(arg(1)))); break;
+      case Kind::mul: out = ints ? make_int(fj_imul(arg(0).i, arg(1).i)) : make_float(fj_fmul(as_float(arg(0)), as_float(arg(1)))); break;
+      case Kind::div: out = make_float(fj_fdiv(as_float(arg(0)), as_float(arg(1)))); break;
       case Kind::floordiv:
         out = ints ? make_int(fj_ifloordiv(arg(0).i, arg(1).i)) : make_float(fj_ffloordiv(as_float(arg(0)), as_float(arg(1))));
         break;

@@ -46,12 +46,45 @@ FJ_HOST_DEVICE float fj_bits_float(unsigned bits) {
 }
 FJ_HOST_DEVICE float fj_nan() { return fj_bits_float(0x7fc00000u); }
 
+// Float + - * / rounded once each: on the device the _rn intrinsics keep NVRTC from fusing
+// a multiply and an add into one FMA (which rounds once instead of twice), so a user's
+// expression gives the same bits on the GPU as in the CPU evaluator (x86-64 has no implicit
+// FMA contraction at the default target).
+FJ_HOST_DEVICE float fj_fadd(float a, float b) {
+#ifdef __CUDACC__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FJ_HOST_DEVICE float fj_fsub(float a, float b) {
+#ifdef __CUDACC__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+FJ_HOST_DEVICE float fj_fmul(float a, float b) {
+#ifdef __CUDACC__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FJ_HOST_DEVICE float fj_fdiv(float a, float b) {
+#ifdef __CUDACC__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
 // torch.minimum / maximum: NaN if either is NaN (fminf would drop it).
 FJ_HOST_DEVICE float fj_fmin(float a, float b) { return (a != a || b != b) ? fj_nan() : (a < b ? a : b); }
 FJ_HOST_DEVICE float fj_fmax(float a, float b) { return (a != a || b != b) ? fj_nan() : (a > b ? a : b); }
-FJ_HOST_DEVICE float fj_ffloordiv(float a, float b) { return floorf(a / b); }
+FJ_HOST_DEVICE float fj_ffloordiv(float a, float b) { return floorf(fj_fdiv(a, b)); }
 // torch.remainder: a - floor(a / b) * b (the sign of b).
-FJ_HOST_DEVICE float fj_fmod(float a, float b) { return a - floorf(a / b) * b; }
+FJ_HOST_DEVICE float fj_fmod(float a, float b) { return fj_fsub(a, fj_fmul(floorf(fj_fdiv(a, b)), b)); }
 FJ_HOST_DEVICE float fj_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // float -> int rounding toward 0, saturating, NaN -> 0 (what cvt.rzi.s32.f32 does).

@@ -1133,12 +1133,12 @@ TEST_CASE("expr: emitted CUDA calls the expected helpers", "[expr]") {
   CHECK(has(value("kv_idx <= q_idx + seqlen_k - seqlen_q"), "params.seqlen_k"));
   CHECK(has(value("q_idx * 3 - kv_idx // 2 % 4"), "fj_isub(fj_imul(q_idx, 3), fj_imod(fj_ifloordiv(kv_idx, 2), 4))"));
   CHECK(has(value("q_idx - -2147483648 > 0"), "(-2147483647 - 1)"));
-  CHECK(has(value("q_idx / 2 > 1.5"), "(fj_i2f(q_idx) / fj_i2f(2))"));
+  CHECK(has(value("q_idx / 2 > 1.5"), "fj_fdiv(fj_i2f(q_idx), fj_i2f(2))"));
   CHECK(has(value("where(score > 0.0, score, -inf)"), "fj_bits_float(0xff800000u)"));
   CHECK(has(value("min(score, 0.0 / 0.0)"), "fj_fmin("));
   CHECK(has(value("int(score) > 0"), "fj_f2i(score)"));
   CHECK(has(value("~(q_idx > 0) ^ true"), "!="));
-  CHECK(has(value("tanh(score / 30.0) * 30.0"), "tanhf((score / 30.0f))"));
+  CHECK(has(value("tanh(score / 30.0) * 30.0"), "tanhf(fj_fdiv(score, 30.0f))"));
   CHECK(has(interval("q_idx >= kv_idx"), "iv_ige(box.q, box.kv)"));
   CHECK(has(interval("kv_idx <= q_idx + seqlen_k - seqlen_q"), "iv_i(box.seqlen_k)"));
   CHECK(has(interval("doc[q_idx] == 0"), "iv_ieq(iv_i_any(), iv_i(0))"));
