@@ -90,8 +90,8 @@ class Emitter {
                         wgmma_ ? "FwdTraitsSm90" : "FwdTraits", spec_.dtype == DType::bf16 ? "BF16" : "F16",
                         spec_.head_dim, spec_.head_dim_v, tile_.block_m, tile_.block_n, tile_.warps, tile_.stages);
     // The host launches with the size the legality pass computed; the two must agree.
-    out_ << fmt::format("static_assert(T::SMEM_BYTES == {}, \"host and device disagree on shared memory\");\n\n",
-                        passes::smem_bytes(spec_, tile_));
+    out_ << fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
+                        listed() ? " + flashjit::kTileListBytes" : "", passes::smem_bytes(spec_, tile_));
     const ir::Op* softmax = find_op(ir::OpKind::online_softmax);
     const double scale_log2 = softmax ? softmax->float_attr("scale_log2") : spec_.effective_scale() * M_LOG2E;
     if (spec_.score_mod.empty()) {
@@ -117,17 +117,20 @@ class Emitter {
   }
 
   // Band tiles are a contiguous range: the t-th tile is range.begin + t, as FlashAttention
-  // writes it (no cursor registers). Classified tiles are walked with cursors.
-  bool cursors() const { return k_.loop.classes.by_interval; }
-  // The tile of copy step `step` (band), or the cursor `cursor` (classified).
-  std::string copy_tile(const std::string& step, const std::string& cursor) const {
-    return cursors() ? cursor : "tiles.r.begin + " + step;
+  // writes it. Classified tiles come from a list in shared memory, built per chunk.
+  bool listed() const { return k_.loop.classes.by_interval; }
+  // The tile of copy step `step`.
+  std::string copy_tile(const std::string& step) const {
+    return listed() ? "tiles.at(" + step + ")" : "tiles.r.begin + " + step;
   }
   // The loop header over the tiles, with `r` the iteration and `kv` its tile.
   std::string loop_header(const std::string& kv) const {
-    if (cursors())
-      return fmt::format("  for (int r = 0, {0} = tiles.first(); r < n_tiles; ++r, {0} = tiles.next({0})) {{\n", kv);
+    if (listed()) return fmt::format("  for (int r = 0; r < n_tiles; ++r) {{\n    const int {} = tiles.at(r);\n", kv);
     return fmt::format("  for (int {0} = tiles.r.begin; {0} < tiles.r.end; ++{0}) {{\n    const int r = {0} - tiles.r.begin;\n", kv);
+  }
+  // Closes the chunk loop of a listed kernel (opened in kv_range).
+  void chunk_close() {
+    if (listed()) out_ << "  }  // chunk\n\n";
   }
 
   bool has_hooks() const { return !k_.loop.mask_expr.empty() || !spec_.score_mod.empty(); }
@@ -197,6 +200,9 @@ class Emitter {
     }
     out_ << "  const u32 k_smem = q_smem + T::Q_BYTES;                   // STAGES K tiles\n";
     out_ << "  const u32 v_smem = k_smem + T::STAGES * T::K_STAGE_BYTES; // STAGES V tiles\n";
+    if (listed())
+      out_ << fmt::format("  const u32 list_smem = v_smem + T::STAGES * T::V_STAGE_BYTES{};  // tile list (kv_tiles.cuh)\n",
+                          wgmma_ ? " + T::BARRIER_BYTES" : "");
     out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(params, /*reverse_tiles=*/{});\n",
                         k_.grid.reverse_q_tiles ? "true" : "false");
     out_ << "  const Band band = make_band(params);\n\n";
@@ -245,7 +251,12 @@ class Emitter {
       out_ << "    const int c = iv_tile_class(mask_interval(params, box));\n";
       out_ << "    return c == kTileFull && (t + 1) * T::BN > params.seqlen_k ? (int)kTilePartial : c;\n";
       out_ << "  };\n";
-      out_ << "  const auto tiles = classified_tiles((params.seqlen_k + T::BN - 1) / T::BN, classify);\n";
+      out_ << "  // The list of non-empty tiles, after the pipeline's tiles (and mbarriers).\n";
+      out_ << "  int* const tile_list = reinterpret_cast<int*>(smem + (list_smem - smem_addr(smem)));\n";
+      out_ << "  const int n_all = (params.seqlen_k + T::BN - 1) / T::BN;\n";
+      out_ << "  for (int chunk = 0; chunk < n_all; chunk += kTileListCap) {\n";
+      out_ << "  const ListTiles tiles = build_tile_list<T::THREADS>(tile_list, chunk, (int)fj_min(chunk + kTileListCap, "
+              "n_all), classify, blk.tid);\n";
     } else if (loop.classes.skip_empty) {
       out_ << "  const BandTiles tiles{band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN)};\n";
     } else {
@@ -275,7 +286,7 @@ class Emitter {
       call += indent + "    x = neg_inf();\n";
       call += indent + "});\n";
     }
-    if (partial_only) out_ << fmt::format("    if (!tiles.is_full({})) {{\n{}    }}\n", kv, call);
+    if (partial_only) out_ << fmt::format("    if (!tiles.is_full_at(r)) {{\n{}    }}\n", call);
     else out_ << call;
   }
 
@@ -318,21 +329,24 @@ class Emitter {
     out_ << "  // Pipeline mbarriers after the tiles: full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).\n";
     out_ << "  const u32 bars = v_smem + T::STAGES * T::V_STAGE_BYTES;\n";
     out_ << "  if (blk.tid == 0)\n";
-    out_ << "    for (int s = 0; s < 2 * T::STAGES; ++s) mbarrier_init(bars + 8 * s, T::THREADS);\n";
+    if (listed())
+      out_ << "    for (int s = 0; s < 2 * T::STAGES; ++s) {\n"
+              "      if (chunk > 0) mbarrier_inval(bars + 8 * s);  // every phase of the last chunk completed\n"
+              "      mbarrier_init(bars + 8 * s, T::THREADS);\n    }\n";
+    else
+      out_ << "    for (int s = 0; s < 2 * T::STAGES; ++s) mbarrier_init(bars + 8 * s, T::THREADS);\n";
     out_ << "  __syncthreads();\n";
     out_ << "  // Copy step t: K of the t-th tile and V of the (t-1)-th into slot t % STAGES, once\n";
     out_ << "  // every thread is done with step t - STAGES in that slot.\n";
-    if (cursors()) out_ << "  int k_copy = tiles.first(), v_copy = 0;  // their tiles (steps run in order)\n";
     out_ << "  auto copy_step = [&](int t) {\n";
     out_ << "    const int slot_t = t % T::STAGES;\n";
     out_ << "    if (t >= T::STAGES) mbarrier_wait(bars + 8 * (T::STAGES + slot_t), (t / T::STAGES - 1) & 1);\n";
     out_ << "    if (t < n_tiles) {\n";
-    copy_one("      ", 'K', copy_tile("t", "k_copy"), "slot_t");
+    copy_one("      ", 'K', copy_tile("t"), "slot_t");
     out_ << "    }\n    if (t >= 1) {\n";
-    copy_one("      ", 'V', copy_tile("t - 1", "v_copy"), "(t - 1) % T::STAGES");
+    copy_one("      ", 'V', copy_tile("t - 1"), "(t - 1) % T::STAGES");
     out_ << "    }\n";
     out_ << "    cp_async_arrive(bars + 8 * slot_t);  // full[slot_t] once this thread's copies (and Q's) land\n";
-    if (cursors()) out_ << "    v_copy = k_copy;\n    k_copy = tiles.next(k_copy);\n";
     out_ << "  };\n";
     out_ << "  // Pipeline prologue: steps 0 .. STAGES - 2 (step n_tiles is the last: V of the last tile).\n";
     out_ << "#pragma unroll\n  for (int t = 0; t < T::STAGES - 1; ++t)\n    if (t <= n_tiles) copy_step(t);\n";
@@ -398,6 +412,7 @@ class Emitter {
     out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
                         acc);
     out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
+    chunk_close();
   }
 
   // Issues the copies of KV tile `tile_expr` (K and V) into ring slot `slot_expr`.
@@ -412,17 +427,16 @@ class Emitter {
     const ir::KvLoop& loop = k_.loop;
     kv_range("");
     out_ << "  // Pipeline prologue: start the first STAGES - 1 tiles.\n";
-    if (cursors()) out_ << "  int copy_tile = tiles.first();  // the next tile to copy, ahead of the loop\n";
     out_ << "#pragma unroll\n  for (int s = 0; s < T::STAGES - 1; ++s) {\n";
     out_ << "    if (s < n_tiles) {\n";
-    copy_kv("      ", copy_tile("s", "copy_tile"), "s");
-    if (cursors()) out_ << "      copy_tile = tiles.next(copy_tile);\n";
+    copy_kv("      ", copy_tile("s"), "s");
     out_ << "    }\n    cp_async_commit();\n  }\n";
     out_ << fmt::format("  // r: the iteration; {} its tile.\n", loop.induction);
     out_ << loop_header(loop.induction);
     out_ << "    const int slot = r % T::STAGES;\n";
     for (const ir::Op& op : loop.body) loop_op(op);
     out_ << "  }\n  cp_async_wait<0>();\n\n";
+    chunk_close();
   }
 
   void loop_op(const ir::Op& op) {
@@ -435,8 +449,7 @@ class Emitter {
              << " - 1 is free again\n";
         out_ << "    {  // prefetch the tile of iteration r + STAGES - 1 into the freed slot\n";
         out_ << "      if (r + T::STAGES - 1 < n_tiles) {\n";
-        copy_kv("        ", copy_tile("r + T::STAGES - 1", "copy_tile"), "(r + T::STAGES - 1) % T::STAGES");
-        if (cursors()) out_ << "        copy_tile = tiles.next(copy_tile);\n";
+        copy_kv("        ", copy_tile("r + T::STAGES - 1"), "(r + T::STAGES - 1) % T::STAGES");
         out_ << "      }\n      cp_async_commit();\n    }\n";
         break;
       case ir::OpKind::async_copy:

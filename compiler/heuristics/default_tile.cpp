@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "flashjit/error.h"
+#include "flashjit/expr.h"
 #include "flashjit/ir.h"
 #include "flashjit/passes.h"
 
@@ -35,7 +36,14 @@ TileConfig default_tile(const AttentionSpec& spec0, const std::string& arch) {
   std::vector<TileConfig> candidates;
   if (arch == "sm_90a") {
     const MmaKind w = MmaKind::wgmma;
-    if (d <= 128) candidates = {{128, 128, 8, 2, w}, {128, 64, 8, 2, w}};
+    // A mask expression that reads a captured tensor per element (doc[kv_idx]) holds a
+    // loaded value per score column: at block_n 128 that spills at head dim 128 (ptxas:
+    // 292 bytes), at 64 it does not.
+    const bool reads_per_element =
+        spec.mask.kind == MaskKind::custom &&
+        expr::parse(spec.mask.expr, expr::Context{false, spec.captures}).reads_captures();
+    if (d <= 64 || (d <= 128 && !reads_per_element)) candidates = {{128, 128, 8, 2, w}, {128, 64, 8, 2, w}};
+    else if (d <= 128) candidates = {{128, 64, 8, 2, w}};
     else candidates = {{128, 64, 8, 2, w}, {64, 64, 4, 2, w}};
   }
   const auto add = [&](std::initializer_list<TileConfig> more) { candidates.insert(candidates.end(), more); };

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "flashjit/error.h"
+#include "flashjit/expr.h"
 #include "flashjit/passes.h"
 
 namespace flashjit::passes {
@@ -20,21 +21,30 @@ constexpr int kMaxRegisters = 255;
 // one k-step of A/B operands. (ptxas measured 255 with no spills at 232 fragment registers:
 // d128, 128x64, 4 warps.)
 constexpr int kRegisterOverhead = 24;
+constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap + 32) ints
 }  // namespace
+
+bool needs_tile_list(const AttentionSpec& spec) {
+  if (spec.mask.kind != MaskKind::custom) return false;
+  return !expr::as_band(expr::parse(spec.mask.expr, expr::Context{false, spec.captures}));
+}
 
 int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
   const int e = dtype_size(spec.dtype);
+  // A mask expression classified per tile keeps its list of tiles in shared memory
+  // (kTileListBytes of templates/flashjit/kv_tiles.cuh; codegen asserts they agree).
+  const int list = needs_tile_list(spec) ? kTileListBytes : 0;
   if (t.mma == MmaKind::wgmma) {
     // Swizzled, unpadded tiles, 64 bytes of pipeline mbarriers, plus 1 KiB to align the
     // tiles to 1024 bytes (fwd_traits_sm90.cuh).
     const int q = t.block_m * spec.head_dim;
     const int kv = t.stages * t.block_n * (spec.head_dim + spec.head_dim_v);
-    return e * (q + kv) + 64 + 1024;
+    return e * (q + kv) + 64 + 1024 + list;
   }
   const int q = t.block_m * (spec.head_dim + kRowPad);
   const int kv = t.stages * t.block_n * ((spec.head_dim + kRowPad) + (spec.head_dim_v + kRowPad));
-  return e * (q + kv);
+  return e * (q + kv) + list;
 }
 
 int fragment_registers(const AttentionSpec& spec0, const TileConfig& t) {

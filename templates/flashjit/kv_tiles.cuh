@@ -1,9 +1,9 @@
-// The KV loop's tiles as a sequence: first(), next(t), count(), is_full(t). The loops in
-// the generated kernel walk it with cursors (one for compute, one ahead for the copies),
-// so one loop body serves every way of choosing tiles:
+// The KV loop's tiles as a sequence the generated loops index by iteration r: the r-th tile
+// and whether it is full, so one loop body serves every way of choosing tiles:
 //   BandTiles        - a contiguous range from the closed-form band (band_mask.cuh);
-//   ClassifiedTiles  - every tile, classified by interval analysis of a mask expression
-//                      (interval.cuh): empty tiles are stepped over, never loaded.
+//   ListTiles        - the non-empty tiles of a mask expression, classified by interval
+//                      analysis (interval.cuh) into a shared-memory list: empty tiles
+//                      are never loaded.
 #pragma once
 
 #include "flashjit/band_mask.cuh"
@@ -13,36 +13,55 @@ namespace flashjit {
 
 struct BandTiles {
   KvTileRange r;
-  __device__ __forceinline__ int first() const { return r.begin; }
-  __device__ __forceinline__ int next(int t) const { return t + 1; }
   __device__ __forceinline__ int count() const { return r.end - r.begin; }
   __device__ __forceinline__ bool is_full(int t) const { return tile_is_full(r, t); }
 };
 
-// Classify(t) returns kTileEmpty / kTilePartial / kTileFull for kv tile t; it is uniform
-// across the block (it depends on the block's q tile and t only), so every thread takes the
-// same path. Stepping over a run of empty tiles costs one classification each.
-template <class Classify>
-struct ClassifiedTiles {
-  int n_tiles;  // all kv tiles: ceil(seqlen_k / BN)
-  Classify classify;
-  __device__ __forceinline__ int next_from(int t) const {
-    while (t < n_tiles && classify(t) == kTileEmpty) ++t;
-    return t;
-  }
-  __device__ __forceinline__ int first() const { return next_from(0); }
-  __device__ __forceinline__ int next(int t) const { return next_from(t + 1); }
-  __device__ __forceinline__ int count() const {
-    int c = 0;
-    for (int t = 0; t < n_tiles; ++t) c += classify(t) != kTileEmpty;
-    return c;
-  }
-  __device__ __forceinline__ bool is_full(int t) const { return classify(t) == kTileFull; }
+// Tiles classified by a mask expression, listed in shared memory: at(r) is the r-th
+// non-empty tile, is_full_at(r) whether it needs no mask. Entries are tile | (full << 31).
+struct ListTiles {
+  const int* list;
+  int n;
+  __device__ __forceinline__ int count() const { return n; }
+  __device__ __forceinline__ int at(int r) const { return list[r] & 0x7fffffff; }
+  __device__ __forceinline__ bool is_full_at(int r) const { return list[r] < 0; }
 };
 
-template <class Classify>
-__device__ __forceinline__ ClassifiedTiles<Classify> classified_tiles(int n_tiles, Classify c) {
-  return ClassifiedTiles<Classify>{n_tiles, c};
+// Candidate tiles are classified kTileListCap at a time, before the pipelined loop runs
+// over them, so no interval arithmetic competes with the accumulators for registers inside
+// the loop. The list area holds kTileListCap entries plus 32 ints of scratch.
+constexpr int kTileListCap = 256;
+constexpr int kTileListBytes = (kTileListCap + 32) * 4;
+
+// Lists the non-empty tiles of [first, last) (last - first <= kTileListCap) in ascending
+// order: every thread classifies tiles base + tid; a ballot and per-warp counts give each
+// kept tile its slot. classify(t) -> kTileEmpty / kTilePartial / kTileFull, uniform per t.
+// Starts with a barrier, so the previous chunk's list may still be read until then.
+template <int THREADS, class Classify>
+__device__ __forceinline__ ListTiles build_tile_list(int* list, int first, int last, Classify classify, int tid) {
+  int* const warp_counts = list + kTileListCap;
+  const int warp = tid / 32, lane = tid % 32;
+  int n = 0;
+  __syncthreads();
+  for (int base = first; base < last; base += THREADS) {
+    const int t = base + tid;
+    const int c = t < last ? classify(t) : (int)kTileEmpty;
+    const unsigned keep = __ballot_sync(0xffffffffu, c != kTileEmpty);
+    if (lane == 0) warp_counts[warp] = __popc(keep);
+    __syncthreads();
+    int offset = n, total = n;
+#pragma unroll
+    for (int w = 0; w < THREADS / 32; ++w) {
+      const int k = warp_counts[w];
+      offset += w < warp ? k : 0;
+      total += k;
+    }
+    if (c != kTileEmpty)
+      list[offset + __popc(keep & ((1u << lane) - 1u))] = t | (c == kTileFull ? (int)0x80000000u : 0);
+    __syncthreads();  // the list is complete, and warp_counts free for the next round
+    n = total;
+  }
+  return ListTiles{list, n};
 }
 
 }  // namespace flashjit

@@ -20,7 +20,12 @@ __device__ __forceinline__ void for_each_score(ScoreTile<T>& S, int q0, int kv_t
 #pragma unroll
       for (int nt = 0; nt < T::BN / 8; ++nt)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) f(S.s[mt][nt][2 * h + e], i, col0 + nt * 8 + e);
+        for (int e = 0; e < 2; ++e) {
+          f(S.s[mt][nt][2 * h + e], i, col0 + nt * 8 + e);
+          // Keeps the compiler from hoisting every element's reads of captured tensors to
+          // the top (dozens of loads in flight, each holding a register beside S and O).
+          asm volatile("" ::: "memory");
+        }
     }
 }
 
