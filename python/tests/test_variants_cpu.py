@@ -1,0 +1,70 @@
+"""User-written variants without a GPU: traced mask_mod / score_mod functions in a Spec,
+their canonical JSON, emitted CUDA and NVRTC compiles, and the errors for what cannot be
+traced or parsed."""
+
+import pytest
+
+import flashjit
+from flashjit import Spec
+from flashjit.expr_trace import TraceError, capture, tanh
+
+
+class FakeTensor:
+    """Enough of a tensor for tracing: a dtype and a shape (no torch here)."""
+
+    def __init__(self, dtype, shape):
+        self.dtype = dtype
+        self.shape = shape
+        self.ndim = len(shape)
+
+
+def test_traced_functions_fill_the_spec():
+    doc = capture(FakeTensor("int32", (4096,)), name="doc")
+    spec = Spec(dtype="bf16", head_dim=64,
+                mask=lambda b, h, q, k: (doc[q] == doc[k]) & (q >= k),
+                score_mod=lambda s, b, h, q, k: 30.0 * tanh(s / 30.0))
+    assert spec.mask == "custom"
+    assert spec.mask_expr == "doc[q_idx] == doc[kv_idx] & q_idx >= kv_idx"
+    assert spec.score_mod == "30.0 * tanh(score / 30.0)"
+    assert spec.captures == (("doc", "i32", 1),)
+    again = Spec.from_json(spec.to_json())
+    assert again == spec
+    assert hash(again) == hash(spec)
+
+
+def test_expression_text_and_function_give_one_kernel():
+    a = Spec(dtype="fp16", head_dim=64, mask=lambda b, h, q, k: (q // 64) == (k // 64))
+    b = Spec(dtype="fp16", head_dim=64, mask={"kind": "custom", "expr": "q_idx//64==kv_idx//64"})
+    assert a.canonical_json() == b.canonical_json()
+    assert flashjit.compile(a, arch="sm_80").kernel_name == flashjit.compile(b, arch="sm_80").kernel_name
+
+
+def test_emit_and_compile_without_gpu():
+    spec = Spec(dtype="bf16", head_dim=128, mask=lambda b, h, q, k: (k <= q) | (k < 128))
+    src = flashjit.emit(spec, arch="sm_90a")
+    assert "__device__ __forceinline__ bool mask_mod(" in src
+    assert "build_tile_list" in src
+    info = flashjit.compile(spec, arch="sm_90a")
+    assert info.arch == "sm_90a" and "custom" in info.kernel_name
+    ir = flashjit.emit_ir(spec, arch="sm_90a", after="classify_tiles")
+    assert "by_interval" in ir
+
+
+def test_causal_function_is_the_builtin_band():
+    spec = Spec(dtype="bf16", head_dim=64, mask=lambda b, h, q, k: q >= k)
+    assert "band: k - q <= 0" in flashjit.emit_ir(spec, arch="sm_90a", after="classify_tiles")
+
+
+def test_untraceable_function_names_the_problem():
+    with pytest.raises(TraceError, match="and"):
+        Spec(dtype="bf16", head_dim=64, mask=lambda b, h, q, k: q >= k and k > 0)
+
+
+def test_bad_expression_text_names_the_field():
+    with pytest.raises(flashjit.SpecError) as e:
+        Spec(dtype="bf16", head_dim=64, mask={"kind": "custom", "expr": "q_idx >= "})
+    assert e.value.field == "mask.expr"
+    assert "at 9" in str(e.value)
+    with pytest.raises(flashjit.SpecError) as e:
+        Spec(dtype="bf16", head_dim=64, score_mod="score + t[q_idx]")
+    assert e.value.field == "score_mod"
