@@ -163,7 +163,7 @@ class Emitter {
       out_ << "// The mask over an index box: never / always / sometimes true (tile classification).\n";
       out_ << "__device__ __forceinline__ flashjit::IvB mask_interval(const flashjit::FwdParams& params, "
               "const flashjit::IvBox& box) {\n  using namespace flashjit;\n";
-      out_ << "  return " << expr::emit_interval(e) << ";\n}\n\n";
+      out_ << "  return " << expr::emit_interval(e, dtypes) << ";\n}\n\n";
     }
     if (!spec_.score_mod.empty()) {
       const expr::Expr e = expr::parse(spec_.score_mod, expr::Context{true, spec_.captures});

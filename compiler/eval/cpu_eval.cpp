@@ -530,7 +530,7 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
     box.q_lo = qt * g.block_m, box.q_hi = std::min(qt * g.block_m + g.block_m, seqlen_q) - 1;
     box.kv_lo = n * g.block_n, box.kv_hi = std::min(n * g.block_n + g.block_n, seqlen_k) - 1;
     box.seqlen_q = seqlen_q, box.seqlen_k = seqlen_k;
-    const expr::Truth t = expr::mask_over(*mask_expr, box);
+    const expr::Truth t = expr::mask_over(*mask_expr, box, &captures);  // reads scanned, as in the kernel
     if (t == expr::Truth::never) return int(kTileEmpty);
     return t == expr::Truth::always && (n + 1) * g.block_n <= seqlen_k ? int(kTileFull) : int(kTilePartial);
   };

@@ -124,7 +124,7 @@ class ValueEmitter {
 
 class IntervalEmitter {
  public:
-  explicit IntervalEmitter(const Expr& e) : e_(e) {}
+  IntervalEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes) : e_(e), dtypes_(dtypes) {}
 
   std::string node(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
@@ -151,8 +151,15 @@ class IntervalEmitter {
           case Var::score: return "iv_f_any()";
         }
         return "?";
-      case Kind::read:  // values unknown to the analysis
-        return n.type == Type::boolean ? "iv_b_any()" : n.type == Type::integer ? "iv_i_any()" : "iv_f_any()";
+      case Kind::read: {
+        if (static_cast<size_t>(n.capture) >= dtypes_.size())  // values unknown to the analysis
+          return n.type == Type::boolean ? "iv_b_any()" : n.type == Type::integer ? "iv_i_any()" : "iv_f_any()";
+        // The range of the values over the index box, scanned (interval.cuh).
+        std::string s = fmt::format("iv_{}(params.caps[{}], {}", std::string(read_fn(n.type, n, &dtypes_)).substr(3),
+                                    n.capture, n.args.size());
+        for (size_t k = 0; k < n.args.size(); ++k) s += ", " + a(k);
+        return s + ")";
+      }
       case Kind::neg: return t(0) == Type::integer ? "iv_ineg(" + a(0) + ")" : "iv_fneg(" + a(0) + ")";
       case Kind::logical_not: return "iv_not(" + a(0) + ")";
       case Kind::add: return pick("iv_iadd", "iv_fadd");
@@ -194,6 +201,7 @@ class IntervalEmitter {
 
  private:
   const Expr& e_;
+  const std::vector<CaptureDType>& dtypes_;
   std::string as_float(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
     if (n.type == Type::integer) return "iv_i2f(" + node(i) + ")";
@@ -208,6 +216,8 @@ std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes) {
   return ValueEmitter(e, dtypes).node(static_cast<int>(e.nodes.size()) - 1);
 }
 
-std::string emit_interval(const Expr& e) { return IntervalEmitter(e).node(static_cast<int>(e.nodes.size()) - 1); }
+std::string emit_interval(const Expr& e, const std::vector<CaptureDType>& dtypes) {
+  return IntervalEmitter(e, dtypes).node(static_cast<int>(e.nodes.size()) - 1);
+}
 
 }  // namespace flashjit::expr

@@ -45,7 +45,29 @@ IvI box_var(const Box& box, Var var) {
   return iv_i_any();
 }
 
-std::vector<Iv> analyse(const Expr& e, const Box& box) {
+// The range of read `n` from a host tensor, by the kernel's own scan (interval.cuh).
+Iv read_range(const Node& n, const std::vector<Iv>& v, const HostCapture& hc) {
+  CaptureArg c{};
+  c.data = hc.data;
+  for (int d = 0; d < hc.rank && d < 4; ++d) {
+    c.strides[d] = hc.strides[d];
+    c.sizes[d] = static_cast<int>(hc.sizes[d]);
+  }
+  IvI ix[4] = {IvI{0, 0}, IvI{0, 0}, IvI{0, 0}, IvI{0, 0}};
+  for (size_t d = 0; d < n.args.size() && d < 4; ++d) ix[d] = v[static_cast<size_t>(n.args[d])].i;
+  const int r = static_cast<int>(n.args.size());
+  switch (hc.dtype) {
+    case CaptureDType::i32: return of(iv_read_i32(c, r, ix[0], ix[1], ix[2], ix[3]));
+    case CaptureDType::i64: return of(iv_read_i64(c, r, ix[0], ix[1], ix[2], ix[3]));
+    case CaptureDType::f32: return of(iv_read_f32(c, r, ix[0], ix[1], ix[2], ix[3]));
+    case CaptureDType::f16: return of(iv_read_f16(c, r, ix[0], ix[1], ix[2], ix[3]));
+    case CaptureDType::bf16: return of(iv_read_bf16(c, r, ix[0], ix[1], ix[2], ix[3]));
+    case CaptureDType::boolean: return of(iv_read_bool(c, r, ix[0], ix[1], ix[2], ix[3]));
+  }
+  return of(iv_i_any());
+}
+
+std::vector<Iv> analyse(const Expr& e, const Box& box, const std::vector<HostCapture>* readable = nullptr) {
   std::vector<Iv> v(e.nodes.size());
   for (size_t k = 0; k < e.nodes.size(); ++k) {
     const Node& n = e.nodes[k];
@@ -57,8 +79,13 @@ std::vector<Iv> analyse(const Expr& e, const Box& box) {
       case Kind::lit_int: out = of(iv_i(n.ival)); break;
       case Kind::lit_float: out = of(iv_f(static_cast<float>(n.fval))); break;
       case Kind::var: out = n.var == Var::score ? of(iv_f_any()) : of(box_var(box, n.var)); break;
-      case Kind::read:  // the tensor's values are not known to the analysis
-        out = n.type == Type::boolean ? of(iv_b_any()) : n.type == Type::integer ? of(iv_i_any()) : of(iv_f_any());
+      case Kind::read:  // scanned when the tensor is readable here, else unknown
+        if (readable && static_cast<size_t>(n.capture) < readable->size() &&
+            (*readable)[static_cast<size_t>(n.capture)].data != nullptr &&
+            (*readable)[static_cast<size_t>(n.capture)].rank == static_cast<int>(n.args.size()))
+          out = read_range(n, v, (*readable)[static_cast<size_t>(n.capture)]);
+        else
+          out = n.type == Type::boolean ? of(iv_b_any()) : n.type == Type::integer ? of(iv_i_any()) : of(iv_f_any());
         break;
       case Kind::neg: out = a(0).type == Type::integer ? of(iv_ineg(a(0).i)) : of(iv_fneg(a(0).f)); break;
       case Kind::logical_not: out = of(iv_not(a(0).b)); break;
@@ -107,8 +134,8 @@ bool is_full_int_range(const IvI& r) { return r.lo == -2147483647LL - 1 && r.hi 
 
 }  // namespace
 
-Truth mask_over(const Expr& e, const Box& box) {
-  const std::vector<Iv> v = analyse(e, box);
+Truth mask_over(const Expr& e, const Box& box, const std::vector<HostCapture>* readable) {
+  const std::vector<Iv> v = analyse(e, box, readable);
   const IvB r = v.back().b;
   return !r.t ? Truth::never : !r.f ? Truth::always : Truth::sometimes;
 }

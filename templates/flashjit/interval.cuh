@@ -11,6 +11,7 @@
 // and the math library's error, and carry a may-be-NaN flag.
 #pragma once
 
+#include "flashjit/capture_arg.cuh"
 #include "flashjit/expr_ops.cuh"
 
 namespace flashjit {
@@ -288,6 +289,96 @@ FJ_HOST_DEVICE Iv iv_where(const IvB& c, const Iv& x, const Iv& y) {
   if (!c.f) return x;
   if (!c.t) return y;
   return iv_hull(x, y);
+}
+
+// --- reads of captured tensors --------------------------------------------------
+// The values a captured tensor holds over an index box are scanned when the box has at most
+// kIvScanLimit elements (a tile's rows or keys: doc[q_idx] over a q tile), else unknown.
+// So a document mask classifies tiles inside one document as full and tiles between two
+// documents as empty. The host proved every read's index range in bounds for the whole
+// call (a tile's box lies inside it); the clamp keeps even a wrong proof from reading
+// outside the tensor.
+constexpr long long kIvScanLimit = 256;
+
+// Calls f(element offset) for each element of the box; false (nothing called) when the
+// box is too large or, clamped into the tensor, empty.
+template <class F>
+FJ_HOST_DEVICE bool iv_for_box(const CaptureArg& c, int rank, IvI i0, IvI i1, IvI i2, IvI i3, F&& f) {
+  IvI ix[4] = {i0, i1, i2, i3};
+  long long n = 1;
+  for (int d = 0; d < 4; ++d) {
+    if (d >= rank) {
+      ix[d] = IvI{0, 0};
+      continue;
+    }
+    ix[d].lo = ix[d].lo < 0 ? 0 : ix[d].lo;
+    ix[d].hi = ix[d].hi > c.sizes[d] - 1 ? c.sizes[d] - 1 : ix[d].hi;
+    if (ix[d].hi < ix[d].lo) return false;
+    n *= ix[d].hi - ix[d].lo + 1;
+    if (n > kIvScanLimit) return false;
+  }
+  for (long long a = ix[0].lo; a <= ix[0].hi; ++a)
+    for (long long b = ix[1].lo; b <= ix[1].hi; ++b)
+      for (long long e = ix[2].lo; e <= ix[2].hi; ++e)
+        for (long long g = ix[3].lo; g <= ix[3].hi; ++g)
+          f(a * c.strides[0] + b * c.strides[1] + e * c.strides[2] + g * c.strides[3]);
+  return true;
+}
+
+// One range function per read kind, matching fj_read_* (capture_arg.cuh).
+template <class Load>
+FJ_HOST_DEVICE IvI iv_read_int(const CaptureArg& c, int rank, IvI i0, IvI i1, IvI i2, IvI i3, Load load) {
+  long long lo = 2147483647LL, hi = -2147483647LL - 1;
+  const bool scanned = iv_for_box(c, rank, i0, i1, i2, i3, [&](long long off) {
+    const long long v = load(off);
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  });
+  return scanned ? IvI{lo, hi} : iv_i_any();
+}
+template <class Load>
+FJ_HOST_DEVICE IvF iv_read_float(const CaptureArg& c, int rank, IvI i0, IvI i1, IvI i2, IvI i3, Load load) {
+  double lo = iv_inf(), hi = -iv_inf();
+  bool nan = false;
+  const bool scanned = iv_for_box(c, rank, i0, i1, i2, i3, [&](long long off) {
+    const float v = load(off);
+    if (v != v) nan = true;
+    else lo = iv_dmin(lo, (double)v), hi = iv_dmax(hi, (double)v);
+  });
+  return scanned ? IvF{lo, hi, nan} : iv_f_any();
+}
+FJ_HOST_DEVICE IvI iv_read_i32(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
+                               IvI i3 = IvI{0, 0}) {
+  return iv_read_int(c, rank, i0, i1, i2, i3, [&](long long off) { return (long long)static_cast<const int*>(c.data)[off]; });
+}
+FJ_HOST_DEVICE IvI iv_read_i64(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
+                               IvI i3 = IvI{0, 0}) {
+  return iv_read_int(c, rank, i0, i1, i2, i3,
+                     [&](long long off) { return (long long)(int)static_cast<const long long*>(c.data)[off]; });
+}
+FJ_HOST_DEVICE IvF iv_read_f32(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
+                               IvI i3 = IvI{0, 0}) {
+  return iv_read_float(c, rank, i0, i1, i2, i3, [&](long long off) { return static_cast<const float*>(c.data)[off]; });
+}
+FJ_HOST_DEVICE IvF iv_read_f16(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
+                               IvI i3 = IvI{0, 0}) {
+  return iv_read_float(c, rank, i0, i1, i2, i3, [&](long long off) {
+    return fj_f16_bits_to_float(static_cast<const unsigned short*>(c.data)[off]);
+  });
+}
+FJ_HOST_DEVICE IvF iv_read_bf16(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
+                                IvI i3 = IvI{0, 0}) {
+  return iv_read_float(c, rank, i0, i1, i2, i3, [&](long long off) {
+    return fj_bf16_bits_to_float(static_cast<const unsigned short*>(c.data)[off]);
+  });
+}
+FJ_HOST_DEVICE IvB iv_read_bool(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
+                                IvI i3 = IvI{0, 0}) {
+  bool f = false, t = false;
+  const bool scanned = iv_for_box(c, rank, i0, i1, i2, i3, [&](long long off) {
+    (static_cast<const unsigned char*>(c.data)[off] != 0 ? t : f) = true;
+  });
+  return scanned ? IvB{f, t} : iv_b_any();
 }
 
 // Tile classes from a mask's range.

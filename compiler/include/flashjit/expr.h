@@ -136,7 +136,10 @@ struct Box {
 };
 enum class Truth { never, sometimes, always };
 // The range of a bool expression over the box: never true, always true, or unknown.
-Truth mask_over(const Expr& e, const Box& box);
+// `readable`: captured tensors in host memory whose values the analysis may scan (reads over
+// at most 256 elements; templates/flashjit/interval.cuh), as the kernel does; without them
+// a read's value is unknown.
+Truth mask_over(const Expr& e, const Box& box, const std::vector<HostCapture>* readable = nullptr);
 // Inclusive int range of node `node` over the box (node of type int); nullopt when unbounded
 // by the analysis (it reads a captured tensor's values, or may wrap).
 struct IntRange {
@@ -167,7 +170,9 @@ std::optional<BandForm> as_band(const Expr& e);
 // expr_ops.cuh and capture_arg.cuh; `dtypes[i]` is the dtype of capture i (params.caps[i]).
 std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes);
 // One C++ expression of type flashjit::IvB computing mask_over() on the device from an
-// in-scope `box` (flashjit::IvBox, templates/flashjit/interval.cuh).
-std::string emit_interval(const Expr& e);
+// in-scope `box` (flashjit::IvBox, templates/flashjit/interval.cuh). With the captures'
+// dtypes, reads scan params.caps[i] as mask_over() with `readable` does; without, a read's
+// value is unknown.
+std::string emit_interval(const Expr& e, const std::vector<CaptureDType>& dtypes = {});
 
 }  // namespace flashjit::expr
