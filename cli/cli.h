@@ -56,6 +56,7 @@ int run_emit(const Args& args);
 int run_ir(const Args& args);
 int run_cache(const Args& args);
 int run_tune(const Args& args);
+int run_mask(const Args& args);
 // `cache export DIR` / `cache import [--verify] DIR`: copies verified entries between cache
 // directories. `verify` recompiles every imported kernel and rejects those whose key or cubin
 // do not match their spec (exit status 1 when any is rejected).

@@ -27,6 +27,9 @@ void print_usage(std::FILE* out) {
              "                                                  autotune each spec x shape on the GPU and store\n"
              "                                                  the winners; without a GPU, compile each spec's\n"
              "                                                  heuristic kernel for ARCH into the cache instead\n"
+             "  mask    --spec SPEC --sq N [--sk N] [--png FILE]\n"
+             "                                                  count the empty / partial / full tiles of the\n"
+             "                                                  spec's mask and draw it (masks without captures)\n"
              "  cache   list|stats|clear [--dir DIR]            inspect or empty the kernel cache and tuning records\n"
              "  cache   export|import DIR [--dir DIR]           copy kernels and tuning records that pass their\n"
              "                                                  checksums to/from DIR; import only caches you trust\n"
@@ -70,16 +73,18 @@ int dispatch(const std::vector<std::string>& argv) {
   if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch"}, {"--no-cache"});
   else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch"}, {});
   else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after"}, {});
+  else if (cmd == "mask") args = parse_args(cmd, rest, {"--spec", "--sq", "--sk", "--png"}, {});
   else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {"--verify"}));
   else if (cmd == "tune")
     args = parse_args(cmd, rest, {"--specs", "--shapes", "--arch", "--cache-dir"}, {"--compile-only"});
-  else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, tune, cache", cmd));
+  else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, tune, mask, cache", cmd));
 
   if (!args.positional.empty())
     throw UsageError(fmt::format("unexpected argument '{}' for '{}'", args.positional[0], cmd));
   if (cmd == "compile") return run_compile(args);
   if (cmd == "emit") return run_emit(args);
   if (cmd == "tune") return run_tune(args);
+  if (cmd == "mask") return run_mask(args);
   return run_ir(args);
 }
 

@@ -11,6 +11,7 @@ NB_MODULE(_C, m) {
   flashjit::python::bind_errors(m);
   flashjit::python::bind_compile(m);
   flashjit::python::bind_forward(m);
+  flashjit::python::bind_mask_picture(m);
   // Counters of compiles, cache hits and tunings: lets a program (or a test) see that a
   // warm cache spared it compiling and tuning.
   m.def("runtime_stats", [] {

@@ -1,0 +1,73 @@
+// mask_picture: the picture behind flashjit.plot_block_mask (mask_picture.h), on host
+// copies of the captured tensors.
+#include "flashjit/mask_picture.h"
+
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "flashjit/error.h"
+
+namespace flashjit::python {
+
+namespace {
+
+using Array = nb::ndarray<nb::device::cpu>;
+
+expr::HostCapture host_capture(const Array& a, const expr::CaptureDecl& d) {
+  const std::string name = "captures." + d.name;
+  if (static_cast<int>(a.ndim()) != d.rank)
+    throw ArgumentError(name, "has " + std::to_string(a.ndim()) + " dims; the spec declares rank " + std::to_string(d.rank));
+  if (a.itemsize() != static_cast<size_t>(expr::capture_dtype_size(d.dtype)))
+    throw ArgumentError(name, std::string("element size does not match the declared dtype ") + expr::to_string(d.dtype));
+  expr::HostCapture h;
+  h.data = a.data();
+  h.dtype = d.dtype;
+  h.rank = d.rank;
+  for (int i = 0; i < d.rank; ++i) {
+    h.sizes[i] = static_cast<int64_t>(a.shape(i));
+    h.strides[i] = a.stride(i);
+    if (h.strides[i] < 0) throw ArgumentError(name, "negative strides are not supported");
+  }
+  return h;
+}
+
+}  // namespace
+
+void bind_mask_picture(nb::module_& m) {
+  m.def(
+      "mask_picture",
+      [](const std::string& spec_json, int64_t sq, int64_t sk, const std::vector<Array>& captures, int b, int h,
+         int max_side) {
+        const AttentionSpec spec = parsed_spec(spec_json);
+        if (captures.size() != spec.captures.size())
+          throw ArgumentError("captures", std::to_string(captures.size()) + " tensors passed; the spec declares " +
+                                              std::to_string(spec.captures.size()));
+        std::vector<expr::HostCapture> host;
+        for (size_t i = 0; i < captures.size(); ++i) host.push_back(host_capture(captures[i], spec.captures[i]));
+        eval::MaskPicture pic;
+        {
+          nb::gil_scoped_release release;
+          pic = eval::mask_picture(spec, sq, sk, host, b, h, max_side);
+        }
+        nb::dict d;
+        d["width"] = pic.width;
+        d["height"] = pic.height;
+        d["rgb"] = nb::bytes(reinterpret_cast<const char*>(pic.rgb.data()), pic.rgb.size());
+        d["block_m"] = pic.block_m;
+        d["block_n"] = pic.block_n;
+        d["tiles_empty"] = pic.tiles_empty;
+        d["tiles_partial"] = pic.tiles_partial;
+        d["tiles_full"] = pic.tiles_full;
+        return d;
+      },
+      nb::arg("spec_json"), nb::arg("seqlen_q"), nb::arg("seqlen_k"), nb::arg("captures") = std::vector<Array>{},
+      nb::arg("b") = 0, nb::arg("h") = 0, nb::arg("max_side") = 1024,
+      "The mask of (b, h) and the kernel's tile classes as an RGB picture (host captures).");
+}
+
+}  // namespace flashjit::python
