@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, CPU + GPU tests, compute-sanitizer on a small subset,
 # the Python package and its tests, then the benchmark. Logs go to $OUT; a summary prints last.
-# Usage: scripts/device_run.sh [all|tests|bench] [extra bench args...]
+# Usage: scripts/device_run.sh [all|tests|bench|variants] [extra bench args...]
+#   variants: build, install, then bench/bench_variants.py (user-written variants vs FlexAttention)
 set -u
 mode=${1:-all}; shift || true
 OUT=${OUT:-/tmp/flashjit-out}
@@ -24,7 +25,7 @@ step configure "$OUT/build_tests.log" 300 cmake -S . -B build -G Ninja -DCMAKE_B
   -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
 step build "$OUT/build_tests.log" 600 ninja -C build
 
-if [ "$mode" != bench ]; then
+if [ "$mode" != bench ] && [ "$mode" != variants ]; then
   step ctest_cpu "$OUT/build_tests.log" 600 ctest --test-dir build --output-on-failure -E '^gpu$'
   FLASHJIT_AUTOTUNE=0 step gpu_tests "$OUT/build_tests.log" 900 ./build/tests/flashjit_tests "[gpu]~[sanitize]"
   FLASHJIT_AUTOTUNE=0 step memcheck "$OUT/build_tests.log" 600 compute-sanitizer --tool memcheck --error-exitcode 9 \
@@ -40,10 +41,12 @@ if [ -d .whl ]; then
 fi
 step pip_install "$OUT/python.log" 900 python3 -m pip install --no-build-isolation --no-deps --no-index -v . \
   --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
-if [ "$mode" != bench ]; then
+if [ "$mode" != bench ] && [ "$mode" != variants ]; then
   cd /tmp; step pytest "$OUT/python.log" 900 python3 -m pytest -q "$root/python/tests"; cd "$root"
 fi
-if [ "$mode" != tests ]; then
+if [ "$mode" = variants ]; then
+  cd /tmp; step bench_variants "$OUT/bench.log" 900 python3 "$root/bench/bench_variants.py" --out "$OUT" "$@"; cd "$root"
+elif [ "$mode" != tests ]; then
   cd /tmp; step bench "$OUT/bench.log" 900 python3 "$root/bench/bench_attention.py" --out "$OUT" "$@"; cd "$root"
 fi
 
