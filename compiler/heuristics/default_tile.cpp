@@ -41,7 +41,7 @@ TileConfig default_tile(const AttentionSpec& spec0, const std::string& arch) {
     // 292 bytes), at 64 it does not.
     const bool reads_per_element =
         spec.mask.kind == MaskKind::custom &&
-        expr::parse(spec.mask.expr, expr::Context{false, spec.captures}).reads_captures();
+        expr::parse_cached(spec.mask.expr, expr::Context{false, spec.captures})->reads_captures();
     if (d <= 64 || (d <= 128 && !reads_per_element)) candidates = {{128, 128, 8, 2, w}, {128, 64, 8, 2, w}};
     else if (d <= 128) candidates = {{128, 64, 8, 2, w}};
     else candidates = {{128, 64, 8, 2, w}, {64, 64, 4, 2, w}};

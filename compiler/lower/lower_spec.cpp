@@ -27,7 +27,7 @@ BandMask band_of(const MaskSpec& m, const std::vector<expr::CaptureDecl>& caps) 
   switch (m.kind) {
     case MaskKind::custom:
       // A band written as an expression gets the band's kernel; lower() handles the rest.
-      if (const auto band = expr::as_band(expr::parse(m.expr, expr::Context{false, caps}))) {
+      if (const auto band = expr::as_band(*expr::parse_cached(m.expr, expr::Context{false, caps}))) {
         b.bottom_right = band->bottom_right;
         if (band->empty) b.lo = 1, b.hi = 0;  // no key visible
         else b.lo = band->lo, b.hi = band->hi;
@@ -73,7 +73,7 @@ Kernel lower(const AttentionSpec& input) {
   const std::string mma = to_string(t.mma);  // which tensor-core instructions the GEMMs use
   k.loop.mask = band_of(spec.mask, spec.captures);
   if (spec.mask.kind == MaskKind::custom &&
-      !expr::as_band(expr::parse(spec.mask.expr, expr::Context{false, spec.captures})))
+      !expr::as_band(*expr::parse_cached(spec.mask.expr, expr::Context{false, spec.captures})))
     k.loop.mask_expr = spec.mask.expr;
   std::map<std::string, Attr> mask_attrs = {{"when", std::string("always")}};
   if (!k.loop.mask_expr.empty()) mask_attrs["expr"] = k.loop.mask_expr;

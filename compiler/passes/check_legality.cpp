@@ -26,7 +26,7 @@ constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap +
 
 bool needs_tile_list(const AttentionSpec& spec) {
   if (spec.mask.kind != MaskKind::custom) return false;
-  return !expr::as_band(expr::parse(spec.mask.expr, expr::Context{false, spec.captures}));
+  return !expr::as_band(*expr::parse_cached(spec.mask.expr, expr::Context{false, spec.captures}));
 }
 
 int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {

@@ -15,7 +15,7 @@ AttentionSpec AttentionSpec::normalized() const {
   auto canonical = [&](std::string& text, bool score) {
     if (text.empty()) return;
     try {
-      text = expr::print(expr::parse(text, expr::Context{score, n.captures}), n.captures);
+      text = expr::canonical_text(text, expr::Context{score, n.captures});
     } catch (const expr::ExprError&) {
     }
   };

@@ -78,7 +78,7 @@ void validate_captures(const std::vector<expr::CaptureDecl>& caps) {
 void validate_expression(const std::string& field, const std::string& text, bool score,
                          const std::vector<expr::CaptureDecl>& caps) {
   try {
-    const expr::Expr e = expr::parse(text, expr::Context{score, caps});
+    const expr::Expr& e = *expr::parse_cached(text, expr::Context{score, caps});
     if (!score && e.type() != expr::Type::boolean)
       throw SpecError(field, fmt::format("the mask must be a bool; this expression is {} (compare it, e.g. (x != 0))",
                                          expr::to_string(e.type())));

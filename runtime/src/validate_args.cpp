@@ -180,16 +180,9 @@ ElemType elem_type_of(expr::CaptureDType d) {
   return ElemType::i32;
 }
 
-// Parsed expressions by canonical text, so a launch does not parse them again.
-const expr::Expr& parsed(const std::string& text, bool score, const std::vector<expr::CaptureDecl>& caps) {
-  static std::mutex mu;
-  static std::map<std::string, expr::Expr> cache;
-  std::string key = (score ? "s:" : "m:") + text;
-  for (const expr::CaptureDecl& c : caps) key += fmt::format("|{}:{}:{}", c.name, expr::to_string(c.dtype), c.rank);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, expr::parse(text, expr::Context{score, caps})).first;
-  return it->second;  // std::map nodes never move
+// Parsed once per process (expr::parse_cached), not on every launch.
+std::shared_ptr<const expr::Expr> parsed(const std::string& text, bool score, const std::vector<expr::CaptureDecl>& caps) {
+  return expr::parse_cached(text, expr::Context{score, caps});
 }
 
 }  // namespace
@@ -243,7 +236,8 @@ void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorV
   box.seqlen_q = s.seqlen_q, box.seqlen_k = s.seqlen_k;
   if (s.seqlen_q == 0 || s.seqlen_k == 0) return;  // no element is evaluated
   if (spec.mask.kind == MaskKind::custom) {
-    const expr::Expr& m = parsed(spec.mask.expr, false, decls);
+    const std::shared_ptr<const expr::Expr> mp = parsed(spec.mask.expr, false, decls);
+    const expr::Expr& m = *mp;
     expr::check_capture_bounds(m, decls, host, box, "mask.expr");
     // A mask compiled as a band is computed in 64 bits; it equals the 32-bit expression as
     // long as no step of the latter can wrap.
@@ -253,7 +247,7 @@ void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorV
                                                    s.seqlen_q, s.seqlen_k));
   }
   if (!spec.score_mod.empty())
-    expr::check_capture_bounds(parsed(spec.score_mod, true, decls), decls, host, box, "score_mod");
+    expr::check_capture_bounds(*parsed(spec.score_mod, true, decls), decls, host, box, "score_mod");
 }
 
 ProblemShape validate_forward_args(const AttentionSpec& spec0, const TensorView& q, const TensorView& k,

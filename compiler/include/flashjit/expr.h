@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -87,6 +88,10 @@ inline constexpr int kMaxCaptureName = 32;
 Expr parse(const std::string& text, const Context& ctx);
 // Canonical text: parse(print(e)) == e for every e parse() returns.
 std::string print(const Expr& e, const std::vector<CaptureDecl>& captures);
+// parse() and print(parse()) through a bounded in-process cache (the launch path validates
+// and normalizes its spec on every call); throw what parse() throws.
+std::shared_ptr<const Expr> parse_cached(const std::string& text, const Context& ctx);
+std::string canonical_text(const std::string& text, const Context& ctx);
 
 const char* to_string(Type);
 const char* to_string(Var);
