@@ -92,3 +92,25 @@ def test_plot_block_mask_reads_captured_values():
     short = capture(np.zeros(100, dtype=np.int32), name="short")
     with pytest.raises(flashjit.ArgumentError, match="captures.short"):
         flashjit.plot_block_mask(lambda b, h, q, k: short[q] == 0, 1024, draw=False)
+
+
+def test_named_variants_trace_to_their_expressions():
+    from flashjit import masks
+
+    band = lambda m: Spec(dtype="bf16", head_dim=64, mask=m)  # noqa: E731
+    assert band(masks.causal()).mask_expr == "q_idx >= kv_idx"
+    assert "band: k - q <= 0" in flashjit.emit_ir(band(masks.causal()), after="classify_tiles")
+    assert "band: -1023 <= k - q <= 0" in flashjit.emit_ir(band(masks.sliding_window(1024)), after="classify_tiles")
+    assert "band: k - q - (seqlen_k - seqlen_q) <= 0" in flashjit.emit_ir(band(masks.causal_bottom_right()),
+                                                                         after="classify_tiles")
+    assert band(masks.prefix_lm(2048)).mask_expr == "kv_idx <= q_idx | kv_idx < 2048"
+    doc = capture(FakeTensor("int32", (100,)), name="doc")
+    s = band(masks.and_(masks.causal(), masks.document(doc)))
+    assert s.mask_expr == "q_idx >= kv_idx & doc[q_idx] == doc[kv_idx]"
+    slopes = capture(FakeTensor("float32", (8,)), name="slopes")
+    table = capture(FakeTensor("bfloat16", (8, 129)), name="table")
+    assert Spec(dtype="bf16", head_dim=64, score_mod=masks.alibi(slopes)).score_mod == \
+        "score + slopes[h] * (kv_idx - q_idx)"
+    assert Spec(dtype="bf16", head_dim=64, score_mod=masks.softcap(30)).score_mod == "30.0 * tanh(score / 30.0)"
+    assert Spec(dtype="bf16", head_dim=64, score_mod=masks.relative_bias(table, 64)).score_mod == \
+        "score + table[h, min(max(q_idx - kv_idx + 64, 0), 128)]"

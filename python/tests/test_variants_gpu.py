@@ -134,3 +134,18 @@ def test_out_of_bounds_capture_is_refused():
     short = torch.zeros(299, dtype=torch.int32, device="cuda")
     with pytest.raises(flashjit.ArgumentError, match="captures.short"):
         flashjit.attention(q, q, q, mask_mod=lambda b, h, qi, ki: short[qi] == short[ki])
+
+
+def test_named_variants_from_flashjit_masks():
+    from flashjit import masks
+
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    dtype = torch.bfloat16
+    q, k, v = rand(1, 4, 600, 64, dtype, gen), rand(1, 4, 600, 64, dtype, gen), rand(1, 4, 600, 64, dtype, gen)
+    doc = doc_ids(600, gen)
+    table = torch.randn(4, 129, generator=gen, device="cuda")
+    mask_mod = masks.and_(masks.causal(), masks.document(doc))
+    for score_mod in (masks.softcap(20.0), masks.relative_bias(table, 64), masks.alibi(torch.rand(4, device="cuda"))):
+        o, lse = flashjit.attention(q, k, v, mask_mod=mask_mod, score_mod=score_mod, return_lse=True)
+        ro, rlse = reference(q, k, v, mask_mod, score_mod)
+        check(o, lse, ro, rlse, dtype)
