@@ -178,6 +178,8 @@ def _scope_names(fn, limit=64):
             if (isinstance(obj, _FUNCTION_TYPES)
                     and getattr(obj, "__module__", None) != __name__):  # not our helpers
                 todo.append(obj)
+            elif isinstance(obj, tuple):  # e.g. the functions flashjit.masks.and_ combines
+                todo.extend(x for x in obj if isinstance(x, _FUNCTION_TYPES))
     return out
 
 

@@ -114,3 +114,46 @@ def test_named_variants_trace_to_their_expressions():
     assert Spec(dtype="bf16", head_dim=64, score_mod=masks.softcap(30)).score_mod == "30.0 * tanh(score / 30.0)"
     assert Spec(dtype="bf16", head_dim=64, score_mod=masks.relative_bias(table, 64)).score_mod == \
         "score + table[h, min(max(q_idx - kv_idx + 64, 0), 128)]"
+
+
+def test_traces_are_reused_only_while_nothing_they_see_changed():
+    from flashjit.variants import trace_variant
+
+    np = pytest.importorskip("numpy")
+    doc = capture(np.zeros(64, dtype=np.int32), name="doc")
+    W = 16
+
+    def mask_mod(b, h, q, k):
+        return (doc[q] == doc[k]) & (q - k < W)
+
+    first = trace_variant(mask_mod, None)
+    assert trace_variant(mask_mod, None) is first  # cached
+    W = 32  # a rebound closure variable is a new trace
+    second = trace_variant(mask_mod, None)
+    assert second is not first and "32" in second[0]
+    doc = capture(np.zeros(64, dtype=np.int64), name="doc")  # another tensor: new trace
+    assert trace_variant(mask_mod, None)[2] == (("doc", "i64", 1),)
+    cfg = {"w": 8}  # mutable state the trace bakes in: traced every call
+
+    def with_dict(b, h, q, k):
+        return q - k < cfg["w"]
+
+    a = trace_variant(with_dict, None)
+    cfg["w"] = 9
+    assert "9" in trace_variant(with_dict, None)[0] and a[0] != trace_variant(with_dict, None)[0]
+
+
+def test_traces_are_not_reused_across_a_user_module_setting():
+    import types as _types
+
+    from flashjit.variants import trace_variant
+
+    settings = _types.ModuleType("my_settings")
+    settings.W = 8
+
+    def mask_mod(b, h, q, k):
+        return q - k < settings.W
+
+    a = trace_variant(mask_mod, None)[0]
+    settings.W = 9
+    assert trace_variant(mask_mod, None)[0] != a
