@@ -76,8 +76,7 @@ class ValueEmitter {
       case Kind::le:
       case Kind::gt:
       case Kind::ge: {
-        static const char* ops[] = {"==", "!=", "<", "<=", ">", ">="};
-        const char* op = ops[static_cast<int>(n.kind) - static_cast<int>(Kind::eq)];
+        const char* op = operator_text(n.kind);  // the comparisons are spelled as in C++
         if (t(0) == Type::boolean || ints) return infix(a(0), op, a(1));
         return infix(af(0), op, af(1));
       }

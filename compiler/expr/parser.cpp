@@ -28,27 +28,6 @@ Node node_of(Kind k, Type t) {
 
 bool is_number(Type t) { return t == Type::integer || t == Type::floating; }
 
-const char* kind_name(Kind k) {
-  switch (k) {
-    case Kind::add: return "+";
-    case Kind::sub: return "-";
-    case Kind::mul: return "*";
-    case Kind::div: return "/";
-    case Kind::floordiv: return "//";
-    case Kind::mod: return "%";
-    case Kind::eq: return "==";
-    case Kind::ne: return "!=";
-    case Kind::lt: return "<";
-    case Kind::le: return "<=";
-    case Kind::gt: return ">";
-    case Kind::ge: return ">=";
-    case Kind::logical_and: return "&";
-    case Kind::logical_or: return "|";
-    case Kind::logical_xor: return "^";
-    default: return "?";
-  }
-}
-
 class Parser {
  public:
   Parser(const std::string& text, const Context& ctx) : s_(text), ctx_(ctx) {}
@@ -184,13 +163,13 @@ class Parser {
       case Kind::logical_or:
       case Kind::logical_xor:
         if (ta != Type::boolean || tb != Type::boolean)
-          throw ExprError(pos, std::string("'") + kind_name(k) + "' needs two bools; got " + to_string(ta) + " and " +
+          throw ExprError(pos, std::string("'") + operator_text(k) + "' needs two bools; got " + to_string(ta) + " and " +
                                    to_string(tb) + " (compare numbers first, e.g. (x != 0))");
         break;
       case Kind::eq:
       case Kind::ne:
         if (!((ta == Type::boolean && tb == Type::boolean) || (is_number(ta) && is_number(tb))))
-          throw ExprError(pos, std::string("'") + kind_name(k) + "' compares two numbers or two bools; got " +
+          throw ExprError(pos, std::string("'") + operator_text(k) + "' compares two numbers or two bools; got " +
                                    to_string(ta) + " and " + to_string(tb));
         break;
       case Kind::lt:
@@ -198,12 +177,12 @@ class Parser {
       case Kind::gt:
       case Kind::ge:
         if (!is_number(ta) || !is_number(tb))
-          throw ExprError(pos, std::string("'") + kind_name(k) + "' compares numbers; got " + to_string(ta) + " and " +
+          throw ExprError(pos, std::string("'") + operator_text(k) + "' compares numbers; got " + to_string(ta) + " and " +
                                    to_string(tb));
         break;
       default:  // arithmetic
         if (!is_number(ta) || !is_number(tb))
-          throw ExprError(pos, std::string("'") + kind_name(k) + "' needs numbers; got " + to_string(ta) + " and " +
+          throw ExprError(pos, std::string("'") + operator_text(k) + "' needs numbers; got " + to_string(ta) + " and " +
                                    to_string(tb) + " (convert a bool with int(x) or float(x))");
         t = k == Kind::div ? Type::floating : promote(ta, tb);
     }

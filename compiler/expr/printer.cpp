@@ -24,27 +24,6 @@ int precedence(Kind k) {
   }
 }
 
-const char* binary_op(Kind k) {
-  switch (k) {
-    case Kind::logical_or: return "|";
-    case Kind::logical_xor: return "^";
-    case Kind::logical_and: return "&";
-    case Kind::eq: return "==";
-    case Kind::ne: return "!=";
-    case Kind::lt: return "<";
-    case Kind::le: return "<=";
-    case Kind::gt: return ">";
-    case Kind::ge: return ">=";
-    case Kind::add: return "+";
-    case Kind::sub: return "-";
-    case Kind::mul: return "*";
-    case Kind::div: return "/";
-    case Kind::floordiv: return "//";
-    case Kind::mod: return "%";
-    default: return nullptr;
-  }
-}
-
 const char* function_name(Kind k) {
   switch (k) {
     case Kind::where: return "where";
@@ -92,7 +71,7 @@ class Printer {
       case Kind::logical_not: return "~" + operand(n.args[0], 7, false);
       default: break;
     }
-    if (const char* op = binary_op(n.kind)) {
+    if (const char* op = operator_text(n.kind)) {
       const int p = precedence(n.kind);
       return operand(n.args[0], p, false) + " " + op + " " + operand(n.args[1], p, true);
     }
@@ -125,6 +104,27 @@ class Printer {
 };
 
 }  // namespace
+
+const char* operator_text(Kind k) {
+  switch (k) {
+    case Kind::logical_or: return "|";
+    case Kind::logical_xor: return "^";
+    case Kind::logical_and: return "&";
+    case Kind::eq: return "==";
+    case Kind::ne: return "!=";
+    case Kind::lt: return "<";
+    case Kind::le: return "<=";
+    case Kind::gt: return ">";
+    case Kind::ge: return ">=";
+    case Kind::add: return "+";
+    case Kind::sub: return "-";
+    case Kind::mul: return "*";
+    case Kind::div: return "/";
+    case Kind::floordiv: return "//";
+    case Kind::mod: return "%";
+    default: return nullptr;
+  }
+}
 
 std::string print(const Expr& e, const std::vector<CaptureDecl>& captures) {
   if (e.nodes.empty()) return "";

@@ -93,6 +93,8 @@ std::string print(const Expr& e, const std::vector<CaptureDecl>& captures);
 std::shared_ptr<const Expr> parse_cached(const std::string& text, const Context& ctx);
 std::string canonical_text(const std::string& text, const Context& ctx);
 
+// The text of a binary operator ("+", "//", "==", "&", ...); nullptr for other kinds.
+const char* operator_text(Kind k);
 const char* to_string(Type);
 const char* to_string(Var);
 const char* to_string(CaptureDType);
