@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, CPU + GPU tests, compute-sanitizer on a small subset,
 # the Python package and its tests, then the benchmark. Logs go to $OUT; a summary prints last.
-# Usage: scripts/device_run.sh [all|tests|bench|variants] [extra bench args...]
+# Usage: scripts/device_run.sh [all|tests|bench|variants|vcheck] [extra bench args...]
 #   variants: build, install, then bench/bench_variants.py (user-written variants vs FlexAttention)
+#   vcheck:   build, the C++ [gpu][variants] tests, install, the variant pytest, then bench_variants
+#             (fits one 10-minute call; `tests` runs everything and may not)
+#   vgpu:     build and the C++ [gpu][variants] tests only (block masks included)
+#   vpy:      install, the variant and block-mask pytest, then bench_variants (no C++ build)
 set -u
 mode=${1:-all}; shift || true
 OUT=${OUT:-/tmp/flashjit-out}
@@ -21,11 +25,21 @@ step() {  # step NAME LOG TIMEOUT CMD...
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv >"$OUT/build_tests.log" 2>&1
+if [ "$mode" != vpy ]; then
 step configure "$OUT/build_tests.log" 300 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
 step build "$OUT/build_tests.log" 600 ninja -C build
+fi
 
-if [ "$mode" != bench ] && [ "$mode" != variants ]; then
+if [ "$mode" = vcheck ] || [ "$mode" = vgpu ]; then
+  FLASHJIT_AUTOTUNE=0 step gpu_variants "$OUT/build_tests.log" 550 ./build/tests/flashjit_tests "[gpu][variants]~[sanitize]"
+fi
+if [ "$mode" = vgpu ]; then
+  grep -E "checked|worst|equal to|FAILED|passed|failed" "$OUT/build_tests.log" | tail -30
+  printf '%s\n' "${summary[@]}"
+  exit 0
+fi
+if [ "$mode" = all ] || [ "$mode" = tests ]; then
   step ctest_cpu "$OUT/build_tests.log" 600 ctest --test-dir build --output-on-failure -E '^gpu$'
   FLASHJIT_AUTOTUNE=0 step gpu_tests "$OUT/build_tests.log" 900 ./build/tests/flashjit_tests "[gpu]~[sanitize]"
   FLASHJIT_AUTOTUNE=0 step memcheck "$OUT/build_tests.log" 600 compute-sanitizer --tool memcheck --error-exitcode 9 \
@@ -41,10 +55,14 @@ if [ -d .whl ]; then
 fi
 step pip_install "$OUT/python.log" 900 python3 -m pip install --no-build-isolation --no-deps --no-index -v . \
   --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
-if [ "$mode" != bench ] && [ "$mode" != variants ]; then
+if [ "$mode" = vcheck ] || [ "$mode" = vpy ]; then
+  cd /tmp; step pytest_variants "$OUT/python.log" 300 python3 -m pytest -q "$root/python/tests/test_variants_gpu.py" \
+    "$root/python/tests/test_block_mask_gpu.py"; cd "$root"
+fi
+if [ "$mode" = all ] || [ "$mode" = tests ]; then
   cd /tmp; step pytest "$OUT/python.log" 900 python3 -m pytest -q "$root/python/tests"; cd "$root"
 fi
-if [ "$mode" = variants ]; then
+if [ "$mode" = variants ] || [ "$mode" = vcheck ] || [ "$mode" = vpy ]; then
   cd /tmp; step bench_variants "$OUT/bench.log" 900 python3 "$root/bench/bench_variants.py" --out "$OUT" "$@"; cd "$root"
 elif [ "$mode" != tests ]; then
   cd /tmp; step bench "$OUT/bench.log" 900 python3 "$root/bench/bench_attention.py" --out "$OUT" "$@"; cd "$root"

@@ -141,39 +141,11 @@ class Emitter {
     return nullptr;
   }
 
-  std::vector<expr::CaptureDType> capture_dtypes() const {
-    std::vector<expr::CaptureDType> d;
-    for (const expr::CaptureDecl& c : spec_.captures) d.push_back(c.dtype);
-    return d;
-  }
-
-  // The user's expressions as device functions (docs/expressions.md): mask_mod per element,
-  // mask_interval per tile (classification), score_mod per element.
+  // The user's expressions as device functions (expr_hooks.cpp).
   void hooks() {
-    const std::vector<expr::CaptureDType> dtypes = capture_dtypes();
-    for (size_t i = 0; i < spec_.captures.size(); ++i)
-      out_ << fmt::format("// params.caps[{}] = {} ({}, rank {})\n", i, spec_.captures[i].name,
-                          expr::to_string(spec_.captures[i].dtype), spec_.captures[i].rank);
-    if (!k_.loop.mask_expr.empty()) {
-      const expr::Expr e = expr::parse(k_.loop.mask_expr, expr::Context{false, spec_.captures});
-      out_ << "// mask_mod: " << k_.loop.mask_expr << "\n";
-      out_ << "__device__ __forceinline__ bool mask_mod(const flashjit::FwdParams& params, int b, int h, int q_idx, "
-              "int kv_idx) {\n  using namespace flashjit;\n";
-      out_ << "  return " << expr::emit_value(e, dtypes) << ";\n}\n";
-      out_ << "// The mask over an index box: never / always / sometimes true (tile classification).\n";
-      out_ << "__device__ __forceinline__ flashjit::IvB mask_interval(const flashjit::FwdParams& params, "
-              "const flashjit::IvBox& box) {\n  using namespace flashjit;\n";
-      out_ << "  return " << expr::emit_interval(e, dtypes) << ";\n}\n\n";
-    }
-    if (!spec_.score_mod.empty()) {
-      const expr::Expr e = expr::parse(spec_.score_mod, expr::Context{true, spec_.captures});
-      std::string value = expr::emit_value(e, dtypes);
-      if (e.type() == expr::Type::integer) value = "fj_i2f(" + value + ")";
-      out_ << "// score_mod: " << spec_.score_mod << "\n";
-      out_ << "__device__ __forceinline__ float score_mod(const flashjit::FwdParams& params, float score, int b, int h, "
-              "int q_idx, int kv_idx) {\n  using namespace flashjit;\n";
-      out_ << "  return " << value << ";\n}\n\n";
-    }
+    out_ << capture_comments(spec_.captures);
+    if (!k_.loop.mask_expr.empty()) out_ << mask_hooks(k_.loop.mask_expr, spec_.captures);
+    if (!spec_.score_mod.empty()) out_ << score_hook(spec_.score_mod, spec_.captures);
   }
 
   static std::string band_condition(const ir::BandMask& b) {

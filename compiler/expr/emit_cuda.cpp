@@ -39,7 +39,8 @@ const char* read_fn(Type t, const Node& n, const std::vector<CaptureDType>* dtyp
 
 class ValueEmitter {
  public:
-  ValueEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes) : e_(e), dtypes_(dtypes) {}
+  ValueEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math)
+      : e_(e), dtypes_(dtypes), fast_(math == FloatMath::fast) {}
 
   std::string node(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
@@ -64,10 +65,10 @@ class ValueEmitter {
       }
       case Kind::neg: return t(0) == Type::integer ? "fj_ineg(" + a(0) + ")" : "(-" + a(0) + ")";
       case Kind::logical_not: return "(!" + a(0) + ")";
-      case Kind::add: return ints ? call("fj_iadd", a(0), a(1)) : call("fj_fadd", af(0), af(1));
-      case Kind::sub: return ints ? call("fj_isub", a(0), a(1)) : call("fj_fsub", af(0), af(1));
-      case Kind::mul: return ints ? call("fj_imul", a(0), a(1)) : call("fj_fmul", af(0), af(1));
-      case Kind::div: return call("fj_fdiv", af(0), af(1));
+      case Kind::add: return ints ? call("fj_iadd", a(0), a(1)) : fast_ ? infix(af(0), "+", af(1)) : call("fj_fadd", af(0), af(1));
+      case Kind::sub: return ints ? call("fj_isub", a(0), a(1)) : fast_ ? infix(af(0), "-", af(1)) : call("fj_fsub", af(0), af(1));
+      case Kind::mul: return ints ? call("fj_imul", a(0), a(1)) : fast_ ? infix(af(0), "*", af(1)) : call("fj_fmul", af(0), af(1));
+      case Kind::div: return fast_ ? fast_div(n) : call("fj_fdiv", af(0), af(1));
       case Kind::floordiv: return ints ? call("fj_ifloordiv", a(0), a(1)) : call("fj_ffloordiv", af(0), af(1));
       case Kind::mod: return ints ? call("fj_imod", a(0), a(1)) : call("fj_fmod", af(0), af(1));
       case Kind::eq:
@@ -89,10 +90,10 @@ class ValueEmitter {
       case Kind::min: return ints ? call("fj_imin", a(0), a(1)) : call("fj_fmin", af(0), af(1));
       case Kind::max: return ints ? call("fj_imax", a(0), a(1)) : call("fj_fmax", af(0), af(1));
       case Kind::abs: return t(0) == Type::integer ? "fj_iabs(" + a(0) + ")" : "fabsf(" + a(0) + ")";
-      case Kind::exp: return "expf(" + af(0) + ")";
-      case Kind::log: return "logf(" + af(0) + ")";
-      case Kind::tanh: return "tanhf(" + af(0) + ")";
-      case Kind::sigmoid: return "fj_sigmoid(" + af(0) + ")";
+      case Kind::exp: return (fast_ ? "fj_exp_fast(" : "expf(") + af(0) + ")";
+      case Kind::log: return (fast_ ? "fj_log_fast(" : "logf(") + af(0) + ")";
+      case Kind::tanh: return (fast_ ? "fj_tanh_fast(" : "tanhf(") + af(0) + ")";
+      case Kind::sigmoid: return (fast_ ? "fj_sigmoid_fast(" : "fj_sigmoid(") + af(0) + ")";
       case Kind::sqrt: return "sqrtf(" + af(0) + ")";
       case Kind::to_float: return af(0);
       case Kind::to_int:
@@ -106,6 +107,17 @@ class ValueEmitter {
  private:
   const Expr& e_;
   const std::vector<CaptureDType>& dtypes_;
+  const bool fast_;
+
+  // a / c for a finite nonzero literal c is a * (1 / c), rounded once here; else __fdividef.
+  std::string fast_div(const Node& n) const {
+    const Node& d = e_.nodes[static_cast<size_t>(n.args[1])];
+    const double c = d.kind == Kind::lit_float ? d.fval : d.kind == Kind::lit_int ? (double)d.ival : 0.0;
+    const float r = c != 0.0 ? static_cast<float>(1.0 / c) : 0.0f;
+    if (c != 0.0 && std::isfinite(c) && std::isfinite(r) && r != 0.0f && std::fpclassify(r) == FP_NORMAL)
+      return infix(as_float(n.args[0]), "*", float_lit(r));
+    return call("fj_fdiv_fast", as_float(n.args[0]), as_float(n.args[1]));
+  }
 
   std::string as_float(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
@@ -211,8 +223,8 @@ class IntervalEmitter {
 
 }  // namespace
 
-std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes) {
-  return ValueEmitter(e, dtypes).node(static_cast<int>(e.nodes.size()) - 1);
+std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math) {
+  return ValueEmitter(e, dtypes, math).node(static_cast<int>(e.nodes.size()) - 1);
 }
 
 std::string emit_interval(const Expr& e, const std::vector<CaptureDType>& dtypes) {

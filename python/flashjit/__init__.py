@@ -19,6 +19,7 @@ except ImportError as e:  # pragma: no cover - only when the extension was not b
 
 from ._C import ArgumentError, CompileError, CudaError, LegalityError, SpecError
 from ._attention import attention
+from .block_mask import BlockMask, create_block_mask
 from .compiler import KernelInfo, compile, emit, emit_ir
 from . import masks
 from .plot import plot_block_mask
@@ -54,7 +55,7 @@ def runtime_stats() -> dict:
 
 
 __all__ = [
-    "ALIGNS", "MASK_KINDS", "ArgumentError", "CompileError", "CudaError", "KernelInfo",
+    "ALIGNS", "MASK_KINDS", "ArgumentError", "BlockMask", "create_block_mask", "CompileError", "CudaError", "KernelInfo",
     "LegalityError", "Spec", "SpecError", "Tile", "attention", "masks", "compile", "emit", "emit_ir",
     "gpu_available", "gpu_unavailable_reason", "plot_block_mask", "resolve_tile", "runtime_stats", "__version__",
 ]

@@ -31,6 +31,29 @@ def _spec_json(dtype: str, head_dim: int, head_dim_v: int, hq: int, hkv: int, ma
     return spec.to_json()
 
 
+@functools.lru_cache(maxsize=1024)
+def _block_mask_spec_json(spec_json: str, block_q: int, block_kv: int, per_batch: bool, per_head: bool) -> str:
+    return _C.with_block_mask(spec_json, block_q, block_kv, per_batch, per_head)
+
+
+def _check_block_mask(bm: Any, q: Any, b: int, hq: int, nq: int, nk: int) -> None:
+    cells = bm.cells
+    nb, nh, nqb, nkb = (int(s) for s in cells.shape)
+    bq, bk = bm.BLOCK_SIZE
+    if str(cells.dtype) not in ("torch.int32", "int32"):
+        raise TypeError(f"flashjit.attention: block_mask.cells must be int32; got {cells.dtype}")
+    if getattr(cells, "device", None) is not None and getattr(q, "device", None) is not None and cells.device != q.device:
+        raise ValueError(f"flashjit.attention: block_mask is on {cells.device} but q is on {q.device}")
+    if nb not in (1, b):
+        raise ValueError(f"flashjit.attention: block_mask has batch dim {nb}; expected 1 or q's batch {b}")
+    if nh not in (1, hq):
+        raise ValueError(f"flashjit.attention: block_mask has head dim {nh}; expected 1 or q's heads {hq}")
+    if nqb * bq < nq or nkb * bk < nk:
+        raise ValueError(
+            f"flashjit.attention: block_mask covers seqlen_q {nqb * bq}, seqlen_k {nkb * bk} (built for "
+            f"seq_lengths {bm.seq_lengths} in blocks {bm.BLOCK_SIZE}); this call has seqlen_q {nq}, seqlen_k {nk}")
+
+
 def _mask_args(causal: bool, window: Any) -> Tuple[str, Optional[Tuple[int, int]]]:
     if window is None:
         return ("causal" if causal else "none"), None
@@ -100,7 +123,7 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
               scale: Optional[float] = None, return_lse: bool = False,
               align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
               out: Any = None, lse_out: Any = None, stream: Any = None,
-              mask_mod: Any = None, score_mod: Any = None) -> Any:
+              mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None) -> Any:
     """softmax(q kᵀ · scale + mask) v, forward only.
 
     q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
@@ -123,6 +146,10 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
       expression (docs/expressions.md); tensors it indexes are passed to the kernel. One
       kernel serves every sequence length and every value of those tensors.
     score_mod: FlexAttention's score_mod(score, b, h, q_idx, kv_idx) -> score, likewise.
+    block_mask: a flashjit.BlockMask (flashjit.create_block_mask) or a FlexAttention
+      BlockMask, of any block size: keys of empty cells are hidden, of full cells visible,
+      of partial cells as mask_mod says (default: the block mask's own mask_mod). Empty
+      tiles are skipped, full ones run unmasked.
 
     Returns o, or (o, lse) when return_lse.
     """
@@ -134,6 +161,13 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     mask_text = score_text = None
     decls: tuple = ()
     cap_tensors: list = []
+    bm = None
+    if block_mask is not None:
+        from .block_mask import as_block_mask
+
+        bm = as_block_mask(block_mask)
+        if mask_mod is None:
+            mask_mod = bm.mask_mod
     if mask_mod is not None or score_mod is not None:
         from .variants import trace_variant
 
@@ -197,6 +231,11 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     spec_json = _spec_json(dtype, d, dv, hq, hkv, mask, win, align,
                            None if scale is None else float(scale), want_lse, tile,
                            mask_text, score_text, decls)
+    if bm is not None:
+        _check_block_mask(bm, q, b, hq, nq, nk)
+        spec_json = _block_mask_spec_json(spec_json, bm.BLOCK_SIZE[0], bm.BLOCK_SIZE[1],
+                                          int(bm.cells.shape[0]) != 1, int(bm.cells.shape[1]) != 1)
+        cap_tensors = list(cap_tensors) + [bm.cells]
 
     if b == 0 or hq == 0 or nq == 0:
         pass  # nothing to compute

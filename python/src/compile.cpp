@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "bindings.h"
+#include "flashjit/block_mask.h"
 #include "flashjit/runtime.h"
 
 namespace flashjit::python {
@@ -65,6 +66,36 @@ nb::dict kernel_dict(const CompiledKernel& k) {
 }  // namespace
 
 void bind_compile(nb::module_& m) {
+  m.def(
+      "with_block_mask",
+      [](const std::string& spec_json, int block_q, int block_kv, bool per_batch, bool per_head) {
+        return spec_to_json(with_block_mask(parsed_spec(spec_json), block_q, block_kv, per_batch, per_head));
+      },
+      nb::arg("spec_json"), nb::arg("block_q"), nb::arg("block_kv"), nb::arg("per_batch"), nb::arg("per_head"),
+      "The spec restricted to a block mask passed as one more capture, 'block_mask' (int32 cells "
+      "[batch or 1, heads or 1, q blocks, kv blocks]: 0 empty, 1 partial, 2 full).");
+  m.def(
+      "emit_block_mask",
+      [](const std::string& spec_json) {
+        const AttentionSpec spec = parsed_spec(spec_json);
+        return emit_block_mask_cuda(mask_expression(spec.normalized().mask), spec.captures);
+      },
+      nb::arg("spec_json"), "The CUDA source of the block-mask builder for the spec's mask (no GPU needed).");
+  m.def(
+      "compile_block_mask",
+      [](const std::string& spec_json, const std::string& arch) {
+        const AttentionSpec spec = parsed_spec(spec_json);
+        CompileOptions options;
+        options.arch = arch;
+        CompiledKernel k;
+        {
+          nb::gil_scoped_release release;
+          k = compile_block_mask(mask_expression(spec.normalized().mask), spec.captures, options);
+        }
+        return kernel_dict(k);
+      },
+      nb::arg("spec_json"), nb::arg("arch") = "",
+      "Compiles (cached) the block-mask builder for the spec's mask; arch '' = the current GPU's.");
   m.def(
       "validate",
       [](const std::string& spec_json) { return spec_to_json(parsed_spec(spec_json)); },

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "bindings.h"
+#include "flashjit/block_mask.h"
 #include "flashjit/cuda_driver.h"
 #include "flashjit/error.h"
 #include "flashjit/runtime.h"
@@ -220,6 +221,34 @@ void bind_forward(nb::module_& m) {
       "device (its primary context is made current for the call when another device's is). "
       "Launches on `stream` (a CUstream as an int, of that device; 0 = the legacy default "
       "stream) and returns without synchronising.");
+
+  m.def(
+      "build_block_mask",
+      [](const std::string& spec_json, int64_t batch, int64_t heads, int64_t seqlen_q, int64_t seqlen_k, int block_q,
+         int block_kv, const Array& cells, uintptr_t stream, const std::vector<Array>& captures) {
+        const AttentionSpec spec = parsed_spec(spec_json);
+        int32_t device = cells.device_id();
+        TensorView cv = capture_view_of(cells, "cells", &device);
+        std::vector<TensorView> caps;
+        for (size_t i = 0; i < captures.size(); ++i) {
+          const std::string name = i < spec.captures.size() ? "captures." + spec.captures[i].name
+                                                            : "captures[" + std::to_string(i) + "]";
+          caps.push_back(capture_view_of(captures[i], name, &device));
+        }
+        BlockMaskShape shape{batch, heads, seqlen_q, seqlen_k, block_q, block_kv};
+        DeviceContextGuard on_device(device, "cells");
+        {
+          nb::gil_scoped_release release;  // the first call compiles the builder
+          build_block_mask(mask_expression(spec.normalized().mask), spec.captures, shape, cv,
+                           reinterpret_cast<CUstream_st*>(stream), caps);
+        }
+        on_device.pop();
+      },
+      nb::arg("spec_json"), nb::arg("batch"), nb::arg("heads"), nb::arg("seqlen_q"), nb::arg("seqlen_k"),
+      nb::arg("block_q"), nb::arg("block_kv"), nb::arg("cells"), nb::arg("stream") = 0,
+      nb::arg("captures") = std::vector<Array>{},
+      "Fills `cells` (int32 CUDA tensor [batch, heads, q blocks, kv blocks], contiguous) with the class "
+      "of each block of the spec's mask: 0 empty, 1 partial, 2 full. Launches on `stream`.");
 }
 
 }  // namespace flashjit::python

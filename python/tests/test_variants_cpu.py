@@ -157,3 +157,21 @@ def test_traces_are_not_reused_across_a_user_module_setting():
     a = trace_variant(mask_mod, None)[0]
     settings.W = 9
     assert trace_variant(mask_mod, None)[0] != a
+
+
+def test_block_mask_spec_and_builder_without_gpu():
+    causal = Spec(dtype="bf16", head_dim=64, mask="causal").to_json()
+    restricted = Spec.from_json(flashjit._C.with_block_mask(causal, 128, 64, False, True))
+    assert restricted.mask == "custom"
+    assert restricted.captures == (("block_mask", "i32", 4),)
+    assert restricted.mask_expr.startswith("block_mask[0, h, q_idx // 128, kv_idx // 64] == 2 | ")
+    doc = capture(FakeTensor("int32", (4096,)), name="doc")
+    spec = Spec(dtype="bf16", head_dim=64, mask=lambda b, h, q, k: (doc[q] == doc[k]) & (q >= k))
+    src = flashjit._C.emit_block_mask(spec.to_json())
+    assert "flashjit::block_mask_cells<128>" in src and "doc[q_idx] == doc[kv_idx]" in src
+    info = flashjit._C.compile_block_mask(spec.to_json(), "sm_90a")
+    assert info["kernel_name"].startswith("flashjit_block_mask_") and info["registers"] > 0
+    with pytest.raises(ValueError, match="BLOCK_SIZE"):
+        flashjit.block_mask._pair((128, 0))
+    with pytest.raises(flashjit.ArgumentError, match="block_mask.block_q"):
+        flashjit._C.with_block_mask(causal, 0, 64, False, False)

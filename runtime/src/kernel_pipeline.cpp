@@ -62,25 +62,25 @@ std::string emit_ir(const AttentionSpec& spec, const std::string& arch, const st
   return ir::print(passes::run_pipeline(ir::lower(resolve_tile(spec, a)), a, after_pass));
 }
 
-CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options) {
+CompiledKernel compile_source(const std::string& name, const std::string& source, const std::string& arch,
+                              const std::string& meta_json, int threads, int dynamic_smem_bytes,
+                              const TileConfig& tile, bool use_cache) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string arch = resolve_arch(options.arch);
-  const GeneratedKernel g = generate(spec, arch);
   const std::vector<std::string> nvrtc_opts = nvrtc_options(arch);
-  const std::string key = kernel_cache_key(g.source, arch, nvrtc_opts);
+  const std::string key = kernel_cache_key(source, arch, nvrtc_opts);
 
   CompiledKernel out;
-  out.kernel_name = g.kernel.name;
+  out.kernel_name = name;
   out.arch = arch;
   out.cache_key = key;
-  out.threads = 32 * g.spec.tile->warps;
-  out.dynamic_smem_bytes = passes::smem_bytes(g.spec, *g.spec.tile);
-  out.tile = *g.spec.tile;
+  out.threads = threads;
+  out.dynamic_smem_bytes = dynamic_smem_bytes;
+  out.tile = tile;
 
   // In-process memory cache: a second compile of the same source is free.
   static std::mutex mu;
   static std::map<std::string, CompiledKernel> memory;
-  if (options.use_cache) {
+  if (use_cache) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = memory.find(key);
     if (it != memory.end()) {
@@ -97,7 +97,7 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
 
   const DiskCache disk(DiskCache::default_dir());
   std::optional<CacheEntry> entry;
-  if (options.use_cache) entry = disk.load(key);
+  if (use_cache) entry = disk.load(key);
   if (entry) {
     out.cache_hit = true;
     out.image = std::move(entry->image);
@@ -108,7 +108,7 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
     if (detail::log_enabled())
       detail::log_line(fmt::format("compile {} {} (cache hit, disk {})", out.kernel_name, arch, out.cache_path));
   } else {
-    NvrtcOutput compiled = nvrtc_compile(g.source, g.kernel.name + ".cu", arch);
+    NvrtcOutput compiled = nvrtc_compile(source, name + ".cu", arch);
     out.image = std::move(compiled.cubin);
     out.log = std::move(compiled.log);
     out.resources = compiled.resources;
@@ -117,8 +117,8 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
     if (detail::log_enabled())
       detail::log_line(
           fmt::format("compile {} {} (cache miss, NVRTC {:.1f} ms)", out.kernel_name, arch, out.compile_ms));
-    if (options.use_cache) {
-      const CacheEntry e = cache_entry_for(out, spec_to_json(g.spec));
+    if (use_cache) {
+      const CacheEntry e = cache_entry_for(out, meta_json);
       try {
         out.cache_path = disk.store(key, e).string();
       } catch (const std::exception& err) {
@@ -133,11 +133,18 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
     }
   }
   out.load_ms = ms_since(t0);
-  if (options.use_cache) {
+  if (use_cache) {
     std::lock_guard<std::mutex> lock(mu);
     memory.emplace(key, out);
   }
   return out;
+}
+
+CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options) {
+  const std::string arch = resolve_arch(options.arch);
+  const GeneratedKernel g = generate(spec, arch);
+  return compile_source(g.kernel.name, g.source, arch, spec_to_json(g.spec), 32 * g.spec.tile->warps,
+                        passes::smem_bytes(g.spec, *g.spec.tile), *g.spec.tile, options.use_cache);
 }
 
 }  // namespace flashjit

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "flashjit/compiled_kernel.h"
 #include "flashjit/ir.h"
 #include "flashjit/spec.h"
 
@@ -18,5 +19,11 @@ struct GeneratedKernel {
 // when neither exists.
 std::string resolve_arch(const std::string& arch);
 GeneratedKernel generate(const AttentionSpec& spec, const std::string& arch);
+
+// NVRTC with the memory and disk caches, for any kernel kind: `meta_json` is stored beside
+// the cubin (what produced it), `tile` reported back as is.
+CompiledKernel compile_source(const std::string& name, const std::string& source, const std::string& arch,
+                              const std::string& meta_json, int threads, int dynamic_smem_bytes,
+                              const TileConfig& tile, bool use_cache);
 
 }  // namespace flashjit

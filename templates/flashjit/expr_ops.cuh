@@ -87,6 +87,47 @@ FJ_HOST_DEVICE float fj_ffloordiv(float a, float b) { return floorf(fj_fdiv(a, b
 FJ_HOST_DEVICE float fj_fmod(float a, float b) { return fj_fsub(a, fj_fmul(floorf(fj_fdiv(a, b)), b)); }
 FJ_HOST_DEVICE float fj_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// Fast forms for score_mod only (emit_value with FloatMath::fast). A score is a float that
+// already differs between the GPU and the CPU oracle by the GEMM's rounding, so a few ulp more
+// change nothing, while the exact forms cost 10-40 instructions per score. Masks keep the exact
+// forms: their comparisons must decide the same on both sides.
+//   tanh x = 1 - 2 / (e^2x + 1): absolute error below 1e-6; +-inf and NaN as tanhf.
+FJ_HOST_DEVICE float fj_fdiv_fast(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdividef(a, b);
+#else
+  return a / b;
+#endif
+}
+FJ_HOST_DEVICE float fj_exp_fast(float x) {
+#ifdef __CUDA_ARCH__
+  return __expf(x);
+#else
+  return expf(x);
+#endif
+}
+FJ_HOST_DEVICE float fj_log_fast(float x) {
+#ifdef __CUDA_ARCH__
+  return __logf(x);
+#else
+  return logf(x);
+#endif
+}
+FJ_HOST_DEVICE float fj_tanh_fast(float x) {
+#ifdef __CUDA_ARCH__
+  return 1.0f - __fdividef(2.0f, __expf(2.0f * x) + 1.0f);
+#else
+  return tanhf(x);
+#endif
+}
+FJ_HOST_DEVICE float fj_sigmoid_fast(float x) {
+#ifdef __CUDA_ARCH__
+  return __fdividef(1.0f, 1.0f + __expf(-x));
+#else
+  return 1.0f / (1.0f + expf(-x));
+#endif
+}
+
 // float -> int rounding toward 0, saturating, NaN -> 0 (what cvt.rzi.s32.f32 does).
 FJ_HOST_DEVICE int fj_f2i(float x) {
   if (x != x) return 0;

@@ -14,6 +14,8 @@
 #include <random>
 
 #include "catch.hpp"
+#include "flashjit/block_mask.h"
+#include "flashjit/block_mask_eval.h"
 #include "flashjit/cpu_eval.h"
 #include "flashjit/error.h"
 #include "gpu_harness.h"
@@ -40,6 +42,10 @@ struct Case {
   int64_t sq, sk;
   int batch;
   std::optional<flashjit::TileConfig> tile;
+  // With a block mask (flashjit::with_block_mask): its block sizes and broadcast dims. The
+  // capture named block_mask then gets random cells (0/1/2, some rows all empty).
+  int block_q = 0, block_kv = 0;
+  bool bm_per_batch = false, bm_per_head = false;
 };
 
 flashjit::AttentionSpec spec_of(const Case& c) {
@@ -58,6 +64,7 @@ flashjit::AttentionSpec spec_of(const Case& c) {
   s.captures = c.var.caps;
   s.return_lse = true;
   s.tile = c.tile;
+  if (c.block_q > 0) s = flashjit::with_block_mask(s, c.block_q, c.block_kv, c.bm_per_batch, c.bm_per_head);
   return s;
 }
 
@@ -114,6 +121,28 @@ HostCap make_capture(const expr::CaptureDecl& d, int64_t size, std::mt19937& rng
   return h;
 }
 
+// Random cells of a block mask: [b, h, q blocks, kv blocks], classes 0 / 1 / 2 with every
+// fifth query-block row empty, so some rows see no key at all.
+HostCap make_cells(const int64_t (&dims)[4], std::mt19937& rng) {
+  HostCap h;
+  const int64_t n = dims[0] * dims[1] * dims[2] * dims[3];
+  h.bytes.resize(static_cast<size_t>(n * 4));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = i / dims[3];
+    const int32_t v = row % 5 == 3 ? 0 : static_cast<int32_t>(rng() % 3);
+    std::memcpy(h.bytes.data() + i * 4, &v, 4);
+  }
+  h.view.dtype = expr::CaptureDType::i32;
+  h.view.rank = 4;
+  int64_t stride = 1;
+  for (int r = 3; r >= 0; --r) {
+    h.view.sizes[r] = dims[r];
+    h.view.strides[r] = stride;
+    stride *= dims[r];
+  }
+  return h;
+}
+
 flashjit::ElemType elem_of(expr::CaptureDType d) {
   switch (d) {
     case expr::CaptureDType::i32: return flashjit::ElemType::i32;
@@ -155,7 +184,15 @@ Errors run_case(const Case& c, int64_t capture_size, uint32_t seed) {
 
   std::vector<HostCap> caps;
   std::vector<expr::HostCapture> host_caps;
-  for (const auto& d : c.var.caps) caps.push_back(make_capture(d, capture_size, rng));
+  for (const auto& d : spec.captures) {
+    if (d.name == flashjit::kBlockMaskCapture) {
+      const int64_t dims[4] = {c.bm_per_batch ? B : 1, c.bm_per_head ? c.hq : 1, (c.sq + c.block_q - 1) / c.block_q,
+                               (c.sk + c.block_kv - 1) / c.block_kv};
+      caps.push_back(make_cells(dims, rng));
+    } else {
+      caps.push_back(make_capture(d, capture_size, rng));
+    }
+  }
   for (auto& h : caps) {
     h.view.data = h.bytes.data();
     host_caps.push_back(h.view);
@@ -173,8 +210,8 @@ Errors run_case(const Case& c, int64_t capture_size, uint32_t seed) {
     dcaps.back()->upload(caps[i].bytes.data());
     flashjit::TensorView t;
     t.data = dcaps.back()->data();
-    t.dtype = elem_of(c.var.caps[i].dtype);
-    t.rank = c.var.caps[i].rank;
+    t.dtype = elem_of(spec.captures[i].dtype);
+    t.rank = spec.captures[i].rank;
     for (int r = 0; r < t.rank; ++r) t.sizes[r] = caps[i].view.sizes[r], t.strides[r] = caps[i].view.strides[r];
     tcaps.push_back(t);
   }
@@ -347,4 +384,127 @@ TEST_CASE("captured-tensor reads out of bounds are refused before the launch", "
   var.mask = "doc[doc[q_idx]] == 0";  // data-dependent index: cannot be bounded
   c.var = var;
   REQUIRE_THROWS_AS(run_case(c, 300, 1), flashjit::ArgumentError);
+}
+
+TEST_CASE("block masks restrict the forward: random cells, every block size", "[gpu][variants][block_mask]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const expr::CaptureDecl doc{"doc", expr::CaptureDType::i32, 1};
+  using MK = flashjit::MaskKind;
+  const std::vector<Variant> vars = {
+      {"cells only", "", "", {}, MK::none},
+      {"cells + causal", "", "", {}, MK::causal},
+      {"cells + document", "doc[q_idx] == doc[kv_idx]", "", {doc}},
+      {"cells + prefix-LM + softcap", "(kv_idx <= q_idx) | (kv_idx < 37)", "30.0 * tanh(score / 30.0)", {}},
+  };
+  const std::vector<std::pair<int, int>> blocks = {{128, 128}, {64, 64}, {100, 48}, {256, 32}, {16, 128}};
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{1, 1}, {17, 1000}, {1000, 17}, {1000, 1000}, {777, 1500}};
+  const flashjit::TileConfig sync_tile{64, 64, 4, 2, flashjit::MmaKind::mma_sync};
+  std::vector<Case> cases;
+  // One kernel per (variant, block size): dtype, head dim and back end vary between them
+  // (each kernel is an NVRTC compile); the lengths vary within.
+  int i = 0;
+  for (const Variant& var : vars)
+    for (const auto& [bq, bk] : blocks) {
+      const DType dt = i % 3 == 0 ? DType::f16 : DType::bf16;
+      const auto [hq, hkv] = i % 2 ? std::pair<int, int>{6, 2} : std::pair<int, int>{7, 1};
+      std::optional<flashjit::TileConfig> tile;
+      if (i % 4 == 1) tile = sync_tile;
+      for (const auto& [sq, sk] : lens)
+        cases.push_back({var, dt, i % 2 ? 64 : 128, hq, hkv, sq, sk, 2, tile, bq, bk, i % 3 == 1, i % 2 == 0});
+      ++i;
+    }
+  cases.push_back({vars[2], DType::bf16, 128, 2, 2, 4097, 4097, 1, std::nullopt, 128, 128, false, true});
+  std::map<std::string, Errors> worst;
+  int64_t masked = 0;
+  uint32_t seed = 4242;
+  for (const Case& c : cases) {
+    const Errors e = run_case(c, 4097, seed++);
+    const bool bf16 = c.dtype == DType::bf16;
+    INFO(c.var.name << " blocks " << c.block_q << "x" << c.block_kv << " sq=" << c.sq << " sk=" << c.sk << ": rel "
+                    << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
+    CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
+    CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
+    CHECK(e.lse_abs < 2e-3);
+    masked += e.masked_rows;
+    Errors& w = worst[flashjit::to_string(c.dtype)];
+    w.rel = std::max(w.rel, e.rel), w.max_abs = std::max(w.max_abs, e.max_abs), w.lse_abs = std::max(w.lse_abs, e.lse_abs);
+  }
+  CHECK(masked > 0);  // the empty cell rows gave fully masked rows, and they were checked
+  std::printf("GPU block masks: %zu forward cases checked (%lld fully masked rows)\n", cases.size(), (long long)masked);
+  for (const auto& [dt, w] : worst)
+    std::printf("  worst %s: rel %.3e  max_abs %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.max_abs, w.lse_abs);
+}
+
+TEST_CASE("the block-mask builder matches the CPU oracle cell for cell", "[gpu][variants][block_mask]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  std::vector<std::pair<std::string, std::vector<expr::CaptureDecl>>> masks;
+  for (const Variant& v : named_variants())
+    if (!v.mask.empty()) masks.push_back({v.mask, v.caps});
+  masks.push_back({"(b == 1) ^ (h == 2) | kv_idx == q_idx", {}});
+  const std::vector<expr::CaptureDecl> rcaps = {{"doc", expr::CaptureDType::i32, 1}, {"bias", expr::CaptureDType::f32, 2}};
+  std::mt19937_64 gen(77);
+  std::vector<bool> random;
+  for (auto& m : masks) (void)m, random.push_back(false);
+  for (int i = 0; i < 24; ++i) masks.push_back({flashjit::testing::random_mask_expr(gen, rcaps, 8, 5), rcaps}), random.push_back(true);
+  struct Shape {
+    int64_t sq, sk;
+    int bq, bk;
+  };
+  const std::vector<Shape> shapes = {{1, 1, 128, 128}, {17, 1000, 64, 32}, {1000, 17, 100, 77},
+                                     {1000, 1000, 128, 128}, {300, 200, 1, 1}, {4097, 4097, 128, 64}};
+  std::mt19937 rng(5);
+  auto& drv = flashjit::CudaDriver::get();
+  int64_t counts[3] = {0, 0, 0};
+  int checked = 0;
+  for (size_t m = 0; m < masks.size(); ++m)
+    for (size_t si = 0; si < shapes.size(); ++si) {
+      const Shape& sh = shapes[si];
+      if (random[m] && sh.sq > 1000) continue;  // the oracle evaluates every element
+      const int64_t B = sh.sq > 1000 ? 1 : 2, H = sh.sq > 1000 ? 1 : 3;
+      std::vector<HostCap> caps;
+      std::vector<expr::HostCapture> host;
+      std::vector<std::unique_ptr<fjtest::DeviceBuffer>> dcaps;
+      std::vector<flashjit::TensorView> views;
+      for (const auto& d : masks[m].second) {
+        caps.push_back(make_capture(d, random[m] ? 8 : 4097, rng));
+        caps.back().view.data = caps.back().bytes.data();
+        host.push_back(caps.back().view);
+        dcaps.push_back(std::make_unique<fjtest::DeviceBuffer>(caps.back().bytes.size()));
+        dcaps.back()->upload(caps.back().bytes.data());
+        flashjit::TensorView t;
+        t.data = dcaps.back()->data();
+        t.dtype = elem_of(d.dtype);
+        t.rank = d.rank;
+        for (int r = 0; r < d.rank; ++r) t.sizes[r] = caps.back().view.sizes[r], t.strides[r] = caps.back().view.strides[r];
+        views.push_back(t);
+      }
+      const flashjit::BlockMaskShape shape{B, H, sh.sq, sh.sk, sh.bq, sh.bk};
+      const int64_t nq = shape.q_blocks(), nk = shape.kv_blocks();
+      fjtest::DeviceBuffer dcells(static_cast<size_t>(B * H * nq * nk) * 4);
+      dcells.poison();
+      flashjit::TensorView cv;
+      cv.data = dcells.data();
+      cv.dtype = flashjit::ElemType::i32;
+      cv.rank = 4;
+      const int64_t dims[4] = {B, H, nq, nk};
+      int64_t stride = 1;
+      for (int r = 3; r >= 0; --r) cv.sizes[r] = dims[r], cv.strides[r] = stride, stride *= dims[r];
+      INFO(masks[m].first << " sq=" << sh.sq << " sk=" << sh.sk << " blocks " << sh.bq << "x" << sh.bk);
+      flashjit::build_block_mask(masks[m].first, masks[m].second, shape, cv, nullptr, views);
+      drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after build_block_mask");
+      std::vector<int32_t> got(static_cast<size_t>(B * H * nq * nk));
+      dcells.download(got.data());
+      const std::vector<int32_t> want = flashjit::eval::block_mask_cells(masks[m].first, masks[m].second, host, B, H,
+                                                                         sh.sq, sh.sk, sh.bq, sh.bk);
+      REQUIRE(got.size() == want.size());
+      size_t first_diff = got.size();
+      for (size_t i = 0; i < got.size() && first_diff == got.size(); ++i)
+        if (got[i] != want[i]) first_diff = i;
+      INFO("first differing cell " << first_diff);
+      REQUIRE(first_diff == got.size());
+      for (int32_t c : got) ++counts[c];
+      ++checked;
+    }
+  std::printf("GPU block-mask builder: %d masks x shapes equal to the CPU oracle (%lld empty, %lld partial, %lld full cells)\n",
+              checked, (long long)counts[0], (long long)counts[1], (long long)counts[2]);
 }

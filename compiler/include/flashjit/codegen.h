@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "flashjit/expr.h"
 #include "flashjit/ir.h"
 
 namespace flashjit::codegen {
@@ -13,5 +14,20 @@ std::string generate_cuda(const ir::Kernel& k);
 
 // The kernel entry name for a spec: flashjit_fwd_<dtype>_d<D>x<DV>_<mask>_<hash8>.
 std::string kernel_name(const AttentionSpec& spec);
+
+// The user's expressions as device functions over `params` (FwdParams), shared by every
+// kernel kind (expr_hooks.cpp):
+//   mask_mod(params, b, h, q_idx, kv_idx) -> bool, per element (exact float math);
+//   mask_interval(params, box) -> IvB, the mask over an index box (tile classification);
+//   score_mod(params, score, b, h, q_idx, kv_idx) -> float (fast float math).
+std::string capture_comments(const std::vector<expr::CaptureDecl>& captures);
+std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
+std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
+
+// The block-mask builder kernel for a mask expression (templates/flashjit/block_mask_build.cuh):
+// a complete translation unit whose entry is named by block_mask_kernel_name().
+std::string generate_block_mask_cuda(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
+std::string block_mask_kernel_name(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
+inline constexpr int kBlockMaskThreads = 128;
 
 }  // namespace flashjit::codegen

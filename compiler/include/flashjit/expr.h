@@ -175,7 +175,11 @@ std::optional<BandForm> as_band(const Expr& e);
 // One C++ expression computing `e`'s value from the in-scope names b, h, q_idx, kv_idx,
 // score and params (FwdParams: seqlen_q, seqlen_k, caps[]), using templates/flashjit/
 // expr_ops.cuh and capture_arg.cuh; `dtypes[i]` is the dtype of capture i (params.caps[i]).
-std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes);
+// FloatMath::fast (score_mod only) lets float + - * contract into FMAs and uses the fast
+// division, exp, log, tanh and sigmoid of expr_ops.cuh (a few ulp); exact matches the CPU
+// evaluator bit for bit, which masks need.
+enum class FloatMath { exact, fast };
+std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math = FloatMath::exact);
 // One C++ expression of type flashjit::IvB computing mask_over() on the device from an
 // in-scope `box` (flashjit::IvBox, templates/flashjit/interval.cuh). With the captures'
 // dtypes, reads scan params.caps[i] as mask_over() with `readable` does; without, a read's
