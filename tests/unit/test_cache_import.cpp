@@ -15,6 +15,7 @@
 
 #include "catch.hpp"
 #include "cli_runner.h"
+#include "flashjit/block_mask.h"
 #include "flashjit/disk_cache.h"
 #include "flashjit/tuning.h"
 #include "tuning_samples.h"
@@ -214,4 +215,28 @@ TEST_CASE("cache import skips a badly named entry and imports the rest", "[cli]"
   CHECK(has(r.out, "skipped " + bad.string() + ": not a valid cache key"));
   CHECK(has(r.out, "imported 1 kernel entry and 1 tuning record"));
   CHECK(has(r.out, "1 verified, 0 rejected"));
+}
+
+TEST_CASE("cache import --verify recompiles block-mask builder entries too", "[cli][block_mask]") {
+  fjtest::ScratchDir work("import-builder");
+  const fs::path exported = work.path / "exported", verified = work.path / "verified";
+  const std::vector<flashjit::expr::CaptureDecl> caps = {{"doc", flashjit::expr::CaptureDType::i32, 1}};
+  flashjit::CompileOptions o;
+  o.arch = "sm_80";
+  o.use_cache = false;
+  const flashjit::CompiledKernel k = flashjit::compile_block_mask("doc[q_idx] == doc[kv_idx]", caps, o);
+  flashjit::AttentionSpec meta;  // what compile_block_mask stores beside the cubin
+  meta.head_dim = meta.head_dim_v = 64;
+  meta.mask.kind = flashjit::MaskKind::custom;
+  meta.mask.expr = "doc[q_idx] == doc[kv_idx]";
+  meta.captures = caps;
+  DiskCache(exported).store(k.cache_key, flashjit::cache_entry_for(k, flashjit::spec_to_json(meta)));
+  const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--dir", verified.string()});
+  INFO(r.out);
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "1 verified, 0 rejected"));
+  const std::optional<CacheEntry> got = DiskCache(verified).load(k.cache_key);
+  REQUIRE(got);
+  CHECK(got->kernel_name == k.kernel_name);
+  CHECK(got->image == k.image);
 }
