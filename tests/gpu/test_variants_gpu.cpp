@@ -508,3 +508,45 @@ TEST_CASE("the block-mask builder matches the CPU oracle cell for cell", "[gpu][
   std::printf("GPU block-mask builder: %d masks x shapes equal to the CPU oracle (%lld empty, %lld partial, %lld full cells)\n",
               checked, (long long)counts[0], (long long)counts[1], (long long)counts[2]);
 }
+
+// Small cases for compute-sanitizer (memcheck, racecheck): the tile-list classification with
+// a captured-tensor scan, a block-mask forward on both back ends, and the builder.
+TEST_CASE("variants and block masks under compute-sanitizer", "[gpu][variants][block_mask][sanitize]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const expr::CaptureDecl doc{"doc", expr::CaptureDType::i32, 1};
+  const Variant dvar{"document + causal", "(doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)", "", {doc}};
+  const Variant cells{"cells + causal", "", "", {}, flashjit::MaskKind::causal};
+  const flashjit::TileConfig sync_tile{64, 64, 4, 2, flashjit::MmaKind::mma_sync};
+  const std::vector<Case> cases = {
+      {dvar, DType::bf16, 128, 2, 1, 300, 517, 1, std::nullopt},
+      {cells, DType::bf16, 128, 2, 1, 300, 517, 1, std::nullopt, 64, 96, false, true},
+      {cells, DType::f16, 64, 3, 3, 257, 300, 2, sync_tile, 128, 128, true, false},
+  };
+  uint32_t seed = 1;
+  for (const Case& c : cases) CHECK(run_case(c, 600, seed++).rel < 2e-2);
+  std::mt19937 rng(9);
+  HostCap d = make_capture(doc, 600, rng);
+  fjtest::DeviceBuffer dd(d.bytes.size());
+  dd.upload(d.bytes.data());
+  flashjit::TensorView tv;
+  tv.data = dd.data();
+  tv.dtype = flashjit::ElemType::i32;
+  tv.rank = 1;
+  tv.sizes[0] = 600, tv.strides[0] = 1;
+  const flashjit::BlockMaskShape shape{1, 2, 600, 555, 64, 128};
+  fjtest::DeviceBuffer dcells(static_cast<size_t>(2 * shape.q_blocks() * shape.kv_blocks()) * 4);
+  flashjit::TensorView cv;
+  cv.data = dcells.data();
+  cv.dtype = flashjit::ElemType::i32;
+  cv.rank = 4;
+  const int64_t dims[4] = {1, 2, shape.q_blocks(), shape.kv_blocks()};
+  int64_t stride = 1;
+  for (int r = 3; r >= 0; --r) cv.sizes[r] = dims[r], cv.strides[r] = stride, stride *= dims[r];
+  flashjit::build_block_mask(dvar.mask, {doc}, shape, cv, nullptr, {tv});
+  auto& drv = flashjit::CudaDriver::get();
+  drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after build_block_mask");
+  std::vector<int32_t> got(static_cast<size_t>(stride));
+  dcells.download(got.data());
+  d.view.data = d.bytes.data();
+  CHECK(got == flashjit::eval::block_mask_cells(dvar.mask, {doc}, {d.view}, 1, 2, 600, 555, 64, 128));
+}
