@@ -9,27 +9,22 @@
 #include "flashjit/spec.h"
 
 namespace flashjit::codegen {
-namespace {
-
-// A spec holding only the mask and its captures: its hash names the kernel.
 AttentionSpec mask_only_spec(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures) {
   AttentionSpec s;
   s.head_dim = s.head_dim_v = 64;
   s.mask.kind = MaskKind::custom;
   s.mask.expr = mask_expr;
   s.captures = captures;
-  return s.normalized();
+  return s;
 }
-
-}  // namespace
 
 std::string block_mask_kernel_name(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures) {
   return fmt::format("flashjit_block_mask_{:08x}",
-                     static_cast<uint32_t>(spec_hash(mask_only_spec(mask_expr, captures)) & 0xffffffffu));
+                     static_cast<uint32_t>(spec_hash(mask_only_spec(mask_expr, captures).normalized()) & 0xffffffffu));
 }
 
 std::string generate_block_mask_cuda(const std::string& mask_expr0, const std::vector<expr::CaptureDecl>& captures) {
-  const AttentionSpec spec = mask_only_spec(mask_expr0, captures);
+  const AttentionSpec spec = mask_only_spec(mask_expr0, captures).normalized();
   const std::string name = block_mask_kernel_name(mask_expr0, captures);
   std::string out = "// flashjit generated kernel: " + name + "\n";
   out += "// The block mask of: " + spec.mask.expr + "\n";

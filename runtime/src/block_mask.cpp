@@ -18,19 +18,11 @@
 namespace flashjit {
 namespace {
 
-// A spec holding only this mask and its captures (the other fields at valid defaults).
-AttentionSpec mask_only(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures) {
-  AttentionSpec s;
-  s.head_dim = s.head_dim_v = 64;
-  s.mask.kind = MaskKind::custom;
-  s.mask.expr = mask_expr;
-  s.captures = captures;
-  return s;
-}
+using codegen::mask_only_spec;
 
 // The expression, checked (it parses with these captures and is a bool), in canonical form.
 std::string checked_mask(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures) {
-  const AttentionSpec s = mask_only(mask_expr, captures);
+  const AttentionSpec s = mask_only_spec(mask_expr, captures);
   try {
     validate(s);
   } catch (const SpecError& e) {
@@ -96,7 +88,7 @@ CompiledKernel compile_block_mask(const std::string& mask_expr, const std::vecto
                                   const CompileOptions& options) {
   const std::string mask = checked_mask(mask_expr, captures);
   const std::string arch = resolve_arch(options.arch);
-  const AttentionSpec meta = mask_only(mask, captures);  // shown by `flashjit cache list`
+  const AttentionSpec meta = mask_only_spec(mask, captures);  // shown by `flashjit cache list`
   return compile_source(codegen::block_mask_kernel_name(mask, captures),
                         codegen::generate_block_mask_cuda(mask, captures), arch, spec_to_json(meta),
                         codegen::kBlockMaskThreads, 0, TileConfig{}, options.use_cache);
@@ -129,7 +121,7 @@ void build_block_mask(const std::string& mask_expr, const std::vector<expr::Capt
   if (want[2] * kb_groups > INT32_MAX)
     throw ArgumentError("block_q", "gives more than 2^31 - 1 thread blocks; use larger blocks");
 
-  const AttentionSpec spec = mask_only(mask, captures);  // reads checked over the builder's ranges
+  const AttentionSpec spec = mask_only_spec(mask, captures);  // reads checked over the builder's ranges
   const ProblemShape shape{s.batch, s.heads, s.heads, s.seqlen_q, s.seqlen_k};
   validate_capture_args(spec, capture_views, shape, cells, nullptr);
 

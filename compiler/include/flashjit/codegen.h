@@ -26,6 +26,9 @@ std::string score_hook(const std::string& score_mod, const std::vector<expr::Cap
 
 // The block-mask builder kernel for a mask expression (templates/flashjit/block_mask_build.cuh):
 // a complete translation unit whose entry is named by block_mask_kernel_name().
+// A spec holding only this mask and its captures (other fields at valid defaults): what
+// names and describes a builder kernel, and what its reads are checked against.
+AttentionSpec mask_only_spec(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
 std::string generate_block_mask_cuda(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
 std::string block_mask_kernel_name(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
 inline constexpr int kBlockMaskThreads = 128;
