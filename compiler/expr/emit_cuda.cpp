@@ -187,8 +187,19 @@ class IntervalEmitter {
       case Kind::le: return pick("iv_ile", "iv_fle");
       case Kind::gt: return pick("iv_igt", "iv_fgt");
       case Kind::ge: return pick("iv_ige", "iv_fge");
-      case Kind::logical_and: return "iv_and(" + a(0) + ", " + a(1) + ")";
-      case Kind::logical_or: return "iv_or(" + a(0) + ", " + a(1) + ")";
+      // A right operand that scans a captured tensor is evaluated only when the left one
+      // leaves the result open: a block mask's `cell == 2 | cell == 1 & mask` reads the
+      // cells and scans the mask's tensors only over partial cells.
+      // The ranges of & and | are symmetric, so an operand without reads goes first:
+      // `doc[q_idx] == doc[kv_idx] & q_idx >= kv_idx` scans doc only below the diagonal.
+      case Kind::logical_and:
+      case Kind::logical_or: {
+        const bool and_ = n.kind == Kind::logical_and;
+        const bool r0 = reads(n.args[0]), r1 = reads(n.args[1]);
+        if (!r0 && !r1) return std::string(and_ ? "iv_and(" : "iv_or(") + a(0) + ", " + a(1) + ")";
+        const std::string first = r0 && !r1 ? a(1) : a(0), second = r0 && !r1 ? a(0) : a(1);
+        return std::string(and_ ? "iv_and_then(" : "iv_or_else(") + first + ", [&] { return " + second + "; })";
+      }
       case Kind::logical_xor: return "iv_xor(" + a(0) + ", " + a(1) + ")";
       case Kind::where:
         if (n.type == Type::floating) return "iv_where(" + a(0) + ", " + af(1) + ", " + af(2) + ")";
@@ -213,6 +224,14 @@ class IntervalEmitter {
  private:
   const Expr& e_;
   const std::vector<CaptureDType>& dtypes_;
+  // Whether node i's subtree scans a captured tensor (a read the analysis knows the dtype of).
+  bool reads(int i) const {
+    const Node& n = e_.nodes[static_cast<size_t>(i)];
+    if (n.kind == Kind::read && static_cast<size_t>(n.capture) < dtypes_.size()) return true;
+    for (int c : n.args)
+      if (reads(c)) return true;
+    return false;
+  }
   std::string as_float(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
     if (n.type == Type::integer) return "iv_i2f(" + node(i) + ")";

@@ -276,6 +276,16 @@ FJ_HOST_DEVICE IvB iv_fge(const IvF& a, const IvF& b) { return iv_fle(b, a); }
 // --- bools ----------------------------------------------------------------------
 FJ_HOST_DEVICE IvB iv_and(const IvB& a, const IvB& b) { return IvB{a.f || b.f, a.t && b.t}; }
 FJ_HOST_DEVICE IvB iv_or(const IvB& a, const IvB& b) { return IvB{a.f && b.f, a.t || b.t}; }
+// The same, computing b() only when a does not decide: a never true decides a & b, a always
+// true decides a | b (emit_cuda.cpp uses these when b scans a captured tensor).
+template <class F>
+FJ_HOST_DEVICE IvB iv_and_then(const IvB& a, F&& b) {
+  return !a.t && a.f ? IvB{true, false} : iv_and(a, b());
+}
+template <class F>
+FJ_HOST_DEVICE IvB iv_or_else(const IvB& a, F&& b) {
+  return !a.f && a.t ? IvB{false, true} : iv_or(a, b());
+}
 FJ_HOST_DEVICE IvB iv_xor(const IvB& a, const IvB& b) {
   return IvB{(a.t && b.t) || (a.f && b.f), (a.t && b.f) || (a.f && b.t)};
 }
