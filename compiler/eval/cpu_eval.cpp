@@ -31,6 +31,7 @@
 #include "flashjit/band_mask.cuh"
 #include "flashjit/interval.cuh"
 #include "flashjit/error.h"
+#include "reference_scores.h"
 
 namespace flashjit::eval {
 
@@ -592,33 +593,8 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
   const int group = heads_q / heads_kv;
   const double scale = spec.softmax_scale ? *spec.softmax_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
   const int64_t sq = q.s, sk = k.s;
-  const int64_t off = spec.mask.align == MaskAlign::bottom_right ? sk - sq : 0;
-
   // Expressions are evaluated element by element, straight from the spec's text.
-  std::optional<expr::Expr> mask_expr, score_expr;
-  if (spec.mask.kind == MaskKind::custom) mask_expr = expr::parse(spec.mask.expr, expr::Context{false, spec.captures});
-  if (!spec.score_mod.empty()) score_expr = expr::parse(spec.score_mod, expr::Context{true, spec.captures});
-  int64_t cur_b = 0, cur_h = 0;
-  auto env = [&](int64_t i, int64_t j, float score) {
-    expr::Env e;
-    e.b = static_cast<int>(cur_b), e.h = static_cast<int>(cur_h), e.q_idx = static_cast<int>(i);
-    e.kv_idx = static_cast<int>(j), e.seqlen_q = static_cast<int>(sq), e.seqlen_k = static_cast<int>(sk);
-    e.score = score;
-    e.captures = &captures;
-    return e;
-  };
-  auto visible = [&](int64_t i, int64_t j) {
-    switch (spec.mask.kind) {
-      case MaskKind::custom: return expr::eval_mask(*mask_expr, env(i, j, 0.f));
-      case MaskKind::none: return true;
-      case MaskKind::causal: return j <= i + off;
-      case MaskKind::sliding_window: {
-        const int64_t a = i + off;  // the aligned query position
-        return (spec.mask.left < 0 || j >= a - spec.mask.left) && (spec.mask.right < 0 || j <= a + spec.mask.right);
-      }
-    }
-    return false;
-  };
+  const ReferenceScores scores(spec, sq, sk, captures);
 
   Result res;
   res.o = HostTensor(q.b, heads_q, sq, head_dim_v);
@@ -627,19 +603,16 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
   std::vector<char> vis(static_cast<size_t>(sk));
   for (int64_t b = 0; b < q.b; ++b)
     for (int64_t h = 0; h < heads_q; ++h) {
-      cur_b = b, cur_h = h;
       const int64_t hk = h / group;
       for (int64_t i = 0; i < sq; ++i) {
         double mx = -kInf;
         bool nan_row = false;  // a score_mod that gives NaN makes the row NaN, as in torch
         for (int64_t j = 0; j < sk; ++j) {
-          vis[j] = visible(i, j);
+          vis[j] = scores.visible(b, h, i, j);
           if (!vis[j]) continue;
           double s = 0.0;
           for (int t = 0; t < head_dim; ++t) s += q.at(b, h, i, t) * k.at(b, hk, j, t);
-          w[j] = score_expr ? static_cast<double>(expr::eval_score(
-                                  *score_expr, env(i, j, static_cast<float>(s) * static_cast<float>(scale))))
-                            : s * scale;
+          w[j] = scores.score(b, h, i, j, s, scale);
           nan_row = nan_row || std::isnan(w[j]);
           mx = std::max(mx, w[j]);
         }

@@ -42,4 +42,16 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
 Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                            const HostTensor& v, const std::vector<expr::HostCapture>& captures = {});
 
+// The float64 backward of reference_attention for the upstream gradient `dout` (b, heads_q,
+// seqlen_q, head_dim_v): dq like q, dk like k, dv like v (GQA: summed over each kv head's
+// query heads). A score_mod enters through its symbolic derivative (expr::score_derivative).
+// Rows with no visible key get zero gradients; rows a score_mod makes NaN get a NaN dq row
+// and give nothing to dk and dv.
+struct Grads {
+  HostTensor dq, dk, dv;
+};
+Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
+                                   const HostTensor& v, const HostTensor& dout,
+                                   const std::vector<expr::HostCapture>& captures = {});
+
 }  // namespace flashjit::eval

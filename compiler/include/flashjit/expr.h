@@ -134,6 +134,14 @@ Value evaluate(const Expr& e, const Env& env);
 bool eval_mask(const Expr& e, const Env& env);      // e of type bool
 float eval_score(const Expr& e, const Env& env);    // e of type int or float, as float
 
+// --- derivative (the backward pass) --------------------------------------------------
+// d e / d score for a score_mod `e` (int or float), as an expression of type float over the
+// same names (docs/expressions.md, "Derivative"). Piecewise-constant parts (ints, floor
+// division, casts, comparisons) have derivative 0; min/max take the first argument's on
+// ties; abs has 0 at 0. Throws ExprError when the result exceeds the text or node limits.
+Expr score_derivative(const Expr& e, const std::vector<CaptureDecl>& captures);
+std::string score_derivative_text(const Expr& e, const std::vector<CaptureDecl>& captures);
+
 // --- interval analysis -------------------------------------------------------------
 // Inclusive ranges of the index variables (and the scalar ones as points or ranges).
 struct Box {

@@ -1,0 +1,96 @@
+// The float64 backward reference: dQ, dK, dV of reference_attention for an upstream dO,
+// from the definition (no tiling, no recomputation tricks), so a backward kernel and its
+// CPU evaluation can be checked against it; it is itself checked by finite differences
+// (tests/unit/test_backward_reference.cpp).
+//
+// Per row i of each (batch, query head), with w_ij the (modified) score of visible keys:
+//   P = softmax(w),  O = P V,  dP = dO Vᵀ,  D_i = rowsum(dO ∘ O),  dW = P ∘ (dP − D)
+//   dS = dW ∘ dscore/draw (scale, times score_mod' with a score_mod),
+//   dQ = dS K,  dK = dSᵀ Q,  dV = Pᵀ dO;  dK and dV summed over the query heads of a kv head.
+#include <cmath>
+#include <limits>
+
+#include "flashjit/cpu_eval.h"
+#include "flashjit/error.h"
+#include "reference_scores.h"
+
+namespace flashjit::eval {
+
+Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
+                                   const HostTensor& v, const HostTensor& dout,
+                                   const std::vector<expr::HostCapture>& captures) {
+  const int head_dim = spec.head_dim;
+  const int head_dim_v = spec.head_dim_v != 0 ? spec.head_dim_v : spec.head_dim;
+  const int heads_q = spec.num_heads_q;
+  const int heads_kv = spec.num_heads_kv != 0 ? spec.num_heads_kv : spec.num_heads_q;
+  if (heads_kv <= 0 || heads_q % heads_kv != 0) throw ArgumentError("spec", "num_heads_q must be a multiple of num_heads_kv");
+  if (q.h != heads_q || q.d != head_dim) throw ArgumentError("q", "shape does not match the spec");
+  if (k.h != heads_kv || k.d != head_dim || k.b != q.b) throw ArgumentError("k", "shape does not match the spec");
+  if (v.h != heads_kv || v.d != head_dim_v || v.b != q.b || v.s != k.s)
+    throw ArgumentError("v", "shape does not match the spec");
+  if (dout.b != q.b || dout.h != heads_q || dout.s != q.s || dout.d != head_dim_v)
+    throw ArgumentError("dout", "shape must be (batch, heads_q, seqlen_q, head_dim_v)");
+  const int group = heads_q / heads_kv;
+  const double scale = spec.softmax_scale ? *spec.softmax_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const int64_t sq = q.s, sk = k.s;
+  const ReferenceScores scores(spec, sq, sk, captures, /*with_derivative=*/true);
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+  Grads g;
+  g.dq = HostTensor(q.b, heads_q, sq, head_dim);
+  g.dk = HostTensor(q.b, heads_kv, sk, head_dim);
+  g.dv = HostTensor(q.b, heads_kv, sk, head_dim_v);
+  std::vector<double> raw(static_cast<size_t>(sk)), p(static_cast<size_t>(sk));
+  std::vector<char> vis(static_cast<size_t>(sk));
+  std::vector<double> o(static_cast<size_t>(head_dim_v));
+  for (int64_t b = 0; b < q.b; ++b)
+    for (int64_t h = 0; h < heads_q; ++h) {
+      const int64_t hk = h / group;
+      for (int64_t i = 0; i < sq; ++i) {
+        double mx = -std::numeric_limits<double>::infinity();
+        bool nan_row = false;
+        for (int64_t j = 0; j < sk; ++j) {
+          vis[j] = scores.visible(b, h, i, j);
+          if (!vis[j]) continue;
+          double s = 0.0;
+          for (int t = 0; t < head_dim; ++t) s += q.at(b, h, i, t) * k.at(b, hk, j, t);
+          raw[j] = s;
+          p[j] = scores.score(b, h, i, j, s, scale);
+          nan_row = nan_row || std::isnan(p[j]);
+          mx = std::max(mx, p[j]);
+        }
+        if (nan_row) {  // NaN by the score_mod's own arithmetic: NaN dq, nothing to dk / dv
+          for (int t = 0; t < head_dim; ++t) g.dq.at(b, h, i, t) = kNaN;
+          continue;
+        }
+        if (mx == -std::numeric_limits<double>::infinity()) continue;  // no visible key: zero gradients
+        double sum = 0.0;
+        for (int64_t j = 0; j < sk; ++j) sum += vis[j] ? (p[j] = std::exp(p[j] - mx)) : (p[j] = 0.0);
+        for (int64_t j = 0; j < sk; ++j) p[j] /= sum;
+        double d_row = 0.0;  // D_i = rowsum(dO ∘ O)
+        for (int t = 0; t < head_dim_v; ++t) {
+          double acc = 0.0;
+          for (int64_t j = 0; j < sk; ++j)
+            if (vis[j]) acc += p[j] * v.at(b, hk, j, t);
+          o[t] = acc;
+          d_row += dout.at(b, h, i, t) * acc;
+        }
+        for (int64_t j = 0; j < sk; ++j) {
+          if (!vis[j]) continue;
+          double dp = 0.0;
+          for (int t = 0; t < head_dim_v; ++t) {
+            dp += dout.at(b, h, i, t) * v.at(b, hk, j, t);
+            g.dv.at(b, hk, j, t) += p[j] * dout.at(b, h, i, t);
+          }
+          const double ds = p[j] * (dp - d_row) * scores.dscore(b, h, i, j, raw[j], scale);
+          for (int t = 0; t < head_dim; ++t) {
+            g.dq.at(b, h, i, t) += ds * k.at(b, hk, j, t);
+            g.dk.at(b, hk, j, t) += ds * q.at(b, h, i, t);
+          }
+        }
+      }
+    }
+  return g;
+}
+
+}  // namespace flashjit::eval

@@ -1,0 +1,72 @@
+// Internal to the CPU evaluator: the float64 references' view of a spec's scores, straight
+// from the spec's field definitions (not from the IR): which keys a query sees, the modified
+// score, and (for the backward) d score_mod / d score. Shared by reference_attention and
+// reference_attention_backward so that the two cannot disagree on the mask.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "flashjit/expr.h"
+#include "flashjit/spec.h"
+
+namespace flashjit::eval {
+
+class ReferenceScores {
+ public:
+  ReferenceScores(const AttentionSpec& spec, int64_t seqlen_q, int64_t seqlen_k,
+                  const std::vector<expr::HostCapture>& captures, bool with_derivative = false)
+      : spec_(spec), sq_(seqlen_q), sk_(seqlen_k), captures_(captures),
+        off_(spec.mask.align == MaskAlign::bottom_right ? seqlen_k - seqlen_q : 0) {
+    if (spec.mask.kind == MaskKind::custom) mask_ = expr::parse(spec.mask.expr, expr::Context{false, spec.captures});
+    if (!spec.score_mod.empty()) {
+      score_ = expr::parse(spec.score_mod, expr::Context{true, spec.captures});
+      if (with_derivative) dscore_ = expr::score_derivative(*score_, spec.captures);
+    }
+  }
+
+  bool visible(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    switch (spec_.mask.kind) {
+      case MaskKind::custom: return expr::eval_mask(*mask_, env(b, h, i, j, 0.f));
+      case MaskKind::none: return true;
+      case MaskKind::causal: return j <= i + off_;
+      case MaskKind::sliding_window: {
+        const int64_t a = i + off_;  // the aligned query position
+        return (spec_.mask.left < 0 || j >= a - spec_.mask.left) && (spec_.mask.right < 0 || j <= a + spec_.mask.right);
+      }
+    }
+    return false;
+  }
+  // The score the softmax sees for raw = q·k (float64): raw * scale, or score_mod of it
+  // (evaluated in float, as the kernels do).
+  double score(int64_t b, int64_t h, int64_t i, int64_t j, double raw, double scale) const {
+    if (!score_) return raw * scale;
+    return static_cast<double>(expr::eval_score(*score_, env(b, h, i, j, scaled(raw, scale))));
+  }
+  // d score / d raw = scale * score_mod'(raw * scale).
+  double dscore(int64_t b, int64_t h, int64_t i, int64_t j, double raw, double scale) const {
+    if (!score_) return scale;
+    return scale * static_cast<double>(expr::eval_score(*dscore_, env(b, h, i, j, scaled(raw, scale))));
+  }
+
+ private:
+  const AttentionSpec& spec_;
+  int64_t sq_, sk_;
+  const std::vector<expr::HostCapture>& captures_;
+  int64_t off_;
+  std::optional<expr::Expr> mask_, score_, dscore_;
+
+  static float scaled(double raw, double scale) { return static_cast<float>(raw) * static_cast<float>(scale); }
+  expr::Env env(int64_t b, int64_t h, int64_t i, int64_t j, float score) const {
+    expr::Env e;
+    e.b = static_cast<int>(b), e.h = static_cast<int>(h), e.q_idx = static_cast<int>(i);
+    e.kv_idx = static_cast<int>(j), e.seqlen_q = static_cast<int>(sq_), e.seqlen_k = static_cast<int>(sk_);
+    e.score = score;
+    e.captures = &captures_;
+    return e;
+  }
+};
+
+}  // namespace flashjit::eval
