@@ -74,4 +74,38 @@ FJ_HOST_DEVICE bool tile_is_full(const KvTileRange& r, int n) {
   return n >= r.full_begin && n < r.full_end;
 }
 
+// The transposed view, for the backward's KV-stationary loop (dK, dV of one kv tile summed
+// over the q tiles that see it): the q tiles of `block_m` rows for the kv tile starting at
+// key k0 with `block_n` keys, as a KvTileRange of q-tile indices. A q tile is full when every
+// one of its rows sees every key of the kv tile, and both tiles lie inside the tensors: in
+// the backward, padding rows of the last q tile would add to dK and dV, so they must be
+// masked like the padding keys of the last kv tile.
+FJ_HOST_DEVICE KvTileRange band_q_tiles(const Band& m, long long k0, int block_n, long long seqlen_q,
+                                        long long seqlen_k, int block_m) {
+  KvTileRange r{0, 0, 0, 0};
+  const long long ka = k0;
+  const long long kb = fj_min(k0 + block_n, seqlen_k) - 1;  // last real key
+  if (kb < ka || seqlen_q <= 0) return r;
+  // Query i sees key j iff j - off - hi <= i <= j - off - lo: over keys ka..kb, one interval.
+  long long ilo = 0, ihi = seqlen_q - 1;
+  if (m.has_hi) ilo = fj_max(ilo, ka - m.offset - m.hi);
+  if (m.has_lo) ihi = fj_min(ihi, kb - m.offset - m.lo);
+  if (ihi < ilo) return r;
+  r.begin = (int)fj_floor_div(ilo, block_m);
+  r.end = (int)fj_floor_div(ihi, block_m) + 1;
+  r.full_begin = r.full_end = r.begin;
+  if (k0 + block_n > seqlen_k) return r;  // padding keys: no q tile is full
+  // Full q tile t (rows qa = t * block_m .. qb = qa + block_m - 1, all real): every i, j
+  // visible, i.e. qa >= kb - off - hi and qb <= ka - off - lo and qb < seqlen_q.
+  long long fb = r.begin, fe = r.end;
+  if (m.has_hi) fb = fj_max(fb, -fj_floor_div(-(kb - m.offset - m.hi), block_m));  // ceil
+  long long qb_max = seqlen_q - 1;
+  if (m.has_lo) qb_max = fj_min(qb_max, ka - m.offset - m.lo);
+  fe = fj_min(fe, fj_floor_div(qb_max + 1, block_m));  // tiles t with (t + 1) * block_m - 1 <= qb_max
+  if (fe < fb) fe = fb;
+  r.full_begin = (int)fb;
+  r.full_end = (int)fe;
+  return r;
+}
+
 }  // namespace flashjit

@@ -300,6 +300,54 @@ TEST_CASE("band_kv_tiles matches brute force", "[eval]") {
   CHECK(with_full > 100);
 }
 
+// band_q_tiles (the backward's transposed view) against brute force: for a kv tile, the
+// q-tile range holds exactly the q tiles with a visible pair, and the full sub-range exactly
+// those whose every row sees every key, both tiles lying inside the tensors.
+TEST_CASE("band_q_tiles matches brute force", "[eval][backward]") {
+  std::mt19937 rng(4321);
+  std::uniform_int_distribution<int> coin(0, 1), len(1, 90), val(-40, 40), off(-50, 50), bsel(0, 3);
+  const int blocks[] = {16, 32, 64, 128};
+  int checked = 0, with_full = 0;
+  for (int iter = 0; iter < 1500; ++iter) {
+    Band b{};
+    b.has_lo = coin(rng);
+    b.has_hi = coin(rng);
+    b.lo = val(rng);
+    b.hi = val(rng);
+    if (b.has_lo && b.has_hi && b.lo > b.hi) std::swap(b.lo, b.hi);
+    const long long sq = len(rng), sk = len(rng);
+    b.offset = iter % 3 == 0 ? sk - sq : (iter % 3 == 1 ? 0 : off(rng));
+    const int bm = blocks[bsel(rng)], bn = blocks[bsel(rng)];
+    const long long n_q_tiles = ceil_div(sq, bm);
+    for (long long k0 = 0; k0 < sk; k0 += bn) {
+      const KvTileRange r = band_q_tiles(b, k0, bn, sq, sk, bm);
+      INFO("band lo=" << (b.has_lo ? std::to_string(b.lo) : "none") << " hi="
+                      << (b.has_hi ? std::to_string(b.hi) : "none") << " off=" << b.offset << " Sq=" << sq
+                      << " Sk=" << sk << " k0=" << k0 << " bm=" << bm << " bn=" << bn << " -> [" << r.begin << ","
+                      << r.end << ") full [" << r.full_begin << "," << r.full_end << ")");
+      REQUIRE(r.begin <= r.end);
+      REQUIRE(r.begin >= 0);
+      REQUIRE(r.end <= n_q_tiles);
+      REQUIRE(r.full_begin <= r.full_end);
+      for (long long t = 0; t < n_q_tiles; ++t) {
+        bool any = false, all = (t + 1) * bm <= sq && k0 + bn <= sk;
+        for (long long i = t * bm; i < (t + 1) * bm; ++i)
+          for (long long j = k0; j < k0 + bn; ++j) {
+            const bool vis = i < sq && band_visible(b, i, j, sk);
+            any |= vis;
+            all &= vis;
+          }
+        REQUIRE((t >= r.begin && t < r.end) == any);
+        REQUIRE(tile_is_full(r, static_cast<int>(t)) == all);
+        with_full += all;
+      }
+      ++checked;
+    }
+  }
+  CHECK(checked > 1500);
+  CHECK(with_full > 100);
+}
+
 // The IR (as lowered, and after the sm_80 pipeline) against the reference, over masks,
 // alignments, sequence lengths (empty rows, single rows / keys, ragged last tiles), tiles,
 // dtypes, head dims and GQA groups.

@@ -54,4 +54,19 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
                                    const HostTensor& v, const HostTensor& dout,
                                    const std::vector<expr::HostCapture>& captures = {});
 
+// The backward as its kernels will tile it (compiler/eval/tiled_backward.cpp): D =
+// rowsum(dO ∘ O), then per (batch, kv head, kv tile of spec.tile->block_n keys) dK and dV
+// accumulated over the group's q heads and the q tiles (block_m rows) that see the tile, with
+// P recomputed from `lse` (natural log, -inf for rows with no key) and P, dS rounded to the
+// dtype; dQ reduce-added per q tile. `classify`: skip empty q tiles and leave full ones
+// unmasked (band_q_tiles, or interval analysis of a mask expression); false visits and masks
+// every tile. The two must agree bit for bit.
+struct TiledGrads {
+  Grads grads;
+  int64_t tiles_skipped = 0, tiles_full = 0, tiles_partial = 0;
+};
+TiledGrads tiled_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k, const HostTensor& v,
+                          const HostTensor& o, const std::vector<double>& lse, const HostTensor& dout,
+                          const std::vector<expr::HostCapture>& captures = {}, bool classify = true);
+
 }  // namespace flashjit::eval
