@@ -6,7 +6,8 @@
 // Per row i of each (batch, query head), with w_ij the (modified) score of visible keys:
 //   P = softmax(w),  O = P V,  dP = dO Vᵀ,  D_i = rowsum(dO ∘ O),  dW = P ∘ (dP − D)
 //   dS = dW ∘ dscore/draw (scale, times score_mod' with a score_mod),
-//   dQ = dS K,  dK = dSᵀ Q,  dV = Pᵀ dO;  dK and dV summed over the query heads of a kv head.
+//   dQ = dS K,  dK = dSᵀ Q,  dV = Pᵀ dO;  dK and dV summed over the query heads of a kv head;
+//   d capture[x] = Σ dW ∘ d score_mod / d capture[x] for float tensors score_mod reads.
 #include <cmath>
 #include <limits>
 
@@ -40,6 +41,14 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
   g.dq = HostTensor(q.b, heads_q, sq, head_dim);
   g.dk = HostTensor(q.b, heads_kv, sk, head_dim);
   g.dv = HostTensor(q.b, heads_kv, sk, head_dim_v);
+  g.dcaptures.resize(captures.size());
+  for (size_t c = 0; c < captures.size() && c < spec.captures.size(); ++c) {
+    const expr::CaptureDType t = spec.captures[c].dtype;
+    if (t != expr::CaptureDType::f32 && t != expr::CaptureDType::f16 && t != expr::CaptureDType::bf16) continue;
+    int64_t n = 1;
+    for (int d = 0; d < captures[c].rank; ++d) n *= captures[c].sizes[d];
+    g.dcaptures[c].assign(static_cast<size_t>(n), 0.0);
+  }
   std::vector<double> raw(static_cast<size_t>(sk)), p(static_cast<size_t>(sk));
   std::vector<char> vis(static_cast<size_t>(sk));
   std::vector<double> o(static_cast<size_t>(head_dim_v));
@@ -82,7 +91,9 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
             dp += dout.at(b, h, i, t) * v.at(b, hk, j, t);
             g.dv.at(b, hk, j, t) += p[j] * dout.at(b, h, i, t);
           }
-          const double ds = p[j] * (dp - d_row) * scores.dscore(b, h, i, j, raw[j], scale);
+          const double dw = p[j] * (dp - d_row);  // d loss / d (modified) score
+          const double ds = dw * scores.dscore(b, h, i, j, raw[j], scale);
+          scores.add_capture_grads(b, h, i, j, raw[j], scale, dw, g.dcaptures);
           for (int t = 0; t < head_dim; ++t) {
             g.dq.at(b, h, i, t) += ds * k.at(b, hk, j, t);
             g.dk.at(b, hk, j, t) += ds * q.at(b, h, i, t);

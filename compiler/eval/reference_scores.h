@@ -23,7 +23,10 @@ class ReferenceScores {
     if (spec.mask.kind == MaskKind::custom) mask_ = expr::parse(spec.mask.expr, expr::Context{false, spec.captures});
     if (!spec.score_mod.empty()) {
       score_ = expr::parse(spec.score_mod, expr::Context{true, spec.captures});
-      if (with_derivative) dscore_ = expr::score_derivative(*score_, spec.captures);
+      if (with_derivative) {
+        dscore_ = expr::score_derivative(*score_, spec.captures);
+        read_grads_ = expr::read_gradients(*score_, spec.captures);
+      }
     }
   }
 
@@ -45,6 +48,20 @@ class ReferenceScores {
     if (!score_) return raw * scale;
     return static_cast<double>(expr::eval_score(*score_, env(b, h, i, j, scaled(raw, scale))));
   }
+  // Adds dw * d score / d (each float capture element score_mod reads) into dcaps[capture],
+  // a dense row-major copy of that capture's elements.
+  void add_capture_grads(int64_t b, int64_t h, int64_t i, int64_t j, double raw, double scale, double dw,
+                         std::vector<std::vector<double>>& dcaps) const {
+    if (read_grads_.empty()) return;
+    const expr::Env e = env(b, h, i, j, scaled(raw, scale));
+    for (const expr::ReadGradient& g : read_grads_) {
+      const expr::HostCapture& c = captures_.at(static_cast<size_t>(g.capture));
+      int64_t at = 0;
+      for (size_t d = 0; d < g.index.size(); ++d) at = at * c.sizes[d] + expr::evaluate(g.index[d], e).i;
+      dcaps.at(static_cast<size_t>(g.capture)).at(static_cast<size_t>(at)) +=
+          dw * static_cast<double>(expr::eval_score(g.derivative, e));
+    }
+  }
   // d score / d raw = scale * score_mod'(raw * scale).
   double dscore(int64_t b, int64_t h, int64_t i, int64_t j, double raw, double scale) const {
     if (!score_) return scale;
@@ -57,6 +74,7 @@ class ReferenceScores {
   const std::vector<expr::HostCapture>& captures_;
   int64_t off_;
   std::optional<expr::Expr> mask_, score_, dscore_;
+  std::vector<expr::ReadGradient> read_grads_;
 
   static float scaled(double raw, double scale) { return static_cast<float>(raw) * static_cast<float>(scale); }
   expr::Env env(int64_t b, int64_t h, int64_t i, int64_t j, float score) const {

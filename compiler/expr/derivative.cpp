@@ -18,7 +18,8 @@ namespace {
 
 class Deriver {
  public:
-  Deriver(const Expr& e, const std::vector<CaptureDecl>& caps) : e_(e), caps_(caps) {}
+  // target -1: d / d score; else d / d (the value read by node `target`, a read).
+  Deriver(const Expr& e, const std::vector<CaptureDecl>& caps, int target = -1) : e_(e), caps_(caps), target_(target) {}
 
   // nullopt: the derivative is 0. Memoised per node (the tree is a DAG of indices).
   std::optional<std::string> d(int i) {
@@ -33,11 +34,16 @@ class Deriver {
  private:
   const Expr& e_;
   const std::vector<CaptureDecl>& caps_;
+  const int target_;
   std::vector<std::optional<std::string>> memo_;
   std::vector<bool> done_;
 
   // The canonical text of node i's subtree, parenthesised.
-  std::string v(int i) const {
+  std::string v(int i) const { return "(" + print(subtree(e_, i), caps_) + ")"; }
+
+ public:
+  // Node i's subtree as an expression of its own.
+  static Expr subtree(const Expr& e_, int i) {
     Expr sub;
     std::vector<int> remap(e_.nodes.size(), -1);
     std::vector<int> stack = {i}, order;
@@ -58,8 +64,10 @@ class Deriver {
         remap[n] = static_cast<int>(sub.nodes.size());
         sub.nodes.push_back(copy);
       }
-    return "(" + print(sub, caps_) + ")";
+    return sub;
   }
+
+ private:
 
   static std::string mul(const std::optional<std::string>& a, const std::string& b) {
     return *a == "1.0" ? b : "(" + *a + " * " + b + ")";
@@ -68,9 +76,10 @@ class Deriver {
   std::optional<std::string> rule(int i) {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
     if (n.type != Type::floating) return std::nullopt;  // bools and ints are piecewise constant
+    if (i == target_) return std::optional<std::string>("1.0");
     auto arg = [&](size_t k) { return n.args[k]; };
     switch (n.kind) {
-      case Kind::var: return n.var == Var::score ? std::optional<std::string>("1.0") : std::nullopt;
+      case Kind::var: return n.var == Var::score && target_ < 0 ? std::optional<std::string>("1.0") : std::nullopt;
       case Kind::lit_float:
       case Kind::read:
       case Kind::floordiv:
@@ -168,12 +177,33 @@ std::string score_derivative_text(const Expr& e, const std::vector<CaptureDecl>&
   return d ? *d : "0.0";
 }
 
-Expr score_derivative(const Expr& e, const std::vector<CaptureDecl>& captures) {
-  const std::string text = score_derivative_text(e, captures);
+namespace {
+Expr parse_derivative(const std::string& text, const std::vector<CaptureDecl>& captures) {
   if (text.size() > static_cast<size_t>(kMaxTextBytes))
     throw ExprError(0, "its derivative (for the backward pass) is too long: " + std::to_string(text.size()) +
                            " bytes; at most " + std::to_string(kMaxTextBytes));
   return parse(text, Context{true, captures});
+}
+}  // namespace
+
+Expr score_derivative(const Expr& e, const std::vector<CaptureDecl>& captures) {
+  return parse_derivative(score_derivative_text(e, captures), captures);
+}
+
+std::vector<ReadGradient> read_gradients(const Expr& e, const std::vector<CaptureDecl>& captures) {
+  std::vector<ReadGradient> out;
+  for (size_t i = 0; i < e.nodes.size(); ++i) {
+    const Node& n = e.nodes[i];
+    if (n.kind != Kind::read || n.type != Type::floating) continue;
+    std::optional<std::string> d = Deriver(e, captures, static_cast<int>(i)).d(static_cast<int>(e.nodes.size()) - 1);
+    if (!d) continue;  // the value does not reach the result through a differentiable path
+    ReadGradient g;
+    g.capture = n.capture;
+    for (int a : n.args) g.index.push_back(Deriver::subtree(e, a));
+    g.derivative = parse_derivative(*d, captures);
+    out.push_back(std::move(g));
+  }
+  return out;
 }
 
 }  // namespace flashjit::expr

@@ -47,8 +47,11 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
 // query heads). A score_mod enters through its symbolic derivative (expr::score_derivative).
 // Rows with no visible key get zero gradients; rows a score_mod makes NaN get a NaN dq row
 // and give nothing to dk and dv.
+// dcaptures[c]: for a float capture c the score_mod reads, d loss / d each of its elements
+// (dense, row-major by its sizes); empty for the others.
 struct Grads {
   HostTensor dq, dk, dv;
+  std::vector<std::vector<double>> dcaptures;
 };
 Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                                    const HostTensor& v, const HostTensor& dout,

@@ -141,6 +141,16 @@ float eval_score(const Expr& e, const Env& env);    // e of type int or float, a
 // ties; abs has 0 at 0. Throws ExprError when the result exceeds the text or node limits.
 Expr score_derivative(const Expr& e, const std::vector<CaptureDecl>& captures);
 std::string score_derivative_text(const Expr& e, const std::vector<CaptureDecl>& captures);
+// The gradient into captured tensors (a learnable bias table): for each float read of `e`
+// that reaches the result, the tensor, its index expressions (ints, over the same names) and
+// d e / d (the value read). Two reads of one element are two entries; their sum is the
+// element's derivative.
+struct ReadGradient {
+  int capture = -1;
+  std::vector<Expr> index;
+  Expr derivative;
+};
+std::vector<ReadGradient> read_gradients(const Expr& e, const std::vector<CaptureDecl>& captures);
 
 // --- interval analysis -------------------------------------------------------------
 // Inclusive ranges of the index variables (and the scalar ones as points or ranges).
