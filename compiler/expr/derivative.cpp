@@ -8,6 +8,7 @@
 //   min(a, b) takes a's derivative on ties (a <= b), max(a, b) likewise (a >= b);
 //   abs(x): 0 at x == 0;  where(c, a, b): where(c, a', b').
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -178,11 +179,21 @@ std::string score_derivative_text(const Expr& e, const std::vector<CaptureDecl>&
 }
 
 namespace {
+// A derivative past the language's limits (text, nodes, depth) is the user's expression's
+// problem: ExprError. Any other parse failure is a wrong rule here: logic_error.
 Expr parse_derivative(const std::string& text, const std::vector<CaptureDecl>& captures) {
   if (text.size() > static_cast<size_t>(kMaxTextBytes))
     throw ExprError(0, "its derivative (for the backward pass) is too long: " + std::to_string(text.size()) +
                            " bytes; at most " + std::to_string(kMaxTextBytes));
-  return parse(text, Context{true, captures});
+  try {
+    return parse(text, Context{true, captures});
+  } catch (const ExprError& e) {
+    const std::string why = e.reason();
+    if (why.find("nodes") != std::string::npos || why.find("levels deep") != std::string::npos ||
+        why.find("bytes") != std::string::npos)
+      throw ExprError(0, "its derivative (for the backward pass) is too large: " + why);
+    throw std::logic_error("score_derivative built an expression that does not parse: " + text + ": " + why);
+  }
 }
 }  // namespace
 

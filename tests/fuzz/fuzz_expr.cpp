@@ -19,7 +19,10 @@
 //      throws std::out_of_range on the box); ArgumentError is its only exception;
 //   5. as_band(): when it recognises a band and may_wrap() is false, the band predicate
 //      equals the evaluated mask at every point;
-//   6. emit_value() and emit_interval() give balanced text without "--".
+//   6. emit_value() and emit_interval() give balanced text without "--";
+//   7. for a score_mod, score_derivative() and read_gradients() either succeed, with float
+//      results whose evaluation on the first box reads nothing out of range when the
+//      expression's own reads are in range, or throw ExprError (a derivative too long).
 // Failed checks print what was wrong and __builtin_trap(), which libFuzzer reports as a crash.
 #include <algorithm>
 #include <cstddef>
@@ -230,5 +233,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const CaptureDecl& d : ctx.captures) dtypes.push_back(d.dtype);
   check_emitted(emit_value(e, dtypes), text);
   check_emitted(emit_interval(e), text);
+
+  // 7. derivatives (the backward pass)
+  if (ctx.allow_score && e.type() != Type::boolean) {
+    std::vector<Expr> derived;
+    try {
+      derived.push_back(score_derivative(e, ctx.captures));
+      for (ReadGradient& g : read_gradients(e, ctx.captures)) {
+        derived.push_back(std::move(g.derivative));
+        for (Expr& i : g.index) derived.push_back(std::move(i));
+      }
+    } catch (const ExprError& err) {
+      if (std::string(err.what()).find("its derivative (for the backward pass) is too") == std::string::npos)
+        fail("a derivative failed other than by its size", text + "\n  " + err.what());
+      return 0;
+    }
+    const Box& box = boxes[0];
+    bool bounds_ok = true;
+    try {
+      check_capture_bounds(e, ctx.captures, tensors.caps, box, "expr");
+    } catch (const flashjit::ArgumentError&) {
+      bounds_ok = false;
+    }
+    if (!bounds_ok) return 0;
+    Env env;
+    env.seqlen_q = static_cast<int>(box.seqlen_q), env.seqlen_k = static_cast<int>(box.seqlen_k);
+    env.score = static_cast<float>(sel) - 100.f;
+    env.captures = &tensors.caps;
+    for (const Expr& d : derived)
+      for (int64_t q = box.q_lo; q <= box.q_hi; ++q)
+        for (int64_t kv = box.kv_lo; kv <= box.kv_hi; ++kv) {
+          env.q_idx = static_cast<int>(q), env.kv_idx = static_cast<int>(kv);
+          try {
+            (void)evaluate(d, env);
+          } catch (const std::out_of_range&) {
+            fail("a derivative reads out of range where the expression does not", text + "\n  " + print(d, ctx.captures));
+          }
+        }
+  }
   return 0;
 }
