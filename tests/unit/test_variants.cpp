@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "flashjit/block_mask.h"
 #include "flashjit/codegen.h"
 #include "flashjit/cpu_eval.h"
 #include "flashjit/error.h"
@@ -277,6 +278,39 @@ TEST_CASE("variants: variant kernels compile with NVRTC for sm_80 and sm_90a", "
       CHECK(!k.image.empty());
       CHECK(k.kernel_name.find("custom") != std::string::npos);
     }
+}
+
+TEST_CASE("variants: the heuristic tiles of the benchmarked variants do not spill on sm_90a", "[variants][nvrtc]") {
+  const expr::CaptureDecl doc{"doc", expr::CaptureDType::i32, 1}, slopes{"slopes", expr::CaptureDType::f32, 1};
+  std::vector<AttentionSpec> specs;
+  for (int d : {64, 128}) {
+    AttentionSpec s = custom("(doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)", "", {doc});
+    s.head_dim = d;
+    specs.push_back(s);
+    AttentionSpec a = custom("", "score + slopes[h] * float(kv_idx - q_idx)", {slopes});
+    a.mask.kind = MaskKind::causal;
+    a.head_dim = d;
+    specs.push_back(a);
+    AttentionSpec c;
+    c.head_dim = d;
+    c.mask.kind = MaskKind::causal;
+    specs.push_back(flashjit::with_block_mask(c, 128, 128, false, false));
+  }
+  AttentionSpec prefix = custom("(kv_idx <= q_idx) | (kv_idx < 2048)");
+  prefix.head_dim = 128;
+  specs.push_back(prefix);
+  AttentionSpec softcap = custom("", "30.0 * tanh(score / 30.0)");
+  softcap.mask.kind = MaskKind::causal;
+  softcap.head_dim = 128;
+  specs.push_back(softcap);
+  for (const AttentionSpec& s : specs) {
+    flashjit::CompileOptions opts;
+    opts.arch = "sm_90a";
+    const flashjit::CompiledKernel k = flashjit::compile(s, opts);
+    INFO(flashjit::spec_to_json(flashjit::resolve_tile(s, "sm_90a")) << ": " << k.resources.registers << " registers");
+    CHECK(k.resources.spill_store_bytes == 0);
+    CHECK(k.resources.spill_load_bytes == 0);
+  }
 }
 
 TEST_CASE("variants: forward() checks captured tensors before any launch", "[variants]") {
