@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "flashjit/block_mask.h"
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
 #include "flashjit/passes.h"
@@ -31,8 +32,17 @@ std::string tile_string(const TileConfig& t) {
 }
 }  // namespace
 
+// --kind: fwd (default) or block_mask.
+bool block_mask_kind(const Args& args) {
+  const std::string kind = args.get("--kind").value_or("fwd");
+  if (kind != "fwd" && kind != "block_mask")
+    throw UsageError(fmt::format("unknown kernel kind '{}' for --kind; allowed: fwd, block_mask", kind));
+  return kind == "block_mask";
+}
+
 int run_compile(const Args& args) {
   const AttentionSpec spec = load_spec(args);
+  const bool builder = block_mask_kind(args);
   CompileOptions options;
   if (auto arch = args.get("--arch")) {
     options.arch = *arch;
@@ -43,7 +53,8 @@ int run_compile(const Args& args) {
   }
   options.use_cache = !args.flag("--no-cache");
 
-  const CompiledKernel k = compile(spec, options);
+  const CompiledKernel k = builder ? compile_block_mask(mask_expression(spec.normalized().mask), spec.captures, options)
+                                   : compile(spec, options);
   const ResourceUsage& r = k.resources;
   fmt::print("kernel:        {}\n", k.kernel_name);
   fmt::print("arch:          {}\n", k.arch);
@@ -58,14 +69,17 @@ int run_compile(const Args& args) {
   fmt::print("shared memory: {} dynamic, {} static\n", k.dynamic_smem_bytes,
              known_or_unknown(r.shared_static_bytes, ""));
   fmt::print("threads:       {}\n", k.threads);
-  fmt::print("tile:          {}\n", tile_string(k.tile));
+  fmt::print("tile:          {}\n", builder ? std::string("none (one thread per block-mask cell)") : tile_string(k.tile));
   return 0;
 }
 
 int run_emit(const Args& args) {
   const AttentionSpec spec = load_spec(args);
   const std::string arch = arch_or_default(args);
-  fmt::print("{}", emit_cuda(spec, arch));
+  if (block_mask_kind(args))
+    fmt::print("{}", emit_block_mask_cuda(mask_expression(spec.normalized().mask), spec.captures));
+  else
+    fmt::print("{}", emit_cuda(spec, arch));
   return 0;
 }
 

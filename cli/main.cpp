@@ -17,9 +17,10 @@ void print_usage(std::FILE* out) {
              "usage: flashjit <command> [options]\n"
              "\n"
              "commands:\n"
-             "  compile --spec SPEC [--arch ARCH] [--no-cache]  compile with NVRTC (cached) and show\n"
+             "  compile --spec SPEC [--arch ARCH] [--kind KIND] [--no-cache]\n"
+             "                                                  compile with NVRTC (cached) and show\n"
              "                                                  the kernel's name, cache entry and resources\n"
-             "  emit    --spec SPEC [--arch ARCH]               print the generated CUDA source\n"
+             "  emit    --spec SPEC [--arch ARCH] [--kind KIND] print the generated CUDA source\n"
              "  ir      --spec SPEC [--arch ARCH] [--after PASS]\n"
              "                                                  print the tile IR after all passes, or after\n"
              "                                                  PASS (lower = before any pass)\n"
@@ -41,6 +42,8 @@ void print_usage(std::FILE* out) {
              "or the path of a file holding one. FILE holds a JSON array of specs, or one spec per line.\n"
              "SHAPES is e.g. 'b=4,sq=4096,sk=4096;b=1,sq=16384' (heads come from the spec; sk defaults to sq).\n"
              "ARCH is sm_80, sm_86, sm_89, sm_90a, ...: emit and ir default to sm_80, compile to the GPU.\n"
+             "KIND is fwd (the default: the forward kernel) or block_mask (the builder of the spec's\n"
+             "mask's block mask, flashjit.create_block_mask).\n"
              "The cache lives in $FLASHJIT_CACHE_DIR, else $XDG_CACHE_HOME/flashjit, else ~/.cache/flashjit.\n"
              "FLASHJIT_LOG=1 traces each compile (cache hit or miss) and tuning decision on stderr.\n"
              "\n"
@@ -70,8 +73,8 @@ int dispatch(const std::vector<std::string>& argv) {
     }
 
   Args args;
-  if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch"}, {"--no-cache"});
-  else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch"}, {});
+  if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch", "--kind"}, {"--no-cache"});
+  else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch", "--kind"}, {});
   else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after"}, {});
   else if (cmd == "mask") args = parse_args(cmd, rest, {"--spec", "--sq", "--sk", "--png"}, {});
   else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {"--verify"}));

@@ -120,6 +120,22 @@ TEST_CASE("cli: emit prints the CUDA source", "[cli]") {
   CHECK(f.out == r.out);
 }
 
+TEST_CASE("cli: --kind block_mask emits and compiles the block-mask builder", "[cli][block_mask]") {
+  Result e = run_cli({"emit", "--kind", "block_mask", "--spec", kCausal});
+  REQUIRE(e.status == 0);
+  CHECK(has(e.out, "flashjit::block_mask_cells<128>"));
+  CHECK(has(e.out, "// The block mask of: kv_idx <= q_idx + (seqlen_k - seqlen_q)"));
+  CHECK(run_cli({"emit", "--kind=fwd", "--spec", kCausal}).out == run_cli({"emit", "--spec", kCausal}).out);
+  Result c = run_cli({"compile", "--kind", "block_mask", "--spec", kCausal, "--arch", "sm_80", "--no-cache"});
+  INFO(c.out);
+  REQUIRE(c.status == 0);
+  CHECK(has(c.out, "kernel:        flashjit_block_mask_"));
+  CHECK(has(c.out, "threads:       128"));
+  Result bad = run_cli({"emit", "--kind", "bwd", "--spec", kCausal});
+  CHECK(bad.status == 2);
+  CHECK(has(bad.out, "allowed: fwd, block_mask"));
+}
+
 TEST_CASE("cli: ir after lowering and after the passes", "[cli]") {
   Result lowered = run_cli({"ir", "--spec", kCausal, "--after", "lower"});
   REQUIRE(lowered.status == 0);
