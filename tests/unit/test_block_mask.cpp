@@ -17,6 +17,7 @@
 #include "flashjit/ir.h"
 #include "flashjit/passes.h"
 #include "flashjit/runtime.h"
+#include "random_expr.h"
 
 using flashjit::AttentionSpec;
 using flashjit::DType;
@@ -101,8 +102,9 @@ TEST_CASE("block mask: the CPU oracle classifies cells element by element", "[bl
 
 TEST_CASE("block mask: the forward over cells equals the dense mask, classified or not", "[block_mask][eval]") {
   std::mt19937 rng(3);
+  std::mt19937_64 gen(8);
   int64_t skipped = 0;
-  for (int trial = 0; trial < 6; ++trial) {
+  for (int trial = 0; trial < 30; ++trial) {
     const int bq = 1 + static_cast<int>(rng() % 40), bk = 1 + static_cast<int>(rng() % 40);
     const int64_t sq = 1 + rng() % 70, sk = 1 + rng() % 70;
     const bool per_head = trial % 2 == 1;
@@ -114,6 +116,8 @@ TEST_CASE("block mask: the forward over cells equals the dense mask, classified 
     own.return_lse = true;
     if (trial % 3 == 1) own.mask.kind = MaskKind::causal;
     if (trial % 3 == 2) own.mask = flashjit::MaskSpec{MaskKind::custom, {}, -1, -1, "(q_idx + kv_idx) % 3 != 0"};
+    // Random index-only masks (no captures of their own) beside the cells.
+    if (trial >= 6) own.mask = flashjit::MaskSpec{MaskKind::custom, {}, -1, -1, flashjit::testing::random_mask_expr(gen, {}, 8, 4)};
     AttentionSpec spec = flashjit::with_block_mask(own, bq, bk, false, per_head);
     const int64_t nqb = (sq + bq - 1) / bq, nkb = (sk + bk - 1) / bk, nh = per_head ? 2 : 1;
     std::vector<int32_t> cells(static_cast<size_t>(nh * nqb * nkb));
