@@ -24,6 +24,7 @@
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
 #include "flashjit/block_mask.h"
+#include "flashjit/kernel_kind.h"
 #include "flashjit/runtime.h"
 #include "flashjit/spec.h"
 #include "flashjit/tuning.h"
@@ -52,7 +53,7 @@ Verdict verify_entry(const std::string& key, const CacheEntry& e) {
     return reject(fmt::format("its spec or arch is not one this flashjit compiles: {}", ex.what()));
   }
   // Block-mask builders (block_mask.h) are stored with the spec of their mask.
-  const bool builder = e.kernel_name.rfind("flashjit_block_mask_", 0) == 0;
+  const bool builder = kernel_kind_of_name(e.kernel_name) == KernelKind::block_mask;
   const std::string mask = builder ? mask_expression(spec.normalized().mask) : "";
   std::string source;
   try {

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "flashjit/block_mask.h"
+#include "flashjit/kernel_kind.h"
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
 #include "flashjit/passes.h"
@@ -32,12 +33,12 @@ std::string tile_string(const TileConfig& t) {
 }
 }  // namespace
 
-// --kind: fwd (default) or block_mask.
+// --kind (kernel_kind.h), fwd by default.
 bool block_mask_kind(const Args& args) {
-  const std::string kind = args.get("--kind").value_or("fwd");
-  if (kind != "fwd" && kind != "block_mask")
-    throw UsageError(fmt::format("unknown kernel kind '{}' for --kind; allowed: fwd, block_mask", kind));
-  return kind == "block_mask";
+  const std::string name = args.get("--kind").value_or("fwd");
+  const std::optional<KernelKind> kind = kernel_kind_from_string(name);
+  if (!kind) throw UsageError(fmt::format("unknown kernel kind '{}' for --kind; allowed: {}", name, kernel_kind_names()));
+  return *kind == KernelKind::block_mask;
 }
 
 int run_compile(const Args& args) {

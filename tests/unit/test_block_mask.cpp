@@ -12,6 +12,8 @@
 #include "catch.hpp"
 #include "flashjit/block_mask.h"
 #include "flashjit/block_mask_eval.h"
+#include "flashjit/codegen.h"
+#include "flashjit/kernel_kind.h"
 #include "flashjit/cpu_eval.h"
 #include "flashjit/error.h"
 #include "flashjit/ir.h"
@@ -207,4 +209,18 @@ TEST_CASE("block mask: build_block_mask checks its arguments before needing a GP
   CHECK(arg_error([&] { build(ok, strided); }).find("cells | ") == 0);
   CHECK(arg_error([&] { flashjit::build_block_mask("doc[q_idx] == 0", {{"doc", expr::CaptureDType::i32, 1}}, ok, cells, nullptr); })
             .find("captures | ") == 0);  // declared but not passed
+}
+
+TEST_CASE("kernel kinds: names round-trip and kernels are recognised by name", "[block_mask]") {
+  for (flashjit::KernelKind k : flashjit::kernel_kinds())
+    CHECK(flashjit::kernel_kind_from_string(flashjit::to_string(k)) == k);
+  CHECK_FALSE(flashjit::kernel_kind_from_string("bwd").has_value());
+  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask");
+  AttentionSpec s;
+  s.head_dim = 64;
+  s.mask.kind = MaskKind::causal;
+  CHECK(flashjit::kernel_kind_of_name(flashjit::codegen::kernel_name(s)) == flashjit::KernelKind::fwd);
+  CHECK(flashjit::kernel_kind_of_name(flashjit::codegen::block_mask_kernel_name("q_idx >= kv_idx", {})) ==
+        flashjit::KernelKind::block_mask);
+  CHECK_FALSE(flashjit::kernel_kind_of_name("my_kernel").has_value());
 }
