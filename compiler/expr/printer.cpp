@@ -62,7 +62,10 @@ class Printer {
         // lit_int), so a negated literal that does not print with its own minus keeps its
         // parentheses: -(5), -(2.5), -(inf); --5 and --0.0 are already negations of -5, -0.0
         // (and need no extra nesting level, which could exceed kMaxDepth).
+        // The int 0 is its own negation as a literal: --0 is neg(0) with no extra level,
+        // where -(0) would need one more than the "--0" it may have been parsed from.
         const Node& a = e_.nodes[static_cast<size_t>(n.args[0])];
+        if (a.kind == Kind::lit_int && a.ival == 0) return "--0";
         const bool unsigned_literal = (a.kind == Kind::lit_int && a.ival >= 0) ||
                                       (a.kind == Kind::lit_float && !std::signbit(a.fval));
         if (unsigned_literal) return "-(" + node(n.args[0]) + ")";

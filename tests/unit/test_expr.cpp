@@ -456,6 +456,11 @@ TEST_CASE("expr: canonical printing", "[expr]") {
   CHECK(canon("-(5)", s) == "-(5)");
   CHECK(canon("-(-5)", s) == "--5");
   CHECK(canon("--5", s) == "--5");
+  // the int 0 negated prints as --0 (the same tree as -(0), one nesting level fewer: a
+  // canonical text must parse wherever its source did; fuzz_expr regress-neg-zero-depth)
+  CHECK(canon("-(0)", s) == "--0");
+  CHECK(canon("--0", s) == "--0");
+  CHECK(canon(std::string(63, '-') + "-0", s) == std::string(62, '-') + "--0");
   CHECK(canon("-(2.5)", s) == "-(2.5)");
   CHECK(canon("-(0.0)", s) == "-(0.0)");
   CHECK(canon("-(-0.0)", s) == "--0.0");
