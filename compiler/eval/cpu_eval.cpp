@@ -506,12 +506,7 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
   if (has_op(k, ir::OpKind::store_lse)) res.lse.assign(static_cast<size_t>(q.b * q.h * q.s), kNaN);
 
   const int64_t seqlen_q = q.s, seqlen_k = kk.s;
-  flashjit::Band band{};
-  band.has_lo = k.loop.mask.lo.has_value();
-  band.has_hi = k.loop.mask.hi.has_value();
-  band.lo = k.loop.mask.lo.value_or(0);
-  band.hi = k.loop.mask.hi.value_or(0);
-  band.offset = k.loop.mask.bottom_right ? seqlen_k - seqlen_q : 0;
+  const flashjit::Band band = band_of_loop(k.loop.mask, seqlen_q, seqlen_k);
 
   const int64_t q_tiles = ceil_div(seqlen_q, g.block_m);
   const int64_t kv_tiles = ceil_div(seqlen_k, g.block_n);
@@ -580,18 +575,9 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
 
 Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                            const HostTensor& v, const std::vector<expr::HostCapture>& captures) {
-  // The normalized spec, spelled out from the field definitions in spec.h.
-  const int head_dim = spec.head_dim;
-  const int head_dim_v = spec.head_dim_v != 0 ? spec.head_dim_v : spec.head_dim;
-  const int heads_q = spec.num_heads_q;
-  const int heads_kv = spec.num_heads_kv != 0 ? spec.num_heads_kv : spec.num_heads_q;
-  if (heads_kv <= 0 || heads_q % heads_kv != 0) throw ArgumentError("spec", "num_heads_q must be a multiple of num_heads_kv");
-  if (q.h != heads_q || q.d != head_dim) throw ArgumentError("q", "shape does not match the spec");
-  if (k.h != heads_kv || k.d != head_dim || k.b != q.b) throw ArgumentError("k", "shape does not match the spec");
-  if (v.h != heads_kv || v.d != head_dim_v || v.b != q.b || v.s != k.s)
-    throw ArgumentError("v", "shape does not match the spec");
-  const int group = heads_q / heads_kv;
-  const double scale = spec.softmax_scale ? *spec.softmax_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const ReferenceDims dims(spec, q, k, v);
+  const int head_dim = dims.head_dim, head_dim_v = dims.head_dim_v, heads_q = dims.heads_q, group = dims.group;
+  const double scale = dims.scale;
   const int64_t sq = q.s, sk = k.s;
   // Expressions are evaluated element by element, straight from the spec's text.
   const ReferenceScores scores(spec, sq, sk, captures);

@@ -12,7 +12,6 @@
 #include <limits>
 
 #include "flashjit/cpu_eval.h"
-#include "flashjit/error.h"
 #include "reference_scores.h"
 
 namespace flashjit::eval {
@@ -20,19 +19,10 @@ namespace flashjit::eval {
 Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                                    const HostTensor& v, const HostTensor& dout,
                                    const std::vector<expr::HostCapture>& captures) {
-  const int head_dim = spec.head_dim;
-  const int head_dim_v = spec.head_dim_v != 0 ? spec.head_dim_v : spec.head_dim;
-  const int heads_q = spec.num_heads_q;
-  const int heads_kv = spec.num_heads_kv != 0 ? spec.num_heads_kv : spec.num_heads_q;
-  if (heads_kv <= 0 || heads_q % heads_kv != 0) throw ArgumentError("spec", "num_heads_q must be a multiple of num_heads_kv");
-  if (q.h != heads_q || q.d != head_dim) throw ArgumentError("q", "shape does not match the spec");
-  if (k.h != heads_kv || k.d != head_dim || k.b != q.b) throw ArgumentError("k", "shape does not match the spec");
-  if (v.h != heads_kv || v.d != head_dim_v || v.b != q.b || v.s != k.s)
-    throw ArgumentError("v", "shape does not match the spec");
-  if (dout.b != q.b || dout.h != heads_q || dout.s != q.s || dout.d != head_dim_v)
-    throw ArgumentError("dout", "shape must be (batch, heads_q, seqlen_q, head_dim_v)");
-  const int group = heads_q / heads_kv;
-  const double scale = spec.softmax_scale ? *spec.softmax_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const ReferenceDims dims(spec, q, k, v, &dout);
+  const int head_dim = dims.head_dim, head_dim_v = dims.head_dim_v, heads_q = dims.heads_q, heads_kv = dims.heads_kv,
+            group = dims.group;
+  const double scale = dims.scale;
   const int64_t sq = q.s, sk = k.s;
   const ReferenceScores scores(spec, sq, sk, captures, /*with_derivative=*/true);
   constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();

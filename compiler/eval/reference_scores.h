@@ -1,7 +1,8 @@
-// Internal to the CPU evaluator: the float64 references' view of a spec's scores, straight
-// from the spec's field definitions (not from the IR): which keys a query sees, the modified
-// score, and (for the backward) d score_mod / d score. Shared by reference_attention and
-// reference_attention_backward so that the two cannot disagree on the mask.
+// Internal to the CPU evaluator: the float64 references' view of a spec, straight from the
+// spec's field definitions (not from the IR): its dimensions (checked against the tensors),
+// which keys a query sees, the modified score, and (for the backward) d score_mod / d score.
+// Shared by reference_attention, reference_attention_backward and tiled_backward so that
+// they cannot disagree on the shapes or the mask.
 #pragma once
 
 #include <cmath>
@@ -9,10 +10,48 @@
 #include <optional>
 #include <vector>
 
+#include "flashjit/band_mask.cuh"
+#include "flashjit/cpu_eval.h"
+#include "flashjit/error.h"
 #include "flashjit/expr.h"
+#include "flashjit/ir.h"
 #include "flashjit/spec.h"
 
 namespace flashjit::eval {
+
+// The normalized spec's dimensions, spelled out from the field definitions in spec.h, after
+// checking q, k, v (and dout, when given) against them.
+struct ReferenceDims {
+  int head_dim, head_dim_v, heads_q, heads_kv, group;
+  double scale;
+
+  ReferenceDims(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k, const HostTensor& v,
+                const HostTensor* dout = nullptr)
+      : head_dim(spec.head_dim), head_dim_v(spec.head_dim_v != 0 ? spec.head_dim_v : spec.head_dim),
+        heads_q(spec.num_heads_q), heads_kv(spec.num_heads_kv != 0 ? spec.num_heads_kv : spec.num_heads_q),
+        group(0), scale(spec.softmax_scale ? *spec.softmax_scale : 1.0 / std::sqrt(static_cast<double>(spec.head_dim))) {
+    if (heads_kv <= 0 || heads_q % heads_kv != 0)
+      throw ArgumentError("spec", "num_heads_q must be a multiple of num_heads_kv");
+    group = heads_q / heads_kv;
+    if (q.h != heads_q || q.d != head_dim) throw ArgumentError("q", "shape does not match the spec");
+    if (k.h != heads_kv || k.d != head_dim || k.b != q.b) throw ArgumentError("k", "shape does not match the spec");
+    if (v.h != heads_kv || v.d != head_dim_v || v.b != q.b || v.s != k.s)
+      throw ArgumentError("v", "shape does not match the spec");
+    if (dout && (dout->b != q.b || dout->h != heads_q || dout->s != q.s || dout->d != head_dim_v))
+      throw ArgumentError("dout", "shape must be (batch, heads_q, seqlen_q, head_dim_v)");
+  }
+};
+
+// The closed-form band of a lowered KV loop (band_mask.cuh) for these sequence lengths.
+inline Band band_of_loop(const ir::BandMask& m, int64_t seqlen_q, int64_t seqlen_k) {
+  Band band{};
+  band.has_lo = m.lo.has_value();
+  band.has_hi = m.hi.has_value();
+  band.lo = m.lo.value_or(0);
+  band.hi = m.hi.value_or(0);
+  band.offset = m.bottom_right ? seqlen_k - seqlen_q : 0;
+  return band;
+}
 
 class ReferenceScores {
  public:

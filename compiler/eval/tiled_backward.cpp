@@ -10,7 +10,6 @@
 #include <cmath>
 #include <limits>
 
-#include "flashjit/band_mask.cuh"
 #include "flashjit/cpu_eval.h"
 #include "flashjit/error.h"
 #include "reference_scores.h"
@@ -22,22 +21,19 @@ TiledGrads tiled_backward(const AttentionSpec& spec, const HostTensor& q, const 
                           const std::vector<expr::HostCapture>& captures, bool classify) {
   if (!spec.tile) throw ArgumentError("spec.tile", "tiled_backward needs the tile (block_m, block_n)");
   const int bm = spec.tile->block_m, bn = spec.tile->block_n;
-  const int head_dim = spec.head_dim;
-  const int head_dim_v = spec.head_dim_v != 0 ? spec.head_dim_v : spec.head_dim;
-  const int heads_q = spec.num_heads_q;
-  const int heads_kv = spec.num_heads_kv != 0 ? spec.num_heads_kv : spec.num_heads_q;
-  const int group = heads_q / heads_kv;
-  const double scale = spec.softmax_scale ? *spec.softmax_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const ReferenceDims dims(spec, q, k, v, &dout);
+  const int head_dim = dims.head_dim, head_dim_v = dims.head_dim_v, heads_q = dims.heads_q, heads_kv = dims.heads_kv,
+            group = dims.group;
+  const double scale = dims.scale;
   const int64_t sq = q.s, sk = k.s;
   const ReferenceScores scores(spec, sq, sk, captures, /*with_derivative=*/true);
-  const bool is_band = spec.mask.kind != MaskKind::custom;
-  const Band band{spec.mask.kind == MaskKind::sliding_window && spec.mask.left >= 0,
-                  spec.mask.kind == MaskKind::causal || (spec.mask.kind == MaskKind::sliding_window && spec.mask.right >= 0),
-                  spec.mask.kind == MaskKind::sliding_window ? -static_cast<long long>(spec.mask.left) : 0,
-                  spec.mask.kind == MaskKind::sliding_window ? static_cast<long long>(spec.mask.right) : 0,
-                  spec.mask.align == MaskAlign::bottom_right ? sk - sq : 0};
+  // The loop's mask as the kernels get it from lowering: a band (built-in, or an expression
+  // recognised as one) in closed form, else the expression, classified by interval analysis.
+  const ir::Kernel lowered = ir::lower(spec);
+  const bool is_band = lowered.loop.mask_expr.empty();
+  const Band band = band_of_loop(lowered.loop.mask, sq, sk);
   std::optional<expr::Expr> mask_expr;
-  if (!is_band) mask_expr = expr::parse(spec.mask.expr, expr::Context{false, spec.captures});
+  if (!is_band) mask_expr = expr::parse(lowered.loop.mask_expr, expr::Context{false, spec.captures});
   auto rnd = [&](double x) { return round_to(spec.dtype, x); };
 
   TiledGrads out;

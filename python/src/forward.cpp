@@ -123,6 +123,17 @@ TensorView capture_view_of(const Array& a, const std::string& param, int32_t* de
   return v;
 }
 
+// The tensors a spec's expressions read, named after its declarations in errors.
+std::vector<TensorView> capture_views(const AttentionSpec& spec, const std::vector<Array>& captures, int32_t* device) {
+  std::vector<TensorView> views;
+  for (size_t i = 0; i < captures.size(); ++i) {
+    const std::string name = i < spec.captures.size() ? "captures." + spec.captures[i].name
+                                                      : "captures[" + std::to_string(i) + "]";
+    views.push_back(capture_view_of(captures[i], name, device));
+  }
+  return views;
+}
+
 // Device `ordinal`'s primary context (the one the CUDA runtime, torch and CuPy use),
 // retained once per process and never released: forward() caches loaded modules per
 // context, and releasing the last reference would destroy the context under them.
@@ -201,12 +212,7 @@ void bind_forward(nb::module_& m) {
         const TensorView ov = view_of(o, "o", 4, &device);
         std::optional<TensorView> lv;
         if (lse) lv = view_of(*lse, "lse", 3, &device);
-        std::vector<TensorView> cv;
-        for (size_t i = 0; i < captures.size(); ++i) {
-          const std::string name = i < spec.captures.size() ? "captures." + spec.captures[i].name
-                                                            : "captures[" + std::to_string(i) + "]";
-          cv.push_back(capture_view_of(captures[i], name, &device));
-        }
+        const std::vector<TensorView> cv = capture_views(spec, captures, &device);
         DeviceContextGuard on_device(device, "q");  // the tensors' GPU, not only the current one
         {
           nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
@@ -229,12 +235,7 @@ void bind_forward(nb::module_& m) {
         const AttentionSpec spec = parsed_spec(spec_json);
         int32_t device = cells.device_id();
         TensorView cv = capture_view_of(cells, "cells", &device);
-        std::vector<TensorView> caps;
-        for (size_t i = 0; i < captures.size(); ++i) {
-          const std::string name = i < spec.captures.size() ? "captures." + spec.captures[i].name
-                                                            : "captures[" + std::to_string(i) + "]";
-          caps.push_back(capture_view_of(captures[i], name, &device));
-        }
+        const std::vector<TensorView> caps = capture_views(spec, captures, &device);
         BlockMaskShape shape{batch, heads, seqlen_q, seqlen_k, block_q, block_kv};
         DeviceContextGuard on_device(device, "cells");
         {

@@ -12,6 +12,7 @@
 #include "flashjit/error.h"
 #include "flashjit/tuning.h"
 #include "kernel_pipeline.h"
+#include "launch.h"
 #include "validate_args.h"
 #include "flashjit/block_mask_params.cuh"
 
@@ -136,13 +137,7 @@ void build_block_mask(const std::string& mask_expr, const std::vector<expr::Capt
   p.f.seqlen_k = static_cast<int>(s.seqlen_k);
   p.f.num_heads_q = static_cast<int>(s.heads);
   p.f.gqa_group = 1;
-  for (size_t i = 0; i < capture_views.size() && i < static_cast<size_t>(kMaxCaptures); ++i) {
-    p.f.caps[i].data = capture_views[i].data;
-    for (int d = 0; d < capture_views[i].rank; ++d) {
-      p.f.caps[i].strides[d] = capture_views[i].strides[d];
-      p.f.caps[i].sizes[d] = static_cast<int>(capture_views[i].sizes[d]);
-    }
-  }
+  set_captures(p.f, capture_views);
   p.cells = static_cast<int*>(cells.data);
   p.nb = static_cast<int>(want[0]), p.nh = static_cast<int>(want[1]);
   p.nqb = static_cast<int>(want[2]), p.nkb = static_cast<int>(want[3]);

@@ -46,6 +46,11 @@ FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView
   p.seqlen_k = static_cast<int>(shape.seqlen_k);
   p.num_heads_q = static_cast<int>(shape.heads_q);
   p.gqa_group = static_cast<int>(shape.heads_q / shape.heads_kv);
+  set_captures(p, captures);
+  return p;
+}
+
+void set_captures(FwdParams& p, const std::vector<TensorView>& captures) {
   for (size_t i = 0; i < captures.size() && i < static_cast<size_t>(kMaxCaptures); ++i) {
     const TensorView& c = captures[i];
     p.caps[i].data = c.data;
@@ -54,7 +59,6 @@ FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView
       p.caps[i].sizes[d] = static_cast<int>(c.sizes[d]);  // < 2^31: validate_capture_args
     }
   }
-  return p;
 }
 
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams p, const ProblemShape& shape,

@@ -26,6 +26,9 @@ const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, cons
 FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
                       const TensorView* lse, const ProblemShape& shape, const std::vector<TensorView>& captures);
 
+// The captured tensors (checked by validate_capture_args) into p.caps, in order.
+void set_captures(FwdParams& p, const std::vector<TensorView>& captures);
+
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams params, const ProblemShape& shape,
             CUstream stream);
 

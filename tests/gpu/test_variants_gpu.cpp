@@ -155,6 +155,37 @@ flashjit::ElemType elem_of(expr::CaptureDType d) {
   return flashjit::ElemType::i32;
 }
 
+// A captured tensor on the device: its buffer, and the view forward() and build_block_mask()
+// take (dtype, rank, sizes and strides of the host copy).
+struct DeviceCapture {
+  std::unique_ptr<fjtest::DeviceBuffer> buffer;
+  flashjit::TensorView view;
+};
+DeviceCapture upload_capture(const HostCap& h) {
+  DeviceCapture d{std::make_unique<fjtest::DeviceBuffer>(h.bytes.size()), {}};
+  d.buffer->upload(h.bytes.data());
+  d.view.data = d.buffer->data();
+  d.view.dtype = elem_of(h.view.dtype);
+  d.view.rank = h.view.rank;
+  for (int r = 0; r < h.view.rank; ++r) d.view.sizes[r] = h.view.sizes[r], d.view.strides[r] = h.view.strides[r];
+  return d;
+}
+std::vector<flashjit::TensorView> views_of(const std::vector<DeviceCapture>& caps) {
+  std::vector<flashjit::TensorView> v;
+  for (const DeviceCapture& c : caps) v.push_back(c.view);
+  return v;
+}
+// A contiguous int32 view of block-mask cells over `data`.
+flashjit::TensorView cells_view(void* data, const int64_t (&dims)[4]) {
+  flashjit::TensorView cv;
+  cv.data = data;
+  cv.dtype = flashjit::ElemType::i32;
+  cv.rank = 4;
+  int64_t stride = 1;
+  for (int r = 3; r >= 0; --r) cv.sizes[r] = dims[r], cv.strides[r] = stride, stride *= dims[r];
+  return cv;
+}
+
 struct Errors {
   double rel = 0, max_abs = 0, lse_abs = 0;
   int64_t masked_rows = 0;
@@ -203,18 +234,9 @@ Errors run_case(const Case& c, int64_t capture_size, uint32_t seed) {
   dq.upload(q.data());
   dk.upload(k.data());
   dv.upload(v.data());
-  std::vector<std::unique_ptr<fjtest::DeviceBuffer>> dcaps;
-  std::vector<flashjit::TensorView> tcaps;
-  for (size_t i = 0; i < caps.size(); ++i) {
-    dcaps.push_back(std::make_unique<fjtest::DeviceBuffer>(caps[i].bytes.size()));
-    dcaps.back()->upload(caps[i].bytes.data());
-    flashjit::TensorView t;
-    t.data = dcaps.back()->data();
-    t.dtype = elem_of(spec.captures[i].dtype);
-    t.rank = spec.captures[i].rank;
-    for (int r = 0; r < t.rank; ++r) t.sizes[r] = caps[i].view.sizes[r], t.strides[r] = caps[i].view.strides[r];
-    tcaps.push_back(t);
-  }
+  std::vector<DeviceCapture> dcaps;
+  for (const HostCap& h : caps) dcaps.push_back(upload_capture(h));
+  const std::vector<flashjit::TensorView> tcaps = views_of(dcaps);
   const auto et = c.dtype == DType::bf16 ? flashjit::ElemType::bf16 : flashjit::ElemType::f16;
   const auto tq = flashjit::TensorView::bhsd(dq.data(), et, B, c.hq, c.sq, c.d);
   const auto tk = flashjit::TensorView::bhsd(dk.data(), et, B, c.hkv, c.sk, c.d);
@@ -463,32 +485,20 @@ TEST_CASE("the block-mask builder matches the CPU oracle cell for cell", "[gpu][
       const int64_t B = sh.sq > 1000 ? 1 : 2, H = sh.sq > 1000 ? 1 : 3;
       std::vector<HostCap> caps;
       std::vector<expr::HostCapture> host;
-      std::vector<std::unique_ptr<fjtest::DeviceBuffer>> dcaps;
-      std::vector<flashjit::TensorView> views;
+      std::vector<DeviceCapture> dcaps;
       for (const auto& d : masks[m].second) {
         caps.push_back(make_capture(d, random[m] ? 8 : 4097, rng));
         caps.back().view.data = caps.back().bytes.data();
         host.push_back(caps.back().view);
-        dcaps.push_back(std::make_unique<fjtest::DeviceBuffer>(caps.back().bytes.size()));
-        dcaps.back()->upload(caps.back().bytes.data());
-        flashjit::TensorView t;
-        t.data = dcaps.back()->data();
-        t.dtype = elem_of(d.dtype);
-        t.rank = d.rank;
-        for (int r = 0; r < d.rank; ++r) t.sizes[r] = caps.back().view.sizes[r], t.strides[r] = caps.back().view.strides[r];
-        views.push_back(t);
+        dcaps.push_back(upload_capture(caps.back()));
       }
+      const std::vector<flashjit::TensorView> views = views_of(dcaps);
       const flashjit::BlockMaskShape shape{B, H, sh.sq, sh.sk, sh.bq, sh.bk};
       const int64_t nq = shape.q_blocks(), nk = shape.kv_blocks();
       fjtest::DeviceBuffer dcells(static_cast<size_t>(B * H * nq * nk) * 4);
       dcells.poison();
-      flashjit::TensorView cv;
-      cv.data = dcells.data();
-      cv.dtype = flashjit::ElemType::i32;
-      cv.rank = 4;
       const int64_t dims[4] = {B, H, nq, nk};
-      int64_t stride = 1;
-      for (int r = 3; r >= 0; --r) cv.sizes[r] = dims[r], cv.strides[r] = stride, stride *= dims[r];
+      const flashjit::TensorView cv = cells_view(dcells.data(), dims);
       INFO(masks[m].first << " sq=" << sh.sq << " sk=" << sh.sk << " blocks " << sh.bq << "x" << sh.bk);
       flashjit::build_block_mask(masks[m].first, masks[m].second, shape, cv, nullptr, views);
       drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after build_block_mask");
@@ -526,26 +536,15 @@ TEST_CASE("variants and block masks under compute-sanitizer", "[gpu][variants][b
   for (const Case& c : cases) CHECK(run_case(c, 600, seed++).rel < 2e-2);
   std::mt19937 rng(9);
   HostCap d = make_capture(doc, 600, rng);
-  fjtest::DeviceBuffer dd(d.bytes.size());
-  dd.upload(d.bytes.data());
-  flashjit::TensorView tv;
-  tv.data = dd.data();
-  tv.dtype = flashjit::ElemType::i32;
-  tv.rank = 1;
-  tv.sizes[0] = 600, tv.strides[0] = 1;
+  const DeviceCapture dd = upload_capture(d);
   const flashjit::BlockMaskShape shape{1, 2, 600, 555, 64, 128};
-  fjtest::DeviceBuffer dcells(static_cast<size_t>(2 * shape.q_blocks() * shape.kv_blocks()) * 4);
-  flashjit::TensorView cv;
-  cv.data = dcells.data();
-  cv.dtype = flashjit::ElemType::i32;
-  cv.rank = 4;
+  const int64_t n_cells = 2 * shape.q_blocks() * shape.kv_blocks();
+  fjtest::DeviceBuffer dcells(static_cast<size_t>(n_cells) * 4);
   const int64_t dims[4] = {1, 2, shape.q_blocks(), shape.kv_blocks()};
-  int64_t stride = 1;
-  for (int r = 3; r >= 0; --r) cv.sizes[r] = dims[r], cv.strides[r] = stride, stride *= dims[r];
-  flashjit::build_block_mask(dvar.mask, {doc}, shape, cv, nullptr, {tv});
+  flashjit::build_block_mask(dvar.mask, {doc}, shape, cells_view(dcells.data(), dims), nullptr, {dd.view});
   auto& drv = flashjit::CudaDriver::get();
   drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after build_block_mask");
-  std::vector<int32_t> got(static_cast<size_t>(stride));
+  std::vector<int32_t> got(static_cast<size_t>(n_cells));
   dcells.download(got.data());
   d.view.data = d.bytes.data();
   CHECK(got == flashjit::eval::block_mask_cells(dvar.mask, {doc}, {d.view}, 1, 2, 600, 555, 64, 128));

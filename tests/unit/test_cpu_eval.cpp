@@ -245,24 +245,42 @@ TEST_CASE("round_to agrees with a search over all 16-bit values", "[eval]") {
   }
 }
 
+namespace {
+// A random non-empty band (either side possibly unbounded), sequence lengths 1..90, tile
+// sizes 16..128, with offsets bottom-right, top-left or arbitrary by turns.
+struct RandomBandCase {
+  Band band;
+  long long sq, sk;
+  int bm, bn;
+};
+RandomBandCase random_band_case(std::mt19937& rng, int iter) {
+  std::uniform_int_distribution<int> coin(0, 1), len(1, 90), val(-40, 40), off(-50, 50), bsel(0, 3);
+  const int blocks[] = {16, 32, 64, 128};
+  RandomBandCase c{};
+  Band& b = c.band;
+  b.has_lo = coin(rng);
+  b.has_hi = coin(rng);
+  b.lo = val(rng);
+  b.hi = val(rng);
+  if (b.has_lo && b.has_hi && b.lo > b.hi) std::swap(b.lo, b.hi);  // lo <= hi: a non-empty band
+  c.sq = len(rng), c.sk = len(rng);
+  b.offset = iter % 3 == 0 ? c.sk - c.sq : (iter % 3 == 1 ? 0 : off(rng));
+  c.bm = blocks[bsel(rng)], c.bn = blocks[bsel(rng)];
+  return c;
+}
+}  // namespace
+
 // band_kv_tiles against brute force over (i, j): the range covers every visible pair,
 // starts and ends on non-empty tiles, and the "full" sub-range holds exactly the tiles in
 // which every real row sees every key (j < seqlen_k included).
 TEST_CASE("band_kv_tiles matches brute force", "[eval]") {
   std::mt19937 rng(1234);
-  std::uniform_int_distribution<int> coin(0, 1), len(1, 90), val(-40, 40), off(-50, 50), bsel(0, 3);
-  const int blocks[] = {16, 32, 64, 128};
   int checked = 0, with_full = 0;
   for (int iter = 0; iter < 1500; ++iter) {
-    Band b{};
-    b.has_lo = coin(rng);
-    b.has_hi = coin(rng);
-    b.lo = val(rng);
-    b.hi = val(rng);
-    if (b.has_lo && b.has_hi && b.lo > b.hi) std::swap(b.lo, b.hi);  // lo <= hi: a non-empty band
-    const long long sq = len(rng), sk = len(rng);
-    b.offset = iter % 3 == 0 ? sk - sq : (iter % 3 == 1 ? 0 : off(rng));
-    const int bm = blocks[bsel(rng)], bn = blocks[bsel(rng)];
+    const RandomBandCase c = random_band_case(rng, iter);
+    const Band& b = c.band;
+    const long long sq = c.sq, sk = c.sk;
+    const int bm = c.bm, bn = c.bn;
     const long long n_tiles = ceil_div(sk, bn);
     for (long long q0 = 0; q0 < sq; q0 += bm) {
       const KvTileRange r = band_kv_tiles(b, q0, bm, sq, sk, bn);
@@ -305,19 +323,12 @@ TEST_CASE("band_kv_tiles matches brute force", "[eval]") {
 // those whose every row sees every key, both tiles lying inside the tensors.
 TEST_CASE("band_q_tiles matches brute force", "[eval][backward]") {
   std::mt19937 rng(4321);
-  std::uniform_int_distribution<int> coin(0, 1), len(1, 90), val(-40, 40), off(-50, 50), bsel(0, 3);
-  const int blocks[] = {16, 32, 64, 128};
   int checked = 0, with_full = 0;
   for (int iter = 0; iter < 1500; ++iter) {
-    Band b{};
-    b.has_lo = coin(rng);
-    b.has_hi = coin(rng);
-    b.lo = val(rng);
-    b.hi = val(rng);
-    if (b.has_lo && b.has_hi && b.lo > b.hi) std::swap(b.lo, b.hi);
-    const long long sq = len(rng), sk = len(rng);
-    b.offset = iter % 3 == 0 ? sk - sq : (iter % 3 == 1 ? 0 : off(rng));
-    const int bm = blocks[bsel(rng)], bn = blocks[bsel(rng)];
+    const RandomBandCase c = random_band_case(rng, iter);
+    const Band& b = c.band;
+    const long long sq = c.sq, sk = c.sk;
+    const int bm = c.bm, bn = c.bn;
     const long long n_q_tiles = ceil_div(sq, bm);
     for (long long k0 = 0; k0 < sk; k0 += bn) {
       const KvTileRange r = band_q_tiles(b, k0, bn, sq, sk, bm);
