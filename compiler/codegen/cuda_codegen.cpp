@@ -44,7 +44,11 @@ std::string op_comment(const ir::Op& op, const std::string& indent) { return ind
 class Emitter {
  public:
   explicit Emitter(const ir::Kernel& k)
-      : k_(k), spec_(k.spec), tile_(*k.spec.tile), wgmma_(k.spec.tile->mma == MmaKind::wgmma) {}
+      : k_(k),
+        spec_(k.spec),
+        tile_(*k.spec.tile),
+        wgmma_(k.spec.tile->mma == MmaKind::wgmma),
+        score_splits_(score_hook_splits(k.spec.score_mod, k.spec.captures)) {}
 
   std::string run() {
     if (k_.loop.stages < 2) throw std::logic_error("codegen: run the pipeline_loads pass first (stages >= 2)");
@@ -59,6 +63,7 @@ class Emitter {
   const AttentionSpec& spec_;
   const TileConfig& tile_;
   const bool wgmma_;  // sm_90a warpgroup path: swizzled tiles, wgmma GEMMs
+  const bool score_splits_;  // score_mod has a narrow-index form (score_hook_splits)
   std::ostringstream out_;
 
   // The shared-memory tile loader of the path.
@@ -251,24 +256,42 @@ class Emitter {
       else out_ << "    " << call;
       return;
     } else {
-      call = fmt::format("{}for_each_score<T>({}, blk.q0, {}, blk.warp, blk.lane, [&](float& x, int q_idx, int kv_idx) {{\n",
-                         indent, op.operands[0], kv);
-      call += indent + "  if (q_idx >= params.seqlen_q || kv_idx >= params.seqlen_k ||\n";
-      call += indent + "      !mask_mod(params, blk.batch, blk.head, q_idx, kv_idx))\n";
-      call += indent + "    x = neg_inf();\n";
-      call += indent + "});\n";
+      call = factored_loop(indent, op.operands[0], "mask", "Mask",
+                           indent + "  if (!(in_range & mask_elem(params, blk.batch, blk.head, q_idx, kv_idx, r, c))) x = neg_inf();\n");
     }
     if (partial_only) out_ << fmt::format("    if (!tiles.is_full_at(r)) {{\n{}    }}\n", call);
     else out_ << call;
   }
 
+  // for_each_score_factored over tile `s` with the hooks `name`_row / _col / _elem (expr_hooks.cpp);
+  // `body` sees x, q_idx, kv_idx, in_range, r and c.
+  std::string factored_loop(const std::string& indent, const std::string& s, const std::string& name,
+                            const std::string& Name, const std::string& body) const {
+    std::string out = fmt::format(
+        "{0}for_each_score_factored<T, k{1}ElemReads>({2}, blk.q0, {3}, blk.warp, blk.lane, params.seqlen_q, params.seqlen_k,\n"
+        "{0}    [&](int q_idx) {{ return {4}_row(params, blk.batch, blk.head, q_idx); }},\n"
+        "{0}    [&](int kv_idx) {{ return {4}_col(params, blk.batch, blk.head, kv_idx); }},\n"
+        "{0}    [&](float& x, int q_idx, int kv_idx, bool in_range, const {1}Row& r, const {1}Col& c) {{\n",
+        indent, Name, s, k_.loop.induction, name);
+    return out + body + indent + "});\n";
+  }
+
   // s = score_mod(score = s * softmax_scale), for real rows and keys (the rest is masked).
   void score_mod(const ir::Op& op) {
-    out_ << fmt::format("    for_each_score<T>({}, blk.q0, {}, blk.warp, blk.lane, [&](float& x, int q_idx, int kv_idx) {{\n",
-                        op.operands[0], k_.loop.induction);
-    out_ << "      if (q_idx < params.seqlen_q && kv_idx < params.seqlen_k)\n";
-    out_ << "        x = score_mod(params, fj_fmul(x, kScale), blk.batch, blk.head, q_idx, kv_idx);\n";
-    out_ << "    });\n";
+    const std::string& s = op.operands[0];
+    auto body = [&](const std::string& indent, const std::string& name) {
+      return indent + "  x = " + name + "_elem(params, fj_fmul(x, kScale), blk.batch, blk.head, q_idx, kv_idx, r, c);\n";
+    };
+    if (score_splits_) {
+      // Uniform over the grid: the lengths decide which form is exact.
+      out_ << "    if (params.seqlen_q <= kScoreNarrowLimit && params.seqlen_k <= kScoreNarrowLimit) {\n";
+      out_ << factored_loop("      ", s, "score_narrow", "ScoreNarrow", body("      ", "score_narrow"));
+      out_ << "    } else {\n";
+      out_ << factored_loop("      ", s, "score", "Score", body("      ", "score"));
+      out_ << "    }\n";
+    } else {
+      out_ << factored_loop("    ", s, "score", "Score", body("    ", "score"));
+    }
   }
 
   // Copies of one tensor of KV tile `tile_expr` into ring slot `slot_expr`.

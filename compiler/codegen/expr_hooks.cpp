@@ -3,6 +3,7 @@
 // text, so they agree on what each element is.
 #include <fmt/format.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,37 @@ std::vector<expr::CaptureDType> dtypes_of(const std::vector<expr::CaptureDecl>& 
   std::vector<expr::CaptureDType> d;
   for (const expr::CaptureDecl& c : captures) d.push_back(c.dtype);
   return d;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+// `name`_row / `name`_col / `name`_elem and their structs: e factored over a lane's elements
+// (templates/flashjit/score_hooks.cuh, for_each_score_factored).
+std::string factored_hooks(const expr::Expr& e, const std::vector<expr::CaptureDType>& dtypes, expr::FloatMath math,
+                           const std::string& name, const std::string& Name, const std::string& elem_type,
+                           const std::string& elem_args) {
+  const expr::FactoredCuda f = expr::emit_factored(e, dtypes, math);
+  std::string out;
+  out += fmt::format("struct {}Row {{ {}}};  // per query row\n", Name,
+                     f.row_fields.empty() ? "" : join(f.row_fields, "; ") + "; ");
+  out += fmt::format("struct {}Col {{ {}}};  // per key column\n", Name,
+                     f.col_fields.empty() ? "" : join(f.col_fields, "; ") + "; ");
+  out += fmt::format("__device__ __forceinline__ {0}Row {1}_row(const flashjit::FwdParams& params, int b, int h, int q_idx) {{\n"
+                     "  using namespace flashjit;\n  return {0}Row{{{2}}};\n}}\n",
+                     Name, name, join(f.row_values, ", "));
+  out += fmt::format("__device__ __forceinline__ {0}Col {1}_col(const flashjit::FwdParams& params, int b, int h, int kv_idx) {{\n"
+                     "  using namespace flashjit;\n  return {0}Col{{{2}}};\n}}\n",
+                     Name, name, join(f.col_values, ", "));
+  out += fmt::format("__device__ __forceinline__ {0} {1}_elem(const flashjit::FwdParams& params, {2}int b, int h, int q_idx, "
+                     "int kv_idx, const {3}Row& r, const {3}Col& c) {{\n  using namespace flashjit;\n  return {4};\n}}\n",
+                     elem_type, name, elem_args, Name, f.elem);
+  out += fmt::format("constexpr bool k{}ElemReads = {};  // a read indexed by both q_idx and kv_idx\n", Name,
+                     f.elem_reads ? "true" : "false");
+  return out;
 }
 
 }  // namespace
@@ -38,8 +70,17 @@ std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::Cap
   out += "// The mask over an index box: never / always / sometimes true (tile classification).\n";
   out += "__device__ __forceinline__ flashjit::IvB mask_interval(const flashjit::FwdParams& params, "
          "const flashjit::IvBox& box) {\n  using namespace flashjit;\n";
-  out += "  return " + expr::emit_interval(e, dtypes) + ";\n}\n\n";
-  return out;
+  out += "  return " + expr::emit_interval(e, dtypes) + ";\n}\n";
+  out += "// mask_mod factored for the forward's element loop: what depends on the row only or on the\n"
+         "// key only is computed once per row or column (the same values as mask_mod).\n";
+  out += factored_hooks(expr::explicit_conversions(e), dtypes, expr::FloatMath::exact, "mask", "Mask", "bool", "");
+  return out + "\n";
+}
+
+bool score_hook_splits(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures) {
+  if (score_mod.empty()) return false;
+  const expr::Expr e = expr::parse(score_mod, expr::Context{true, captures});
+  return expr::split_index_conversions(expr::explicit_conversions(e)).has_value();
 }
 
 std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures) {
@@ -49,8 +90,26 @@ std::string score_hook(const std::string& score_mod, const std::vector<expr::Cap
   std::string out = "// score_mod: " + score_mod + "\n";
   out += "__device__ __forceinline__ float score_mod(const flashjit::FwdParams& params, float score, int b, int h, "
          "int q_idx, int kv_idx) {\n  using namespace flashjit;\n";
-  out += "  return " + value + ";\n}\n\n";
-  return out;
+  out += "  return " + value + ";\n}\n";
+  out += "// score_mod factored for the element loop: what depends on the row only or on the key only\n"
+         "// is computed once per row or column.\n";
+  expr::Expr explicit_e = expr::explicit_conversions(e);
+  if (explicit_e.type() == expr::Type::integer) {  // an int score_mod: one conversion, at the root
+    expr::Node root;
+    root.kind = expr::Kind::to_float;
+    root.type = expr::Type::floating;
+    root.args = {static_cast<int>(explicit_e.nodes.size()) - 1};
+    explicit_e.nodes.push_back(root);
+  }
+  out += factored_hooks(explicit_e, dtypes_of(captures), expr::FloatMath::fast, "score", "Score", "float", "float score, ");
+  if (const std::optional<expr::Expr> narrow = expr::split_index_conversions(explicit_e)) {
+    out += fmt::format("// The same with float(kv_idx - q_idx) as float(kv_idx) - float(q_idx), hoisted: exact while\n"
+                       "// seqlen_q and seqlen_k are at most {} (kScoreNarrowLimit).\n", expr::kNarrowIndexLimit);
+    out += factored_hooks(*narrow, dtypes_of(captures), expr::FloatMath::fast, "score_narrow", "ScoreNarrow", "float",
+                          "float score, ");
+    out += fmt::format("constexpr int kScoreNarrowLimit = {};\n", expr::kNarrowIndexLimit);
+  }
+  return out + "\n";
 }
 
 }  // namespace flashjit::codegen

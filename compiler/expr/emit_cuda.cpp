@@ -37,12 +37,27 @@ const char* read_fn(Type t, const Node& n, const std::vector<CaptureDType>* dtyp
   return "?";
 }
 
+const char* cuda_type(Type t) {
+  switch (t) {
+    case Type::boolean: return "bool";
+    case Type::integer: return "int";
+    case Type::floating: return "float";
+  }
+  return "?";
+}
+
 class ValueEmitter {
  public:
-  ValueEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math)
-      : e_(e), dtypes_(dtypes), fast_(math == FloatMath::fast) {}
+  // `names`: per node, a name to print instead of its subtree (a hoisted term), or "".
+  // `eager`: & | and where() evaluate every operand (fj_and, fj_or, fj_sel), so an element
+  // loop has no branches; safe because every read is in bounds on every path (the launch
+  // checks each read's index over the whole index box, whatever guards it).
+  ValueEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math,
+               const std::vector<std::string>* names = nullptr, bool eager = false)
+      : e_(e), dtypes_(dtypes), fast_(math == FloatMath::fast), names_(names), eager_(eager) {}
 
   std::string node(int i) const {
+    if (names_ && !(*names_)[static_cast<size_t>(i)].empty()) return (*names_)[static_cast<size_t>(i)];
     const Node& n = e_.nodes[static_cast<size_t>(i)];
     auto a = [&](size_t k) { return node(n.args[k]); };
     auto af = [&](size_t k) { return as_float(n.args[k]); };
@@ -81,12 +96,15 @@ class ValueEmitter {
         if (t(0) == Type::boolean || ints) return infix(a(0), op, a(1));
         return infix(af(0), op, af(1));
       }
-      case Kind::logical_and: return infix(a(0), "&&", a(1));
-      case Kind::logical_or: return infix(a(0), "||", a(1));
+      case Kind::logical_and: return eager_ ? call("fj_and", a(0), a(1)) : infix(a(0), "&&", a(1));
+      case Kind::logical_or: return eager_ ? call("fj_or", a(0), a(1)) : infix(a(0), "||", a(1));
       case Kind::logical_xor: return infix(a(0), "!=", a(1));
-      case Kind::where:
-        if (n.type == Type::floating) return "(" + a(0) + " ? " + af(1) + " : " + af(2) + ")";
-        return "(" + a(0) + " ? " + a(1) + " : " + a(2) + ")";
+      case Kind::where: {
+        const bool f = n.type == Type::floating;
+        const std::string x = f ? af(1) : a(1), y = f ? af(2) : a(2);
+        if (eager_) return fmt::format("fj_sel<{}>({}, {}, {})", cuda_type(n.type), a(0), x, y);
+        return "(" + a(0) + " ? " + x + " : " + y + ")";
+      }
       case Kind::min: return ints ? call("fj_imin", a(0), a(1)) : call("fj_fmin", af(0), af(1));
       case Kind::max: return ints ? call("fj_imax", a(0), a(1)) : call("fj_fmax", af(0), af(1));
       case Kind::abs: return t(0) == Type::integer ? "fj_iabs(" + a(0) + ")" : "fabsf(" + a(0) + ")";
@@ -108,6 +126,8 @@ class ValueEmitter {
   const Expr& e_;
   const std::vector<CaptureDType>& dtypes_;
   const bool fast_;
+  const std::vector<std::string>* names_;
+  const bool eager_;
 
   // a / c for a finite nonzero literal c is a * (1 / c), rounded once here; else __fdividef.
   std::string fast_div(const Node& n) const {
@@ -244,6 +264,31 @@ class IntervalEmitter {
 
 std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math) {
   return ValueEmitter(e, dtypes, math).node(static_cast<int>(e.nodes.size()) - 1);
+}
+
+FactoredCuda emit_factored(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math) {
+  FactoredCuda out;
+  std::vector<std::string> names(e.nodes.size());
+  int rows = 0, cols = 0;
+  for (const Hoisted& t : hoisted_terms(e)) {
+    const bool row = t.scope == Scope::row;
+    const std::string field = "t" + std::to_string(row ? rows++ : cols++);
+    (row ? out.row_fields : out.col_fields)
+        .push_back(std::string(cuda_type(e.nodes[static_cast<size_t>(t.node)].type)) + " " + field);
+    (row ? out.row_values : out.col_values).push_back(ValueEmitter(e, dtypes, math, &names, true).node(t.node));
+    names[static_cast<size_t>(t.node)] = (row ? "r." : "c.") + field;
+  }
+  out.elem = ValueEmitter(e, dtypes, math, &names, true).node(static_cast<int>(e.nodes.size()) - 1);
+  // A read left in the element: one whose index depends on both the row and the column.
+  std::vector<bool> inside(e.nodes.size(), false);  // node i is evaluated per element
+  inside.back() = names.back().empty();
+  for (size_t i = e.nodes.size(); i-- > 0;) {
+    if (!inside[i]) continue;
+    if (e.nodes[i].kind == Kind::read) out.elem_reads = true;
+    for (int a : e.nodes[i].args)
+      if (names[static_cast<size_t>(a)].empty()) inside[static_cast<size_t>(a)] = true;
+  }
+  return out;
 }
 
 std::string emit_interval(const Expr& e, const std::vector<CaptureDType>& dtypes) {

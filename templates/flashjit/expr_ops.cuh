@@ -87,11 +87,20 @@ FJ_HOST_DEVICE float fj_ffloordiv(float a, float b) { return floorf(fj_fdiv(a, b
 FJ_HOST_DEVICE float fj_fmod(float a, float b) { return fj_fsub(a, fj_fmul(floorf(fj_fdiv(a, b)), b)); }
 FJ_HOST_DEVICE float fj_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// Eager forms of & | and where() for the element loops: every operand is computed, so the
+// loop does not branch. Safe because every captured-tensor read is in bounds on every path
+// (the launch checks each read's index over the whole index box, whatever guards it).
+FJ_HOST_DEVICE bool fj_and(bool a, bool b) { return a & b; }
+FJ_HOST_DEVICE bool fj_or(bool a, bool b) { return a | b; }
+template <class V> FJ_HOST_DEVICE V fj_sel(bool c, V a, V b) { return c ? a : b; }
+
 // Fast forms for score_mod only (emit_value with FloatMath::fast). A score is a float that
 // already differs between the GPU and the CPU oracle by the GEMM's rounding, so a few ulp more
 // change nothing, while the exact forms cost 10-40 instructions per score. Masks keep the exact
 // forms: their comparisons must decide the same on both sides.
-//   tanh x = 1 - 2 / (e^2x + 1): absolute error below 1e-6; +-inf and NaN as tanhf.
+//   tanh: the hardware's tanh.approx.f32 (one MUFU operation, as FlashAttention's softcap;
+//   relative error about 2^-11), where 1 - 2 / (e^2x + 1) took two and made the softmax's
+//   exponentials wait; +-inf and NaN as tanhf.
 FJ_HOST_DEVICE float fj_fdiv_fast(float a, float b) {
 #ifdef __CUDA_ARCH__
   return __fdividef(a, b);
@@ -115,7 +124,9 @@ FJ_HOST_DEVICE float fj_log_fast(float x) {
 }
 FJ_HOST_DEVICE float fj_tanh_fast(float x) {
 #ifdef __CUDA_ARCH__
-  return 1.0f - __fdividef(2.0f, __expf(2.0f * x) + 1.0f);
+  float y;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 #else
   return tanhf(x);
 #endif

@@ -19,10 +19,15 @@ std::string kernel_name(const AttentionSpec& spec);
 // kernel kind (expr_hooks.cpp):
 //   mask_mod(params, b, h, q_idx, kv_idx) -> bool, per element (exact float math);
 //   mask_interval(params, box) -> IvB, the mask over an index box (tile classification);
-//   score_mod(params, score, b, h, q_idx, kv_idx) -> float (fast float math).
+//   score_mod(params, score, b, h, q_idx, kv_idx) -> float (fast float math);
+// and, for the forward's element loop, each factored (compiler/expr/factor.cpp):
+//   mask_row / mask_col / mask_elem, score_row / score_col / score_elem, with their structs, and
+//   score_narrow_* when score_hook_splits() (the form exact while the lengths are at most
+//   kScoreNarrowLimit).
 std::string capture_comments(const std::vector<expr::CaptureDecl>& captures);
 std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
 std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
+bool score_hook_splits(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
 
 // The block-mask builder kernel for a mask expression (templates/flashjit/block_mask_build.cuh):
 // a complete translation unit whose entry is named by block_mask_kernel_name().

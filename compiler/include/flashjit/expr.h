@@ -204,4 +204,41 @@ std::string emit_value(const Expr& e, const std::vector<CaptureDType>& dtypes, F
 // value is unknown.
 std::string emit_interval(const Expr& e, const std::vector<CaptureDType>& dtypes = {});
 
+// --- hoisting for the kernels' element loops (factor.cpp) ----------------------------
+// Where a node's value can be computed: once per CTA (b, h, the lengths and literals only),
+// once per query row, once per key column, or only per element.
+enum class Scope { cta, row, col, elem };
+std::vector<Scope> node_scopes(const Expr& e);
+// Whether operand k of node n is used as a float (an int or bool there is converted).
+bool arg_is_float_operand(const Expr& e, const Node& n, size_t k);
+// `e` with every int or bool operand used as a float wrapped in an explicit to_float node:
+// the same values bit for bit, but a conversion is now a node and can be hoisted with its
+// operand (float(doc[q_idx]) once per row, not once per element).
+Expr explicit_conversions(const Expr& e);
+// float(t0 ± t1 ...) of q_idx, kv_idx and int literals up to kNarrowIndexLimit (at most four
+// terms) rewritten as float(t0) ± float(t1) ...: then float(kv_idx) is a column term and
+// float(q_idx) a row term, and the element does one float subtraction instead of an int-to-float
+// conversion (a quarter-rate instruction). Exact while seqlen_q and seqlen_k are at most
+// kNarrowIndexLimit: every partial sum stays below 2^24. The kernels check the lengths and take
+// the unsplit form beyond. nullopt when nothing splits. Input: explicit_conversions' output.
+inline constexpr int64_t kNarrowIndexLimit = int64_t(1) << 22;
+std::optional<Expr> split_index_conversions(const Expr& e);
+// The maximal subtrees, other than single names and literals, that do not depend on the
+// element: row terms (may use b, h, q_idx, the lengths) and column terms (kv_idx instead).
+struct Hoisted {
+  int node;
+  Scope scope;  // row (cta terms included) or col
+};
+std::vector<Hoisted> hoisted_terms(const Expr& e);
+// CUDA for e factored over a lane's elements: row terms as fields t0, t1, ... of a per-row
+// struct `r` (values over q_idx), column terms of a per-column struct `c` (values over kv_idx),
+// and the element's value over r.tK, c.tK, q_idx, kv_idx and score. & | and where() are eager.
+struct FactoredCuda {
+  std::vector<std::string> row_fields, col_fields;  // "int t0", "float t1", ...
+  std::vector<std::string> row_values, col_values;  // their C++ expressions
+  std::string elem;
+  bool elem_reads = false;  // a read is left in the element (its index uses q_idx and kv_idx)
+};
+FactoredCuda emit_factored(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math = FloatMath::exact);
+
 }  // namespace flashjit::expr
