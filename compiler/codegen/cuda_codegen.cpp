@@ -220,12 +220,15 @@ class Emitter {
                         loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages, note);
     if (loop.classes.by_interval) {
       out_ << "  // Tile classes: the mask over the tile's index box (real rows and keys only); a tile\n";
-      out_ << "  // reaching past seqlen_k is never full.\n";
+      out_ << "  // reaching past seqlen_k is never full. The row-only reads' ranges are the same for every\n";
+      out_ << "  // tile: each warp scans them once, here.\n";
+      out_ << "  const MaskRowIv rv = mask_row_interval(params, IvBox{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
+      out_ << "                                                      IvI{0, params.seqlen_k - 1}, params.seqlen_q, params.seqlen_k}, blk.lane);\n";
       out_ << "  const auto classify = [&](int t) {\n";
       out_ << "    const long long kv_last = fj_min((long long)(t + 1) * T::BN, params.seqlen_k) - 1;\n";
       out_ << "    const IvBox box{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
       out_ << "                    IvI{(long long)t * T::BN, kv_last}, params.seqlen_q, params.seqlen_k};\n";
-      out_ << "    const int c = iv_tile_class(mask_interval(params, box));\n";
+      out_ << "    const int c = iv_tile_class(mask_tile_interval(params, box, rv));\n";
       out_ << "    return c == kTileFull && (t + 1) * T::BN > params.seqlen_k ? (int)kTilePartial : c;\n";
       out_ << "  };\n";
       out_ << "  // The list of non-empty tiles, after the pipeline's tiles (and mbarriers).\n";

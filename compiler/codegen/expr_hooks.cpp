@@ -71,6 +71,16 @@ std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::Cap
   out += "__device__ __forceinline__ flashjit::IvB mask_interval(const flashjit::FwdParams& params, "
          "const flashjit::IvBox& box) {\n  using namespace flashjit;\n";
   out += "  return " + expr::emit_interval(e, dtypes) + ";\n}\n";
+  const expr::FactoredInterval iv = expr::emit_factored_interval(e, dtypes);
+  out += "// The same with the ranges of the row-only reads over the CTA's rows computed once, by\n"
+         "// every warp together (mask_row_interval), and shared by all its tiles (mask_tile_interval).\n";
+  out += fmt::format("struct MaskRowIv {{ {}}};\n", iv.row_fields.empty() ? "" : join(iv.row_fields, "; ") + "; ");
+  out += fmt::format("__device__ __forceinline__ MaskRowIv mask_row_interval(const flashjit::FwdParams& params, "
+                     "const flashjit::IvBox& box, int lane) {{\n  using namespace flashjit;\n  return MaskRowIv{{{}}};\n}}\n",
+                     join(iv.row_values, ", "));
+  out += fmt::format("__device__ __forceinline__ flashjit::IvB mask_tile_interval(const flashjit::FwdParams& params, "
+                     "const flashjit::IvBox& box, const MaskRowIv& rv) {{\n  using namespace flashjit;\n  return {};\n}}\n",
+                     iv.tile);
   out += "// mask_mod factored for the forward's element loop: what depends on the row only or on the\n"
          "// key only is computed once per row or column (the same values as mask_mod).\n";
   out += factored_hooks(expr::explicit_conversions(e), dtypes, expr::FloatMath::exact, "mask", "Mask", "bool", "");

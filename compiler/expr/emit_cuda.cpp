@@ -155,9 +155,14 @@ class ValueEmitter {
 
 class IntervalEmitter {
  public:
-  IntervalEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes) : e_(e), dtypes_(dtypes) {}
+  // `names`: per node, a name to print instead of its subtree (a row term's range), or "".
+  // `warp`: reads scan with the warp-cooperative forms (interval.cuh, iv_read_*_warp).
+  IntervalEmitter(const Expr& e, const std::vector<CaptureDType>& dtypes, const std::vector<std::string>* names = nullptr,
+                  bool warp = false)
+      : e_(e), dtypes_(dtypes), names_(names), warp_(warp) {}
 
   std::string node(int i) const {
+    if (names_ && !(*names_)[static_cast<size_t>(i)].empty()) return (*names_)[static_cast<size_t>(i)];
     const Node& n = e_.nodes[static_cast<size_t>(i)];
     auto a = [&](size_t k) { return node(n.args[k]); };
     auto af = [&](size_t k) { return as_float(n.args[k]); };
@@ -186,8 +191,8 @@ class IntervalEmitter {
         if (static_cast<size_t>(n.capture) >= dtypes_.size())  // values unknown to the analysis
           return n.type == Type::boolean ? "iv_b_any()" : n.type == Type::integer ? "iv_i_any()" : "iv_f_any()";
         // The range of the values over the index box, scanned (interval.cuh).
-        std::string s = fmt::format("iv_{}(params.caps[{}], {}", std::string(read_fn(n.type, n, &dtypes_)).substr(3),
-                                    n.capture, n.args.size());
+        std::string s = fmt::format("iv_{}{}(params.caps[{}], {}{}", std::string(read_fn(n.type, n, &dtypes_)).substr(3),
+                                    warp_ ? "_warp" : "", n.capture, n.args.size(), warp_ ? ", lane" : "");
         for (size_t k = 0; k < n.args.size(); ++k) s += ", " + a(k);
         return s + ")";
       }
@@ -244,6 +249,10 @@ class IntervalEmitter {
  private:
   const Expr& e_;
   const std::vector<CaptureDType>& dtypes_;
+  const std::vector<std::string>* names_;
+  const bool warp_;
+
+ public:
   // Whether node i's subtree scans a captured tensor (a read the analysis knows the dtype of).
   bool reads(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
@@ -252,6 +261,8 @@ class IntervalEmitter {
       if (reads(c)) return true;
     return false;
   }
+
+ private:
   std::string as_float(int i) const {
     const Node& n = e_.nodes[static_cast<size_t>(i)];
     if (n.type == Type::integer) return "iv_i2f(" + node(i) + ")";
@@ -288,6 +299,22 @@ FactoredCuda emit_factored(const Expr& e, const std::vector<CaptureDType>& dtype
     for (int a : e.nodes[i].args)
       if (names[static_cast<size_t>(a)].empty()) inside[static_cast<size_t>(a)] = true;
   }
+  return out;
+}
+
+FactoredInterval emit_factored_interval(const Expr& e, const std::vector<CaptureDType>& dtypes) {
+  FactoredInterval out;
+  std::vector<std::string> names(e.nodes.size());
+  const IntervalEmitter plain(e, dtypes);
+  for (const Hoisted& t : hoisted_terms(e)) {
+    if (t.scope != Scope::row || !plain.reads(t.node)) continue;  // only scans are worth a warp's help
+    const Type type = e.nodes[static_cast<size_t>(t.node)].type;
+    const std::string field = "t" + std::to_string(out.row_fields.size());
+    out.row_fields.push_back(std::string(type == Type::boolean ? "flashjit::IvB " : type == Type::integer ? "flashjit::IvI " : "flashjit::IvF ") + field);
+    out.row_values.push_back(IntervalEmitter(e, dtypes, nullptr, true).node(t.node));
+    names[static_cast<size_t>(t.node)] = "rv." + field;
+  }
+  out.tile = IntervalEmitter(e, dtypes, &names).node(static_cast<int>(e.nodes.size()) - 1);
   return out;
 }
 

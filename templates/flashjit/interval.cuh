@@ -444,6 +444,110 @@ FJ_HOST_DEVICE IvB iv_read_bool(const CaptureArg& c, int rank, IvI i0, IvI i1 = 
   return scanned ? IvB{f, t} : iv_b_any();
 }
 
+#ifdef __CUDA_ARCH__
+// --- warp-cooperative reads, for ranges every tile of a CTA shares ------------------------
+// The part of a mask that depends only on the query row (doc[q_idx]) has the same range for
+// every KV tile of a CTA. A warp scans it once before the tiles are classified: each lane
+// takes every 32nd element (int32: every 32nd group of four, 16-byte loads) and the lanes
+// combine their ranges, so a 128-row scan costs about one memory latency rather than the
+// several a single thread's scan waits for. All 32 lanes call these together, with the
+// same box (uniform over the CTA), and get the same result.
+template <class F>
+__device__ __forceinline__ bool iv_for_box_lanes(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1, IvI i2, IvI i3,
+                                                 F&& f) {
+  return iv_for_box_runs(c, rank, i0, i1, i2, i3, [&](long long off, int count, long long stride) {
+    for (int g = lane; g < count; g += 32) f(off + (long long)g * stride);
+  });
+}
+__device__ __forceinline__ IvI iv_warp_hull(int lo, int hi, bool scanned) {
+  lo = __reduce_min_sync(0xffffffffu, lo);
+  hi = __reduce_max_sync(0xffffffffu, hi);
+  return scanned ? IvI{lo, hi} : iv_i_any();
+}
+__device__ __forceinline__ IvF iv_warp_hull(double lo, double hi, bool nan, bool scanned) {
+#pragma unroll
+  for (int m = 16; m >= 1; m /= 2) {
+    lo = iv_dmin(lo, __shfl_xor_sync(0xffffffffu, lo, m));
+    hi = iv_dmax(hi, __shfl_xor_sync(0xffffffffu, hi, m));
+  }
+  nan = __any_sync(0xffffffffu, nan);
+  return scanned ? IvF{lo, hi, nan} : iv_f_any();
+}
+__device__ __forceinline__ IvI iv_read_i32_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
+                                                IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
+  const int* const p = static_cast<const int*>(c.data);
+  int lo = 2147483647, hi = -2147483647 - 1;
+  const auto take = [&](int v) {
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  };
+  const bool scanned = iv_for_box_runs(c, rank, i0, i1, i2, i3, [&](long long off, int count, long long stride) {
+    if (stride == 1) {
+      // Up to 3 elements before the first 16-byte boundary, then groups of four, then the rest.
+      const int head = (int)(((16u - (reinterpret_cast<unsigned long long>(p + off) & 15u)) & 15u) / 4u);
+      const int lead = head < count ? head : count;
+      if (lane < lead) take(p[off + lane]);
+      const int groups = (count - lead) / 4;
+      for (int k = lane; k < groups; k += 32) {
+        const IvInt4 v = *reinterpret_cast<const IvInt4*>(p + off + lead + 4 * k);
+        take(v.x), take(v.y), take(v.z), take(v.w);
+      }
+      for (int g = lead + 4 * groups + lane; g < count; g += 32) take(p[off + g]);
+    } else {
+      for (int g = lane; g < count; g += 32) take(p[off + (long long)g * stride]);
+    }
+  });
+  return iv_warp_hull(lo, hi, scanned);
+}
+__device__ __forceinline__ IvI iv_read_i64_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
+                                                IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
+  int lo = 2147483647, hi = -2147483647 - 1;
+  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
+    const int v = (int)static_cast<const long long*>(c.data)[off];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  });
+  return iv_warp_hull(lo, hi, scanned);
+}
+template <class Load>
+__device__ __forceinline__ IvF iv_read_float_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1, IvI i2, IvI i3,
+                                                  Load load) {
+  double lo = iv_inf(), hi = -iv_inf();
+  bool nan = false;
+  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
+    const float v = load(off);
+    if (v != v) nan = true;
+    else lo = iv_dmin(lo, (double)v), hi = iv_dmax(hi, (double)v);
+  });
+  return iv_warp_hull(lo, hi, nan, scanned);
+}
+__device__ __forceinline__ IvF iv_read_f32_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
+                                                IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
+  return iv_read_float_warp(c, rank, lane, i0, i1, i2, i3, [&](long long off) { return static_cast<const float*>(c.data)[off]; });
+}
+__device__ __forceinline__ IvF iv_read_f16_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
+                                                IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
+  return iv_read_float_warp(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
+    return fj_f16_bits_to_float(static_cast<const unsigned short*>(c.data)[off]);
+  });
+}
+__device__ __forceinline__ IvF iv_read_bf16_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
+                                                 IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
+  return iv_read_float_warp(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
+    return fj_bf16_bits_to_float(static_cast<const unsigned short*>(c.data)[off]);
+  });
+}
+__device__ __forceinline__ IvB iv_read_bool_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
+                                                 IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
+  bool f = false, t = false;
+  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
+    (static_cast<const unsigned char*>(c.data)[off] != 0 ? t : f) = true;
+  });
+  f = __any_sync(0xffffffffu, f), t = __any_sync(0xffffffffu, t);
+  return scanned ? IvB{f, t} : iv_b_any();
+}
+#endif
+
 // Tile classes from a mask's range.
 enum TileClass { kTileEmpty = 0, kTilePartial = 1, kTileFull = 2 };
 FJ_HOST_DEVICE int iv_tile_class(const IvB& mask) { return !mask.t ? kTileEmpty : !mask.f ? kTileFull : kTilePartial; }

@@ -240,5 +240,15 @@ struct FactoredCuda {
   bool elem_reads = false;  // a read is left in the element (its index uses q_idx and kv_idx)
 };
 FactoredCuda emit_factored(const Expr& e, const std::vector<CaptureDType>& dtypes, FloatMath math = FloatMath::exact);
+// The tile classification (emit_interval) with the row terms that scan a captured tensor
+// computed once per CTA: `row_values` are IvB / IvI / IvF expressions over a `box` holding
+// the CTA's rows, scanned by a whole warp (interval.cuh, iv_read_*_warp: every lane of the
+// warp evaluates them together, with `lane` in scope); `tile` is the mask's range over a tile's
+// `box` with those terms as rv.t0, rv.t1, ... The same ranges as emit_interval's.
+struct FactoredInterval {
+  std::vector<std::string> row_fields, row_values;
+  std::string tile;
+};
+FactoredInterval emit_factored_interval(const Expr& e, const std::vector<CaptureDType>& dtypes);
 
 }  // namespace flashjit::expr
