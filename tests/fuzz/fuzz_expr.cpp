@@ -22,7 +22,9 @@
 //   6. emit_value() and emit_interval() give balanced text without "--";
 //   7. for a score_mod, score_derivative() and read_gradients() either succeed, with float
 //      results whose evaluation on the first box reads nothing out of range when the
-//      expression's own reads are in range, or throw ExprError (a derivative too long).
+//      expression's own reads are in range, or throw ExprError (a derivative too long);
+//   8. (run before 7) explicit_conversions() and split_index_conversions() evaluate like the
+//      expression on a box, and emit_factored() / emit_factored_interval() give balanced text.
 // Failed checks print what was wrong and __builtin_trap(), which libFuzzer reports as a crash.
 #include <algorithm>
 #include <cstddef>
@@ -233,6 +235,49 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const CaptureDecl& d : ctx.captures) dtypes.push_back(d.dtype);
   check_emitted(emit_value(e, dtypes), text);
   check_emitted(emit_interval(e), text);
+
+  // 8. factoring for the element loops: the explicit and split conversions evaluate like e
+  // (the box's indices are far below 2^22), and the factored CUDA is balanced text.
+  const Expr explicit_e = explicit_conversions(e);
+  const std::optional<Expr> narrow = split_index_conversions(explicit_e);
+  for (const Expr* f : {&explicit_e, narrow ? &*narrow : nullptr}) {
+    if (!f) continue;
+    const FactoredCuda fc = emit_factored(*f, dtypes, ctx.allow_score ? FloatMath::fast : FloatMath::exact);
+    check_emitted(fc.elem, text);
+    for (const std::string& v : fc.row_values) check_emitted(v, text);
+    for (const std::string& v : fc.col_values) check_emitted(v, text);
+  }
+  {
+    const FactoredInterval fi = emit_factored_interval(e, dtypes);
+    check_emitted(fi.tile, text);
+    for (const std::string& v : fi.row_values) check_emitted(v, text);
+  }
+  {
+    const Box& box = boxes[1];
+    Env env;
+    env.seqlen_q = static_cast<int>(box.seqlen_q), env.seqlen_k = static_cast<int>(box.seqlen_k);
+    env.score = static_cast<float>(sel) - 100.f;
+    env.captures = &tensors.caps;
+    for (int64_t q = box.q_lo; q <= box.q_hi; ++q)
+      for (int64_t kv = box.kv_lo; kv <= box.kv_hi; ++kv) {
+        env.q_idx = static_cast<int>(q), env.kv_idx = static_cast<int>(kv);
+        Value v;
+        try {
+          v = evaluate(e, env);
+        } catch (const std::out_of_range&) {
+          continue;  // check 4's business
+        }
+        for (const Expr* f : {&explicit_e, narrow ? &*narrow : nullptr}) {
+          if (!f) continue;
+          const Value w = evaluate(*f, env);
+          const bool same = v.type == w.type && (v.type == Type::boolean   ? v.b == w.b
+                                                 : v.type == Type::integer ? v.i == w.i
+                                                                           : std::memcmp(&v.f, &w.f, 4) == 0 ||
+                                                                                 (v.f != v.f && w.f != w.f));
+          if (!same) fail("a factored conversion changes a value", text + "\n  " + print(*f, ctx.captures) + "\n  " + where(box, env));
+        }
+      }
+  }
 
   // 7. derivatives (the backward pass)
   if (ctx.allow_score && e.type() != Type::boolean) {
