@@ -374,30 +374,39 @@ FJ_HOST_DEVICE IvI iv_read_int(const CaptureArg& c, int rank, IvI i0, IvI i1, Iv
   });
   return scanned ? IvI{lo, hi} : iv_i_any();
 }
-template <class Load>
-FJ_HOST_DEVICE IvF iv_read_float(const CaptureArg& c, int rank, IvI i0, IvI i1, IvI i2, IvI i3, Load load) {
+// The range of the floats seen by a scan, and whether one was NaN.
+struct IvFloatHull {
   double lo = iv_inf(), hi = -iv_inf();
   bool nan = false;
-  const bool scanned = iv_for_box(c, rank, i0, i1, i2, i3, [&](long long off) {
-    const float v = load(off);
+  FJ_HOST_DEVICE void take(float v) {
     if (v != v) nan = true;
     else lo = iv_dmin(lo, (double)v), hi = iv_dmax(hi, (double)v);
-  });
-  return scanned ? IvF{lo, hi, nan} : iv_f_any();
+  }
+};
+template <class Load>
+FJ_HOST_DEVICE IvF iv_read_float(const CaptureArg& c, int rank, IvI i0, IvI i1, IvI i2, IvI i3, Load load) {
+  IvFloatHull r;
+  const bool scanned = iv_for_box(c, rank, i0, i1, i2, i3, [&](long long off) { r.take(load(off)); });
+  return scanned ? IvF{r.lo, r.hi, r.nan} : iv_f_any();
 }
 // int32 (document ids, the block mask's cells) reads contiguous runs 16 bytes at a time on
 // the device: a thread classifying a tile of 128 keys issues 32 loads, not 128.
 struct alignas(16) IvInt4 {
   int x, y, z, w;
 };
+// The smallest and largest int seen by a scan.
+struct IvIntHull {
+  int lo = 2147483647, hi = -2147483647 - 1;
+  FJ_HOST_DEVICE void take(int v) {
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+};
 FJ_HOST_DEVICE IvI iv_read_i32(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
                                IvI i3 = IvI{0, 0}) {
   const int* const p = static_cast<const int*>(c.data);
-  int lo = 2147483647, hi = -2147483647 - 1;
-  const auto take = [&](int v) {
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  };
+  IvIntHull r;
+  const auto take = [&](int v) { r.take(v); };
   const bool scanned = iv_for_box_runs(c, rank, i0, i1, i2, i3, [&](long long off, int count, long long stride) {
     int g = 0;
 #ifdef __CUDA_ARCH__
@@ -412,7 +421,7 @@ FJ_HOST_DEVICE IvI iv_read_i32(const CaptureArg& c, int rank, IvI i0, IvI i1 = I
 #endif
     iv_scan_run(off, g, count, stride, [&](long long o) { take(p[o]); });
   });
-  return scanned ? IvI{lo, hi} : iv_i_any();
+  return scanned ? IvI{r.lo, r.hi} : iv_i_any();
 }
 FJ_HOST_DEVICE IvI iv_read_i64(const CaptureArg& c, int rank, IvI i0, IvI i1 = IvI{0, 0}, IvI i2 = IvI{0, 0},
                                IvI i3 = IvI{0, 0}) {
@@ -459,28 +468,24 @@ __device__ __forceinline__ bool iv_for_box_lanes(const CaptureArg& c, int rank, 
     for (int g = lane; g < count; g += 32) f(off + (long long)g * stride);
   });
 }
-__device__ __forceinline__ IvI iv_warp_hull(int lo, int hi, bool scanned) {
-  lo = __reduce_min_sync(0xffffffffu, lo);
-  hi = __reduce_max_sync(0xffffffffu, hi);
+__device__ __forceinline__ IvI iv_warp_hull(const IvIntHull& r, bool scanned) {
+  const int lo = __reduce_min_sync(0xffffffffu, r.lo), hi = __reduce_max_sync(0xffffffffu, r.hi);
   return scanned ? IvI{lo, hi} : iv_i_any();
 }
-__device__ __forceinline__ IvF iv_warp_hull(double lo, double hi, bool nan, bool scanned) {
+__device__ __forceinline__ IvF iv_warp_hull(IvFloatHull r, bool scanned) {
 #pragma unroll
   for (int m = 16; m >= 1; m /= 2) {
-    lo = iv_dmin(lo, __shfl_xor_sync(0xffffffffu, lo, m));
-    hi = iv_dmax(hi, __shfl_xor_sync(0xffffffffu, hi, m));
+    r.lo = iv_dmin(r.lo, __shfl_xor_sync(0xffffffffu, r.lo, m));
+    r.hi = iv_dmax(r.hi, __shfl_xor_sync(0xffffffffu, r.hi, m));
   }
-  nan = __any_sync(0xffffffffu, nan);
-  return scanned ? IvF{lo, hi, nan} : iv_f_any();
+  const bool nan = __any_sync(0xffffffffu, r.nan);
+  return scanned ? IvF{r.lo, r.hi, nan} : iv_f_any();
 }
 __device__ __forceinline__ IvI iv_read_i32_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
                                                 IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
   const int* const p = static_cast<const int*>(c.data);
-  int lo = 2147483647, hi = -2147483647 - 1;
-  const auto take = [&](int v) {
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  };
+  IvIntHull r;
+  const auto take = [&](int v) { r.take(v); };
   const bool scanned = iv_for_box_runs(c, rank, i0, i1, i2, i3, [&](long long off, int count, long long stride) {
     if (stride == 1) {
       // Up to 3 elements before the first 16-byte boundary, then groups of four, then the rest.
@@ -497,29 +502,21 @@ __device__ __forceinline__ IvI iv_read_i32_warp(const CaptureArg& c, int rank, i
       for (int g = lane; g < count; g += 32) take(p[off + (long long)g * stride]);
     }
   });
-  return iv_warp_hull(lo, hi, scanned);
+  return iv_warp_hull(r, scanned);
 }
 __device__ __forceinline__ IvI iv_read_i64_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
                                                 IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {
-  int lo = 2147483647, hi = -2147483647 - 1;
-  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
-    const int v = (int)static_cast<const long long*>(c.data)[off];
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  });
-  return iv_warp_hull(lo, hi, scanned);
+  IvIntHull r;
+  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3,
+                                        [&](long long off) { r.take((int)static_cast<const long long*>(c.data)[off]); });
+  return iv_warp_hull(r, scanned);
 }
 template <class Load>
 __device__ __forceinline__ IvF iv_read_float_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1, IvI i2, IvI i3,
                                                   Load load) {
-  double lo = iv_inf(), hi = -iv_inf();
-  bool nan = false;
-  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3, [&](long long off) {
-    const float v = load(off);
-    if (v != v) nan = true;
-    else lo = iv_dmin(lo, (double)v), hi = iv_dmax(hi, (double)v);
-  });
-  return iv_warp_hull(lo, hi, nan, scanned);
+  IvFloatHull r;
+  const bool scanned = iv_for_box_lanes(c, rank, lane, i0, i1, i2, i3, [&](long long off) { r.take(load(off)); });
+  return iv_warp_hull(r, scanned);
 }
 __device__ __forceinline__ IvF iv_read_f32_warp(const CaptureArg& c, int rank, int lane, IvI i0, IvI i1 = IvI{0, 0},
                                                 IvI i2 = IvI{0, 0}, IvI i3 = IvI{0, 0}) {

@@ -320,6 +320,17 @@ std::vector<Variant> named_variants() {
   };
 }
 
+// The forward's bounds against the float64 reference (bf16 / fp16), and the worst errors
+// seen per dtype for the summary line.
+void check_forward_errors(const Errors& e, DType dtype, std::map<std::string, Errors>& worst) {
+  const bool bf16 = dtype == DType::bf16;
+  CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
+  CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
+  CHECK(e.lse_abs < 2e-3);
+  Errors& w = worst[flashjit::to_string(dtype)];
+  w.rel = std::max(w.rel, e.rel), w.max_abs = std::max(w.max_abs, e.max_abs), w.lse_abs = std::max(w.lse_abs, e.lse_abs);
+}
+
 }  // namespace
 
 TEST_CASE("user-written variants match the float64 reference", "[gpu][variants]") {
@@ -346,15 +357,10 @@ TEST_CASE("user-written variants match the float64 reference", "[gpu][variants]"
   int64_t masked = 0;
   for (const Case& c : cases) {
     const Errors e = run_case(c, 4097, seed++);
-    const bool bf16 = c.dtype == DType::bf16;
     INFO(c.var.name << " " << flashjit::spec_to_json(spec_of(c)) << " sq=" << c.sq << " sk=" << c.sk << ": rel "
                     << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
-    CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
-    CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
-    CHECK(e.lse_abs < 2e-3);
+    check_forward_errors(e, c.dtype, worst);
     masked += e.masked_rows;
-    Errors& w = worst[flashjit::to_string(c.dtype)];
-    w.rel = std::max(w.rel, e.rel), w.max_abs = std::max(w.max_abs, e.max_abs), w.lse_abs = std::max(w.lse_abs, e.lse_abs);
   }
   std::printf("GPU variants: %zu cases checked (%lld fully masked rows)\n", cases.size(), (long long)masked);
   for (const auto& [dt, w] : worst)
@@ -441,15 +447,10 @@ TEST_CASE("block masks restrict the forward: random cells, every block size", "[
   uint32_t seed = 4242;
   for (const Case& c : cases) {
     const Errors e = run_case(c, 4097, seed++);
-    const bool bf16 = c.dtype == DType::bf16;
     INFO(c.var.name << " blocks " << c.block_q << "x" << c.block_kv << " sq=" << c.sq << " sk=" << c.sk << ": rel "
                     << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
-    CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
-    CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
-    CHECK(e.lse_abs < 2e-3);
+    check_forward_errors(e, c.dtype, worst);
     masked += e.masked_rows;
-    Errors& w = worst[flashjit::to_string(c.dtype)];
-    w.rel = std::max(w.rel, e.rel), w.max_abs = std::max(w.max_abs, e.max_abs), w.lse_abs = std::max(w.lse_abs, e.lse_abs);
   }
   CHECK(masked > 0);  // the empty cell rows gave fully masked rows, and they were checked
   std::printf("GPU block masks: %zu forward cases checked (%lld fully masked rows)\n", cases.size(), (long long)masked);
