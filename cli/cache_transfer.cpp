@@ -23,8 +23,7 @@
 #include "flashjit/disk_cache.h"
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
-#include "flashjit/block_mask.h"
-#include "flashjit/kernel_kind.h"
+#include "flashjit/kernel_kinds.h"
 #include "flashjit/runtime.h"
 #include "flashjit/spec.h"
 #include "flashjit/tuning.h"
@@ -52,12 +51,12 @@ Verdict verify_entry(const std::string& key, const CacheEntry& e) {
   } catch (const std::exception& ex) {
     return reject(fmt::format("its spec or arch is not one this flashjit compiles: {}", ex.what()));
   }
-  // Block-mask builders (block_mask.h) are stored with the spec of their mask.
-  const bool builder = kernel_kind_of_name(e.kernel_name) == KernelKind::block_mask;
-  const std::string mask = builder ? mask_expression(spec.normalized().mask) : "";
+  // Every kind is stored with the spec that generates it (a builder with its mask's, the
+  // preprocess with its dtype and head dims).
+  const KernelKind kind = kernel_kind_of_name(e.kernel_name).value_or(KernelKind::fwd);
   std::string source;
   try {
-    source = builder ? emit_block_mask_cuda(mask, spec.captures) : emit_cuda(spec, e.arch);
+    source = emit_kind_cuda(kind, spec, e.arch);
   } catch (const std::exception& ex) {
     return reject(fmt::format("its spec does not generate a kernel here: {}", ex.what()));
   }
@@ -69,7 +68,7 @@ Verdict verify_entry(const std::string& key, const CacheEntry& e) {
     CompileOptions options;
     options.arch = e.arch;
     options.use_cache = false;  // compile() generates the same source, then runs NVRTC
-    k = builder ? compile_block_mask(mask, spec.captures, options) : compile(spec, options);
+    k = compile_kind(kind, spec, options);
   } catch (const std::exception& ex) {
     return reject(fmt::format("recompiling its spec failed: {}", ex.what()));
   }
@@ -92,7 +91,7 @@ Verdict verify_entry(const std::string& key, const CacheEntry& e) {
                               at, e.image.size(), k.image.size()));
   }
   // What compile() itself stores: none of the imported bytes reach the cache.
-  return Verdict{cache_entry_for(k, builder ? e.spec_json : spec_to_json(resolve_tile(spec, e.arch))), ""};
+  return Verdict{cache_entry_for(k, kind != KernelKind::fwd ? e.spec_json : spec_to_json(resolve_tile(spec, e.arch))), ""};
 }
 
 // ---- copying ---------------------------------------------------------------------------

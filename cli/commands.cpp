@@ -4,7 +4,8 @@
 #include <cstdio>
 
 #include "cli.h"
-#include "flashjit/block_mask.h"
+#include "flashjit/codegen.h"
+#include "flashjit/kernel_kinds.h"
 #include "flashjit/kernel_kind.h"
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
@@ -34,16 +35,16 @@ std::string tile_string(const TileConfig& t) {
 }  // namespace
 
 // --kind (kernel_kind.h), fwd by default.
-bool block_mask_kind(const Args& args) {
+KernelKind kind_of(const Args& args) {
   const std::string name = args.get("--kind").value_or("fwd");
   const std::optional<KernelKind> kind = kernel_kind_from_string(name);
   if (!kind) throw UsageError(fmt::format("unknown kernel kind '{}' for --kind; allowed: {}", name, kernel_kind_names()));
-  return *kind == KernelKind::block_mask;
+  return *kind;
 }
 
 int run_compile(const Args& args) {
   const AttentionSpec spec = load_spec(args);
-  const bool builder = block_mask_kind(args);
+  const KernelKind kind = kind_of(args);
   CompileOptions options;
   if (auto arch = args.get("--arch")) {
     options.arch = *arch;
@@ -54,8 +55,7 @@ int run_compile(const Args& args) {
   }
   options.use_cache = !args.flag("--no-cache");
 
-  const CompiledKernel k = builder ? compile_block_mask(mask_expression(spec.normalized().mask), spec.captures, options)
-                                   : compile(spec, options);
+  const CompiledKernel k = compile_kind(kind, spec, options);
   const ResourceUsage& r = k.resources;
   fmt::print("kernel:        {}\n", k.kernel_name);
   fmt::print("arch:          {}\n", k.arch);
@@ -70,17 +70,17 @@ int run_compile(const Args& args) {
   fmt::print("shared memory: {} dynamic, {} static\n", k.dynamic_smem_bytes,
              known_or_unknown(r.shared_static_bytes, ""));
   fmt::print("threads:       {}\n", k.threads);
-  fmt::print("tile:          {}\n", builder ? std::string("none (one thread per block-mask cell)") : tile_string(k.tile));
+  const std::string untiled = kind == KernelKind::block_mask
+                                  ? "none (one thread per block-mask cell)"
+                                  : fmt::format("none ({} query rows per thread block)", codegen::kBwdPreprocessRows);
+  fmt::print("tile:          {}\n", kind == KernelKind::fwd ? tile_string(k.tile) : untiled);
   return 0;
 }
 
 int run_emit(const Args& args) {
   const AttentionSpec spec = load_spec(args);
   const std::string arch = arch_or_default(args);
-  if (block_mask_kind(args))
-    fmt::print("{}", emit_block_mask_cuda(mask_expression(spec.normalized().mask), spec.captures));
-  else
-    fmt::print("{}", emit_cuda(spec, arch));
+  fmt::print("{}", emit_kind_cuda(kind_of(args), spec, arch));
   return 0;
 }
 

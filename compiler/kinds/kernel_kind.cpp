@@ -7,12 +7,13 @@ const char* to_string(KernelKind k) {
   switch (k) {
     case KernelKind::fwd: return "fwd";
     case KernelKind::block_mask: return "block_mask";
+    case KernelKind::bwd_preprocess: return "bwd_preprocess";
   }
   return "?";
 }
 
 const std::vector<KernelKind>& kernel_kinds() {
-  static const std::vector<KernelKind> all = {KernelKind::fwd, KernelKind::block_mask};
+  static const std::vector<KernelKind> all = {KernelKind::fwd, KernelKind::block_mask, KernelKind::bwd_preprocess};
   return all;
 }
 

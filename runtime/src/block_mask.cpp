@@ -3,8 +3,6 @@
 
 #include <fmt/format.h>
 
-#include <map>
-#include <mutex>
 #include <utility>
 
 #include "flashjit/codegen.h"
@@ -35,27 +33,13 @@ std::string checked_mask(const std::string& mask_expr, const std::vector<expr::C
   return s.normalized().mask.expr;
 }
 
-struct LoadedBuilder {
-  CUmodule module = nullptr;
-  CUfunction function = nullptr;
-};
-
-const LoadedBuilder& loaded_builder(const std::string& mask, const std::vector<expr::CaptureDecl>& captures,
-                                    CUcontext ctx, const std::string& arch) {
-  static std::mutex mu;
-  static std::map<std::pair<CUcontext, std::string>, LoadedBuilder> loaded;
-  const std::string key = codegen::block_mask_kernel_name(mask, captures) + "@" + arch;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = loaded.find({ctx, key});
-  if (it != loaded.end()) return it->second;
-  CompileOptions options;
-  options.arch = arch;
-  const CompiledKernel k = compile_block_mask(mask, captures, options);
-  CudaDriver& drv = CudaDriver::get();
-  LoadedBuilder lb;
-  drv.check(drv.cuModuleLoadData(&lb.module, k.image.data()), "cuModuleLoadData");
-  drv.check(drv.cuModuleGetFunction(&lb.function, lb.module, k.kernel_name.c_str()), "cuModuleGetFunction");
-  return loaded.emplace(std::make_pair(ctx, key), lb).first->second;
+const LoadedKernel& loaded_builder(const std::string& mask, const std::vector<expr::CaptureDecl>& captures,
+                                   CUcontext ctx, const std::string& arch) {
+  return loaded_module(ctx, codegen::block_mask_kernel_name(mask, captures) + "@" + arch, [&] {
+    CompileOptions options;
+    options.arch = arch;
+    return compile_block_mask(mask, captures, options);
+  });
 }
 
 void check_block_size(const char* name, int v) {
@@ -130,7 +114,7 @@ void build_block_mask(const std::string& mask_expr, const std::vector<expr::Capt
   drv.require("flashjit::build_block_mask");
   CUcontext ctx = nullptr;
   drv.check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
-  const LoadedBuilder& k = loaded_builder(mask, captures, ctx, current_device_info().arch);
+  const LoadedKernel& k = loaded_builder(mask, captures, ctx, current_device_info().arch);
 
   BlockMaskParams p{};
   p.f.seqlen_q = static_cast<int>(s.seqlen_q);

@@ -1,6 +1,7 @@
 // Loading kernels into contexts and launching them.
 #include "launch.h"
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -9,27 +10,33 @@
 
 namespace flashjit {
 
-// Modules are per context: key by (context, canonical spec + arch).
-const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch) {
+// Modules are per context: key by (context, the kernel's identity + arch).
+const LoadedKernel& loaded_module(CUcontext ctx, const std::string& key, const std::function<CompiledKernel()>& compile_fn) {
   static std::mutex mu;
   static std::map<std::pair<CUcontext, std::string>, LoadedKernel> loaded;
-  const std::string spec_key = spec_to_json(spec) + "@" + arch;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = loaded.find({ctx, spec_key});
+  auto it = loaded.find({ctx, key});
   if (it != loaded.end()) return it->second;
 
   CudaDriver& drv = CudaDriver::get();
   LoadedKernel lk;
-  CompileOptions opts;
-  opts.arch = arch;
-  lk.info = compile(spec, opts);
+  lk.info = compile_fn();
   drv.check(drv.cuModuleLoadData(&lk.module, lk.info.image.data()), "cuModuleLoadData");
   drv.check(drv.cuModuleGetFunction(&lk.function, lk.module, lk.info.kernel_name.c_str()), "cuModuleGetFunction");
   // More than 48 KB of dynamic shared memory must be opted into per function.
-  drv.check(drv.cuFuncSetAttribute(lk.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                   lk.info.dynamic_smem_bytes),
-            "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
-  return loaded.emplace(std::make_pair(ctx, spec_key), std::move(lk)).first->second;
+  if (lk.info.dynamic_smem_bytes > 0)
+    drv.check(drv.cuFuncSetAttribute(lk.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     lk.info.dynamic_smem_bytes),
+              "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+  return loaded.emplace(std::make_pair(ctx, key), std::move(lk)).first->second;
+}
+
+const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch) {
+  return loaded_module(ctx, spec_to_json(spec) + "@" + arch, [&] {
+    CompileOptions opts;
+    opts.arch = arch;
+    return compile(spec, opts);
+  });
 }
 
 FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,

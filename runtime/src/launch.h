@@ -4,6 +4,7 @@
 
 #include <cuda.h>
 
+#include <functional>
 #include <string>
 
 #include "flashjit/compiled_kernel.h"
@@ -19,8 +20,11 @@ struct LoadedKernel {
   CompiledKernel info;
 };
 
-// The kernel for `spec` (tile set) in context `ctx`, compiled / fetched from the caches
-// and loaded on first use; kept for the life of the process.
+// The kernel named `key` (its identity and arch) in context `ctx`: compile_fn() (compiled
+// or fetched from the caches) and loaded on first use, then kept for the life of the process.
+// Every kernel kind goes through here.
+const LoadedKernel& loaded_module(CUcontext ctx, const std::string& key, const std::function<CompiledKernel()>& compile_fn);
+// The forward kernel for `spec` (tile set).
 const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch);
 
 FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -311,6 +312,54 @@ ProblemShape validate_forward_args(const AttentionSpec& spec0, const TensorView&
     check_disjoint("lse", rl, "v", rv);
     check_disjoint("lse", rl, "o", ro);
   }
+  return s;
+}
+
+namespace {
+
+// A float32 tensor of the given sizes, contiguous (an accumulator the backward owns).
+void check_f32_contiguous(const char* name, const TensorView& t, std::initializer_list<int64_t> sizes, const char* dims) {
+  if (t.data == nullptr) throw ArgumentError(name, "data pointer is null");
+  if (t.dtype != ElemType::f32) throw ArgumentError(name, fmt::format("dtype is {}, must be float32", name_of(t.dtype)));
+  if (t.rank != static_cast<int>(sizes.size()))
+    throw ArgumentError(name, fmt::format("must have {} dims ({}), has {}", sizes.size(), dims, t.rank));
+  int64_t stride = 1;
+  for (int d = t.rank - 1; d >= 0; --d) {
+    const int64_t want = sizes.begin()[d];
+    if (t.sizes[d] != want)
+      throw ArgumentError(name, fmt::format("size {} of dim {} must be {} ({})", t.sizes[d], d, want, dims));
+    if (t.strides[d] != stride && want > 1)
+      throw ArgumentError(name, fmt::format("must be contiguous: stride {} of dim {} should be {}", t.strides[d], d, stride));
+    stride *= want;
+  }
+  if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) throw ArgumentError(name, "data pointer must be 16-byte aligned");
+}
+
+}  // namespace
+
+ProblemShape validate_bwd_preprocess_args(const AttentionSpec& spec0, const TensorView& o, const TensorView& dout,
+                                          const TensorView& d, const TensorView& dq_accum) {
+  const AttentionSpec spec = spec0.normalized();
+  const ElemType et = spec.dtype == DType::bf16 ? ElemType::bf16 : ElemType::f16;
+  check_16bit_tensor("o", o, et);
+  check_16bit_tensor("dout", dout, et);
+  const ProblemShape s{o.sizes[0], o.sizes[1], spec.num_heads_kv, o.sizes[2], 0};
+  if (s.batch < 1) throw ArgumentError("o", "batch (dim 0) must be at least 1");
+  if (s.batch > 65535) throw ArgumentError("o", fmt::format("batch {} exceeds 65535", s.batch));
+  check_size("o", o, 1, spec.num_heads_q, "num_heads_q of the spec");
+  check_size("o", o, 3, spec.head_dim_v, "head_dim_v of the spec");
+  if (s.seqlen_q > INT32_MAX / 2) throw ArgumentError("o", "seqlen_q must be below 2^30");
+  for (int k = 0; k < 4; ++k) check_size("dout", dout, k, o.sizes[k], "the same as o");
+  check_f32_contiguous("d", d, {s.batch, s.heads_q, s.seqlen_q}, "batch, heads_q, seqlen_q");
+  check_f32_contiguous("dq_accum", dq_accum, {s.batch, s.heads_q, s.seqlen_q, spec.head_dim},
+                       "batch, heads_q, seqlen_q, head_dim");
+  const ByteRange ro = checked_range("o", o), rdo = checked_range("dout", dout);
+  const ByteRange rd = checked_range("d", d), rdq = checked_range("dq_accum", dq_accum);
+  check_disjoint("d", rd, "o", ro);
+  check_disjoint("d", rd, "dout", rdo);
+  check_disjoint("dq_accum", rdq, "o", ro);
+  check_disjoint("dq_accum", rdq, "dout", rdo);
+  check_disjoint("dq_accum", rdq, "d", rd);
   return s;
 }
 

@@ -44,4 +44,11 @@ ProblemShape validate_forward_args(const AttentionSpec& spec, const TensorView& 
 void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
                            const ProblemShape& shape, const TensorView& o, const TensorView* lse);
 
+// bwd_preprocess's tensors: o and dout (batch, heads_q, seqlen_q, head_dim_v) of the spec's
+// dtype, laid out as forward() allows; d float32 (batch, heads_q, seqlen_q) and dq_accum
+// float32 (batch, heads_q, seqlen_q, head_dim), contiguous, 16-byte aligned, sharing no byte
+// with any other. heads_kv and seqlen_k of the result are not known here (0 / the spec's).
+ProblemShape validate_bwd_preprocess_args(const AttentionSpec& spec, const TensorView& o, const TensorView& dout,
+                                          const TensorView& d, const TensorView& dq_accum);
+
 }  // namespace flashjit

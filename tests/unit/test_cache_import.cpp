@@ -16,6 +16,8 @@
 #include "catch.hpp"
 #include "cli_runner.h"
 #include "flashjit/block_mask.h"
+#include "flashjit/codegen.h"
+#include "flashjit/kernel_kinds.h"
 #include "flashjit/disk_cache.h"
 #include "flashjit/tuning.h"
 #include "tuning_samples.h"
@@ -231,6 +233,28 @@ TEST_CASE("cache import --verify recompiles block-mask builder entries too", "[c
   meta.mask.expr = "doc[q_idx] == doc[kv_idx]";
   meta.captures = caps;
   DiskCache(exported).store(k.cache_key, flashjit::cache_entry_for(k, flashjit::spec_to_json(meta)));
+  const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--dir", verified.string()});
+  INFO(r.out);
+  CHECK(r.status == 0);
+  CHECK(has(r.out, "1 verified, 0 rejected"));
+  const std::optional<CacheEntry> got = DiskCache(verified).load(k.cache_key);
+  REQUIRE(got);
+  CHECK(got->kernel_name == k.kernel_name);
+  CHECK(got->image == k.image);
+}
+
+TEST_CASE("cache import --verify recompiles bwd_preprocess entries too", "[cli][backward]") {
+  fjtest::ScratchDir work("import-bwd-pre");
+  const fs::path exported = work.path / "exported", verified = work.path / "verified";
+  flashjit::AttentionSpec spec;
+  spec.dtype = flashjit::DType::f16;
+  spec.head_dim = 96, spec.head_dim_v = 96;
+  flashjit::CompileOptions o;
+  o.arch = "sm_90a";
+  o.use_cache = false;
+  const flashjit::CompiledKernel k = flashjit::compile_kind(flashjit::KernelKind::bwd_preprocess, spec, o);
+  const std::string meta = flashjit::spec_to_json(flashjit::codegen::bwd_preprocess_spec(spec));  // what it stores
+  DiskCache(exported).store(k.cache_key, flashjit::cache_entry_for(k, meta));
   const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--dir", verified.string()});
   INFO(r.out);
   CHECK(r.status == 0);

@@ -38,4 +38,12 @@ std::string generate_block_mask_cuda(const std::string& mask_expr, const std::ve
 std::string block_mask_kernel_name(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
 inline constexpr int kBlockMaskThreads = 128;
 
+// The backward's preprocess kernel (templates/flashjit/bwd_preprocess.cuh), a complete
+// translation unit. It reads only the dtype and head dims of `spec`: bwd_preprocess_spec()
+// is the spec that names it and is stored with its cache entry.
+AttentionSpec bwd_preprocess_spec(const AttentionSpec& spec);
+std::string bwd_preprocess_kernel_name(const AttentionSpec& spec);
+std::string generate_bwd_preprocess_cuda(const AttentionSpec& spec);
+inline constexpr int kBwdPreprocessRows = 64, kBwdPreprocessThreads = 128;
+
 }  // namespace flashjit::codegen

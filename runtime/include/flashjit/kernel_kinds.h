@@ -1,0 +1,19 @@
+// One door for every kernel kind of a spec (kernel_kind.h): what the CLI's --kind and
+// `flashjit cache import --verify` call, so a new kind is added here once.
+#pragma once
+
+#include <string>
+
+#include "flashjit/compiled_kernel.h"
+#include "flashjit/kernel_kind.h"
+#include "flashjit/runtime.h"
+
+namespace flashjit {
+
+// The CUDA source of the spec's kernel of `kind` (block_mask: the builder of its mask;
+// bwd_preprocess: the one its dtype and head dims share). arch as emit_cuda().
+std::string emit_kind_cuda(KernelKind kind, const AttentionSpec& spec, const std::string& arch = "");
+// Its compile, as compile() does for the forward.
+CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const CompileOptions& options = {});
+
+}  // namespace flashjit

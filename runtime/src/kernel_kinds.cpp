@@ -1,0 +1,27 @@
+// Dispatch over the kernel kinds (kernel_kinds.h).
+#include "flashjit/kernel_kinds.h"
+
+#include "flashjit/backward.h"
+#include "flashjit/block_mask.h"
+
+namespace flashjit {
+
+std::string emit_kind_cuda(KernelKind kind, const AttentionSpec& spec, const std::string& arch) {
+  switch (kind) {
+    case KernelKind::fwd: return emit_cuda(spec, arch);
+    case KernelKind::block_mask: return emit_block_mask_cuda(mask_expression(spec.normalized().mask), spec.captures);
+    case KernelKind::bwd_preprocess: return emit_bwd_preprocess_cuda(spec);
+  }
+  return "";
+}
+
+CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const CompileOptions& options) {
+  switch (kind) {
+    case KernelKind::fwd: return compile(spec, options);
+    case KernelKind::block_mask: return compile_block_mask(mask_expression(spec.normalized().mask), spec.captures, options);
+    case KernelKind::bwd_preprocess: return compile_bwd_preprocess(spec, options);
+  }
+  return {};
+}
+
+}  // namespace flashjit
