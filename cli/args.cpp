@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "flashjit/error.h"
 #include "flashjit/file_input.h"
+#include "flashjit/kernel_kinds.h"
 #include "flashjit/limits.h"
 
 namespace flashjit::cli {
@@ -81,7 +82,9 @@ AttentionSpec load_spec(const Args& args) {
     text = read_input_file(*arg, limits::kMaxSpecJsonBytes, "--spec");
   }
   AttentionSpec spec = spec_from_json(text);
-  validate(spec);
+  // --kind bwd_dkdv reads the tile as the backward's (checked when its kernel is generated).
+  const std::optional<KernelKind> kind = kernel_kind_from_string(args.get("--kind").value_or("fwd"));
+  validate_for_kind(kind.value_or(KernelKind::fwd), spec);
   return spec;
 }
 

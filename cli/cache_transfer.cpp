@@ -44,16 +44,16 @@ Verdict reject(std::string reason) { return Verdict{std::nullopt, std::move(reas
 // Regenerates the entry's kernel from its spec and arch with this flashjit and compares.
 Verdict verify_entry(const std::string& key, const CacheEntry& e) {
   AttentionSpec spec;
+  const KernelKind kind = kernel_kind_of_name(e.kernel_name).value_or(KernelKind::fwd);
   try {
     spec = spec_from_json(e.spec_json);
-    validate(spec);
+    validate_for_kind(kind, spec);
     check_arch(e.arch);
   } catch (const std::exception& ex) {
     return reject(fmt::format("its spec or arch is not one this flashjit compiles: {}", ex.what()));
   }
   // Every kind is stored with the spec that generates it (a builder with its mask's, the
   // preprocess with its dtype and head dims).
-  const KernelKind kind = kernel_kind_of_name(e.kernel_name).value_or(KernelKind::fwd);
   std::string source;
   try {
     source = emit_kind_cuda(kind, spec, e.arch);

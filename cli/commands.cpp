@@ -70,10 +70,12 @@ int run_compile(const Args& args) {
   fmt::print("shared memory: {} dynamic, {} static\n", k.dynamic_smem_bytes,
              known_or_unknown(r.shared_static_bytes, ""));
   fmt::print("threads:       {}\n", k.threads);
-  const std::string untiled = kind == KernelKind::block_mask
-                                  ? "none (one thread per block-mask cell)"
-                                  : fmt::format("none ({} query rows per thread block)", codegen::kBwdPreprocessRows);
-  fmt::print("tile:          {}\n", kind == KernelKind::fwd ? tile_string(k.tile) : untiled);
+  const std::string untiled = kind == KernelKind::block_mask ? "none (one thread per block-mask cell)"
+                              : kind == KernelKind::bwd_preprocess
+                                  ? fmt::format("none ({} query rows per thread block)", codegen::kBwdPreprocessRows)
+                                  : fmt::format("none ({} query rows per thread block)", codegen::kBwdDqConvertRows);
+  const bool tiled = kind == KernelKind::fwd || kind == KernelKind::bwd_dkdv;
+  fmt::print("tile:          {}\n", tiled ? tile_string(k.tile) : untiled);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #   vcheck:   build, the C++ [gpu][variants] tests, install, the variant pytest, then bench_variants
 #             (fits one 10-minute call; `tests` runs everything and may not)
 #   vgpu:     build and the C++ [gpu][variants] tests only (block masks included)
+#   bwd:      build, the C++ [gpu][backward] tests, memcheck + racecheck on [sanitize][backward]
 #   vpy:      install, the variant and block-mask pytest, then bench_variants (no C++ build)
 set -u
 mode=${1:-all}; shift || true
@@ -36,6 +37,16 @@ if [ "$mode" = vcheck ] || [ "$mode" = vgpu ]; then
 fi
 if [ "$mode" = vgpu ]; then
   grep -E "checked|worst|equal to|FAILED|passed|failed" "$OUT/build_tests.log" | tail -30
+  printf '%s\n' "${summary[@]}"
+  exit 0
+fi
+if [ "$mode" = bwd ]; then
+  FLASHJIT_AUTOTUNE=0 step gpu_backward "$OUT/build_tests.log" 420 ./build/tests/flashjit_tests "[gpu][backward]~[sanitize]"
+  for tool in memcheck racecheck; do
+    FLASHJIT_AUTOTUNE=0 step "$tool" "$OUT/build_tests.log" 240 compute-sanitizer --tool $tool --error-exitcode 9 \
+      ./build/tests/flashjit_tests "[sanitize][backward]"
+  done
+  grep -E "checked|worst|skipped|FAILED|passed|failed|ERROR SUMMARY|RACECHECK SUMMARY|with expansion|REQUIRE|CHECK\(" "$OUT/build_tests.log" | tail -40
   printf '%s\n' "${summary[@]}"
   exit 0
 fi

@@ -18,19 +18,6 @@
 namespace flashjit::codegen {
 namespace {
 
-std::string mask_tag(const MaskSpec& m) {
-  const char* align = m.align == MaskAlign::top_left ? "tl" : "br";
-  switch (m.kind) {
-    case MaskKind::none: return "nomask";
-    case MaskKind::causal: return fmt::format("causal_{}", align);
-    case MaskKind::sliding_window:
-      return fmt::format("swin{}_{}_{}", m.left < 0 ? std::string("inf") : std::to_string(m.left),
-                         m.right < 0 ? std::string("inf") : std::to_string(m.right), align);
-    case MaskKind::custom: return "custom";
-  }
-  return "mask";
-}
-
 // A C++ float literal ("0.0f", "0.125f"): "0f" would not parse.
 std::string float_literal(double v) {
   std::string s = fmt::format("{:.9g}", v);
@@ -503,6 +490,19 @@ class Emitter {
 };
 
 }  // namespace
+
+std::string mask_tag(const MaskSpec& m) {
+  const char* align = m.align == MaskAlign::top_left ? "tl" : "br";
+  switch (m.kind) {
+    case MaskKind::none: return "nomask";
+    case MaskKind::causal: return fmt::format("causal_{}", align);
+    case MaskKind::sliding_window:
+      return fmt::format("swin{}_{}_{}", m.left < 0 ? std::string("inf") : std::to_string(m.left),
+                         m.right < 0 ? std::string("inf") : std::to_string(m.right), align);
+    case MaskKind::custom: return "custom";
+  }
+  return "mask";
+}
 
 std::string kernel_name(const AttentionSpec& spec0) {
   const AttentionSpec spec = spec0.normalized();

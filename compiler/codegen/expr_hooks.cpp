@@ -60,7 +60,7 @@ std::string capture_comments(const std::vector<expr::CaptureDecl>& captures) {
   return out;
 }
 
-std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures) {
+std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures, bool factored) {
   const std::vector<expr::CaptureDType> dtypes = dtypes_of(captures);
   const expr::Expr e = expr::parse(mask_expr, expr::Context{false, captures});
   std::string out = "// mask_mod: " + mask_expr + "\n";
@@ -71,6 +71,7 @@ std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::Cap
   out += "__device__ __forceinline__ flashjit::IvB mask_interval(const flashjit::FwdParams& params, "
          "const flashjit::IvBox& box) {\n  using namespace flashjit;\n";
   out += "  return " + expr::emit_interval(e, dtypes) + ";\n}\n";
+  if (!factored) return out + "\n";
   const expr::FactoredInterval iv = expr::emit_factored_interval(e, dtypes);
   out += "// The same with the ranges of the row-only reads over the CTA's rows computed once, by\n"
          "// every warp together (mask_row_interval), and shared by all its tiles (mask_tile_interval).\n";
@@ -93,7 +94,7 @@ bool score_hook_splits(const std::string& score_mod, const std::vector<expr::Cap
   return expr::split_index_conversions(expr::explicit_conversions(e)).has_value();
 }
 
-std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures) {
+std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures, bool factored) {
   const expr::Expr e = expr::parse(score_mod, expr::Context{true, captures});
   std::string value = expr::emit_value(e, dtypes_of(captures), expr::FloatMath::fast);
   if (e.type() == expr::Type::integer) value = "fj_i2f(" + value + ")";
@@ -101,6 +102,7 @@ std::string score_hook(const std::string& score_mod, const std::vector<expr::Cap
   out += "__device__ __forceinline__ float score_mod(const flashjit::FwdParams& params, float score, int b, int h, "
          "int q_idx, int kv_idx) {\n  using namespace flashjit;\n";
   out += "  return " + value + ";\n}\n";
+  if (!factored) return out + "\n";
   out += "// score_mod factored for the element loop: what depends on the row only or on the key only\n"
          "// is computed once per row or column.\n";
   expr::Expr explicit_e = expr::explicit_conversions(e);
@@ -119,6 +121,18 @@ std::string score_hook(const std::string& score_mod, const std::vector<expr::Cap
                           "float score, ");
     out += fmt::format("constexpr int kScoreNarrowLimit = {};\n", expr::kNarrowIndexLimit);
   }
+  return out + "\n";
+}
+
+std::string score_grad_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures) {
+  const expr::Expr e = expr::parse(score_mod, expr::Context{true, captures});
+  const expr::Expr d = expr::score_derivative(e, captures);
+  std::string out = "// d score_mod / d score: " + expr::score_derivative_text(e, captures) + "\n";
+  out += "__device__ __forceinline__ float score_mod_grad(const flashjit::FwdParams& params, float score, int b, int h, "
+         "int q_idx, int kv_idx) {\n  using namespace flashjit;\n";
+  std::string value = expr::emit_value(d, dtypes_of(captures), expr::FloatMath::fast);
+  if (d.type() == expr::Type::integer) value = "fj_i2f(" + value + ")";
+  out += "  return " + value + ";\n}\n";
   return out + "\n";
 }
 

@@ -8,12 +8,15 @@ const char* to_string(KernelKind k) {
     case KernelKind::fwd: return "fwd";
     case KernelKind::block_mask: return "block_mask";
     case KernelKind::bwd_preprocess: return "bwd_preprocess";
+    case KernelKind::bwd_dkdv: return "bwd_dkdv";
+    case KernelKind::bwd_dq_convert: return "bwd_dq_convert";
   }
   return "?";
 }
 
 const std::vector<KernelKind>& kernel_kinds() {
-  static const std::vector<KernelKind> all = {KernelKind::fwd, KernelKind::block_mask, KernelKind::bwd_preprocess};
+  static const std::vector<KernelKind> all = {KernelKind::fwd, KernelKind::block_mask, KernelKind::bwd_preprocess,
+                                                   KernelKind::bwd_dkdv, KernelKind::bwd_dq_convert};
   return all;
 }
 

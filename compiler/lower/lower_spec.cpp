@@ -45,6 +45,16 @@ BandMask band_of(const MaskSpec& m, const std::vector<expr::CaptureDecl>& caps) 
 
 }  // namespace
 
+LoopMask loop_mask(const AttentionSpec& input) {
+  const AttentionSpec spec = input.normalized();
+  LoopMask m;
+  m.band = band_of(spec.mask, spec.captures);
+  if (spec.mask.kind == MaskKind::custom &&
+      !expr::as_band(*expr::parse_cached(spec.mask.expr, expr::Context{false, spec.captures})))
+    m.expr = spec.mask.expr;
+  return m;
+}
+
 Kernel lower(const AttentionSpec& input) {
   const AttentionSpec spec = input.normalized();
   if (!spec.tile) throw std::logic_error("ir::lower: the spec has no tile config (fill it with default_tile first)");
@@ -71,10 +81,9 @@ Kernel lower(const AttentionSpec& input) {
   const bool score_mod = !spec.score_mod.empty();
   const double scale_log2 = score_mod ? M_LOG2E : spec.effective_scale() * M_LOG2E;
   const std::string mma = to_string(t.mma);  // which tensor-core instructions the GEMMs use
-  k.loop.mask = band_of(spec.mask, spec.captures);
-  if (spec.mask.kind == MaskKind::custom &&
-      !expr::as_band(*expr::parse_cached(spec.mask.expr, expr::Context{false, spec.captures})))
-    k.loop.mask_expr = spec.mask.expr;
+  const LoopMask lm = loop_mask(spec);
+  k.loop.mask = lm.band;
+  k.loop.mask_expr = lm.expr;
   std::map<std::string, Attr> mask_attrs = {{"when", std::string("always")}};
   if (!k.loop.mask_expr.empty()) mask_attrs["expr"] = k.loop.mask_expr;
   k.loop.body = {

@@ -1,5 +1,7 @@
-"""attention(): FlashAttention-style forward on CUDA tensors, compiled for the call's variant
-on first use (NVRTC, then memory and disk caches)."""
+"""attention(): FlashAttention-style attention on CUDA tensors, compiled for the call's variant
+on first use (NVRTC, then memory and disk caches). With torch tensors that require grad it is
+differentiable: the backward runs flashjit's backward kernels (bwd_preprocess, bwd_dkdv,
+bwd_dq_convert) for the same variant."""
 
 from __future__ import annotations
 
@@ -12,10 +14,6 @@ from .spec import Spec, Tile
 
 __all__ = ["attention"]
 
-_GRAD_MESSAGE = (
-    "flashjit.attention: backward is not available yet; call it under torch.no_grad() "
-    "or detach the inputs"
-)
 _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16"}
 
 
@@ -124,7 +122,7 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
               align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
               out: Any = None, lse_out: Any = None, stream: Any = None,
               mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None) -> Any:
-    """softmax(q kᵀ · scale + mask) v, forward only.
+    """softmax(q kᵀ · scale + mask) v, differentiable in q, k and v (torch tensors).
 
     q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
     v: (batch, heads_kv, seqlen_k, head_dim_v). fp16 or bf16 CUDA tensors whose last
@@ -151,10 +149,17 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
       of partial cells as mask_mod says (default: the block mask's own mask_mod). Empty
       tiles are skipped, full ones run unmasked.
 
+    When q, k or v require grad (and grad mode is on), the call is recorded for autograd:
+    o.backward() runs flashjit's backward for the same variant (masks, mask_mod, block_mask,
+    score_mod through its symbolic derivative, GQA). The returned lse carries no gradient.
+    Tensors captured by mask_mod / score_mod do not get gradients yet.
+
     Returns o, or (o, lse) when return_lse.
     """
     torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(q, torch.Tensor)
+    q_in, k_in, v_in = q, k, v  # autograd's inputs (detached below for the launches)
+    needs_grad = False
     if isinstance(tile, dict):
         tile = Tile.from_dict(tile)
     mask, win = _mask_args(causal, window)
@@ -183,10 +188,18 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         for name, t in (("k", k), ("v", v)):
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"flashjit.attention: {name} must be a torch.Tensor like q; got {type(t).__name__}")
-        if q.requires_grad or k.requires_grad or v.requires_grad:
-            if torch.is_grad_enabled():
-                raise NotImplementedError(_GRAD_MESSAGE)
-            q, k, v = q.detach(), k.detach(), v.detach()
+        needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        if needs_grad:
+            if out is not None or lse_out is not None:
+                raise ValueError("flashjit.attention: out= and lse_out= cannot be used when q, k or v require grad "
+                                 "(autograd owns the outputs); drop them or call under torch.no_grad()")
+            for t in cap_tensors:
+                if getattr(t, "requires_grad", False):
+                    raise NotImplementedError(
+                        "flashjit.attention: gradients into tensors captured by score_mod / mask_mod are not "
+                        "supported yet; detach them (q, k and v get their gradients)")
+            want_lse = True  # the backward recomputes P from it
+        q, k, v = q.detach(), k.detach(), v.detach()
         if q.dtype not in (torch.float16, torch.bfloat16):
             raise TypeError(f"flashjit.attention: q has dtype {q.dtype}; supported: torch.float16, torch.bfloat16")
         for name, t in (("k", k), ("v", v)):
@@ -237,6 +250,14 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                                           int(bm.cells.shape[0]) != 1, int(bm.cells.shape[1]) != 1)
         cap_tensors = list(cap_tensors) + [bm.cells]
 
+    if is_torch and needs_grad:
+        if stream is None:
+            stream_int = torch.cuda.current_stream(q.device).cuda_stream
+        else:
+            stream_int = _as_stream_int(stream)
+        out, lse_out = _autograd_function(torch).apply(q_in, k_in, v_in, spec_json, stream_int, *cap_tensors)
+        return (out, lse_out) if return_lse else out
+
     if b == 0 or hq == 0 or nq == 0:
         pass  # nothing to compute
     elif nk == 0:  # no key at all: every row is fully masked
@@ -258,6 +279,66 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
 
     return (out, lse_out) if return_lse else out
+
+
+def _launch_forward(torch: Any, spec_json: str, q: Any, k: Any, v: Any, out: Any, lse: Any, stream_int: int,
+                    caps: list) -> None:
+    if q.device.index != torch.cuda.current_device():
+        with torch.cuda.device(q.device):
+            _C.forward(spec_json, q, k, v, out, lse, stream_int, caps)
+    else:
+        _C.forward(spec_json, q, k, v, out, lse, stream_int, caps)
+
+
+_AUTOGRAD_FN = None
+
+
+def _autograd_function(torch: Any) -> Any:
+    """The torch.autograd.Function over flashjit's forward and backward (made on first use, so
+    the module imports without torch). The LSE it returns is not differentiable (as in
+    FlashAttention): it carries no gradient into q, k or v."""
+    global _AUTOGRAD_FN
+    if _AUTOGRAD_FN is not None:
+        return _AUTOGRAD_FN
+
+    class AttentionFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, q: Any, k: Any, v: Any, spec_json: str, stream_int: int, *caps: Any) -> Any:
+            q, k, v = q.detach(), k.detach(), v.detach()
+            b, hq, nq = int(q.shape[0]), int(q.shape[1]), int(q.shape[2])
+            nk, dv = int(k.shape[2]), int(v.shape[3])
+            out = torch.empty((b, hq, nq, dv), dtype=q.dtype, device=q.device)
+            lse = torch.empty((b, hq, nq), dtype=torch.float32, device=q.device)
+            if b and hq and nq:
+                if nk == 0:
+                    out.zero_()
+                    lse.fill_(float("-inf"))
+                else:
+                    _launch_forward(torch, spec_json, q, k, v, out, lse, stream_int, list(caps))
+            ctx.save_for_backward(q, k, v, out, lse, *caps)
+            ctx.spec_json = spec_json
+            ctx.mark_non_differentiable(lse)
+            return out, lse
+
+        @staticmethod
+        def backward(ctx: Any, dout: Any, _dlse: Any) -> Any:
+            q, k, v, out, lse, *caps = ctx.saved_tensors
+            dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+            b, hq, nq, nk = int(q.shape[0]), int(q.shape[1]), int(q.shape[2]), int(k.shape[2])
+            none = (None, None) + (None,) * len(caps)
+            if not (b and hq and nq and nk) or dout is None:
+                return (dq.zero_(), dk.zero_(), dv.zero_()) + none
+            # The kernels read 16-byte aligned rows with a contiguous last dim.
+            if dout.stride(-1) != 1 or any(st % 8 for st in dout.stride()[:-1]) or dout.data_ptr() % 16:
+                dout = dout.contiguous()
+            ws = torch.empty(_C.backward_workspace_bytes(ctx.spec_json, b, nq), dtype=torch.uint8, device=q.device)
+            stream_int = torch.cuda.current_stream(q.device).cuda_stream
+            with torch.cuda.device(q.device):
+                _C.backward(ctx.spec_json, q, k, v, out, lse, dout, dq, dk, dv, stream_int, list(caps), ws)
+            return (dq, dk, dv) + none
+
+    _AUTOGRAD_FN = AttentionFunction
+    return _AUTOGRAD_FN
 
 
 def _check_out_torch(torch: Any, out: Any, q: Any, shape: Tuple[int, ...]) -> None:

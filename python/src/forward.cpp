@@ -1,4 +1,4 @@
-// forward(): tensors come in through DLPack (nb::ndarray<>), so torch, CuPy, JAX or any
+// forward() and backward(): tensors come in through DLPack (nb::ndarray<>), so torch, CuPy, JAX or any
 // producer of __dlpack__ works without this module depending on any of them.
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "bindings.h"
+#include "flashjit/backward.h"
 #include "flashjit/block_mask.h"
 #include "flashjit/cuda_driver.h"
 #include "flashjit/error.h"
@@ -227,6 +228,48 @@ void bind_forward(nb::module_& m) {
       "device (its primary context is made current for the call when another device's is). "
       "Launches on `stream` (a CUstream as an int, of that device; 0 = the legacy default "
       "stream) and returns without synchronising.");
+
+  m.def(
+      "backward",
+      [](const std::string& spec_json, const Array& q, const Array& k, const Array& v, const Array& o,
+         const Array& lse, const Array& dout, const Array& dq, const Array& dk, const Array& dv, uintptr_t stream,
+         const std::vector<Array>& captures, std::optional<Array> workspace) {
+        const AttentionSpec spec = parsed_spec(spec_json);
+        int32_t device = -1;
+        const TensorView qv = view_of(q, "q", 4, &device), kv = view_of(k, "k", 4, &device),
+                         vv = view_of(v, "v", 4, &device), ov = view_of(o, "o", 4, &device),
+                         lv = view_of(lse, "lse", 3, &device), dov = view_of(dout, "dout", 4, &device),
+                         dqv = view_of(dq, "dq", 4, &device), dkv = view_of(dk, "dk", 4, &device),
+                         dvv = view_of(dv, "dv", 4, &device);
+        const std::vector<TensorView> cv = capture_views(spec, captures, &device);
+        BackwardOptions options;
+        if (workspace) {
+          if (workspace->device_type() != kDLCUDA || workspace->device_id() != device)
+            throw ArgumentError("workspace", "must be a CUDA tensor on q's device");
+          options.workspace = workspace->data();
+          options.workspace_bytes = workspace->nbytes();
+        }
+        DeviceContextGuard on_device(device, "q");
+        {
+          nb::gil_scoped_release release;  // the first call of a spec compiles its backward kernels
+          backward(spec, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, reinterpret_cast<CUstream_st*>(stream), cv, options);
+        }
+        on_device.pop();
+      },
+      nb::arg("spec_json"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("o"), nb::arg("lse"), nb::arg("dout"),
+      nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("stream") = 0, nb::arg("captures") = std::vector<Array>{},
+      nb::arg("workspace").none() = nb::none(),
+      "Attention backward: fills dq, dk, dv for the upstream gradient dout, from q, k, v and the forward's o "
+      "and lse (float32, natural log). `workspace`: a CUDA buffer of at least backward_workspace_bytes(); "
+      "None allocates it stream-ordered. Launches on `stream` and returns without synchronising.");
+
+  m.def(
+      "backward_workspace_bytes",
+      [](const std::string& spec_json, int64_t batch, int64_t seqlen_q) {
+        return backward_workspace_bytes(parsed_spec(spec_json), batch, seqlen_q);
+      },
+      nb::arg("spec_json"), nb::arg("batch"), nb::arg("seqlen_q"),
+      "Bytes of fp32 scratch one backward() call needs (D and the dQ accumulator).");
 
   m.def(
       "build_block_mask",

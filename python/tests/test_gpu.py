@@ -271,11 +271,15 @@ def test_empty_key_sequence_gives_zeros():
     assert torch.all(o == 0) and torch.all(torch.isneginf(lse))
 
 
-def test_grad_is_refused_clearly():
+def test_grad_flows_and_out_is_refused_with_grad():
     q, k, v = qkv()
     q.requires_grad_(True)
-    with pytest.raises(NotImplementedError, match="backward is not available yet"):
-        flashjit.attention(q, k, v)
+    o = flashjit.attention(q, k, v)
+    assert o.requires_grad and o.grad_fn is not None
+    o.float().sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+    with pytest.raises(ValueError, match="out= and lse_out= cannot be used"):
+        flashjit.attention(q, k, v, out=torch.empty_like(q))
     with torch.no_grad():  # allowed: nothing needs a gradient
         flashjit.attention(q, k, v)
 

@@ -107,6 +107,8 @@ CudaDriver::CudaDriver() {
   FJ_RESOLVE(cuMemcpyHtoD)
   FJ_RESOLVE(cuMemcpyDtoH)
   FJ_RESOLVE(cuMemsetD8)
+  FJ_RESOLVE(cuMemAllocAsync)
+  FJ_RESOLVE(cuMemFreeAsync)
   FJ_RESOLVE(cuEventCreate)
   FJ_RESOLVE(cuEventRecord)
   FJ_RESOLVE(cuEventSynchronize)

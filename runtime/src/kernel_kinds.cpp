@@ -11,8 +11,14 @@ std::string emit_kind_cuda(KernelKind kind, const AttentionSpec& spec, const std
     case KernelKind::fwd: return emit_cuda(spec, arch);
     case KernelKind::block_mask: return emit_block_mask_cuda(mask_expression(spec.normalized().mask), spec.captures);
     case KernelKind::bwd_preprocess: return emit_bwd_preprocess_cuda(spec);
+    case KernelKind::bwd_dkdv: return emit_bwd_dkdv_cuda(spec, arch, spec.tile);
+    case KernelKind::bwd_dq_convert: return emit_bwd_dq_convert_cuda(spec);
   }
   return "";
+}
+
+void validate_for_kind(KernelKind kind, const AttentionSpec& spec) {
+  validate(kind == KernelKind::bwd_dkdv ? without_tile(spec) : spec);
 }
 
 CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const CompileOptions& options) {
@@ -20,6 +26,8 @@ CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const Co
     case KernelKind::fwd: return compile(spec, options);
     case KernelKind::block_mask: return compile_block_mask(mask_expression(spec.normalized().mask), spec.captures, options);
     case KernelKind::bwd_preprocess: return compile_bwd_preprocess(spec, options);
+    case KernelKind::bwd_dkdv: return compile_bwd_dkdv(spec, options, spec.tile);
+    case KernelKind::bwd_dq_convert: return compile_bwd_dq_convert(spec, options);
   }
   return {};
 }

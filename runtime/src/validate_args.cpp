@@ -188,8 +188,13 @@ std::shared_ptr<const expr::Expr> parsed(const std::string& text, bool score, co
 
 }  // namespace
 
-void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorView>& captures,
+void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
                            const ProblemShape& s, const TensorView& o, const TensorView* lse) {
+  validate_capture_args(spec, captures, s, {{"o", &o}, {"lse", lse}});
+}
+
+void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorView>& captures,
+                           const ProblemShape& s, const std::vector<NamedView>& outputs) {
   if (!spec0.has_expressions() && captures.empty() && spec0.captures.empty()) return;  // the common case: nothing
   const AttentionSpec spec = spec0.normalized();
   const std::vector<expr::CaptureDecl>& decls = spec.captures;
@@ -199,7 +204,9 @@ void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorV
     throw ArgumentError("captures", fmt::format("{} tensors were passed; the spec declares {}{}{}", captures.size(),
                                                 decls.size(), decls.empty() ? "" : ": ", names));
   }
-  const ByteRange ro = checked_range("o", o);
+  std::vector<std::pair<const char*, ByteRange>> written;
+  for (const NamedView& out : outputs)
+    if (out.second) written.emplace_back(out.first, checked_range(out.first, *out.second));
   std::vector<expr::HostCapture> host(captures.size());
   for (size_t i = 0; i < captures.size(); ++i) {
     const TensorView& t = captures[i];
@@ -221,8 +228,7 @@ void validate_capture_args(const AttentionSpec& spec0, const std::vector<TensorV
     const ByteRange r = checked_range(name.c_str(), t);
     // Captures are only read and may share memory with each other and the inputs, but
     // not with what the kernel writes.
-    check_disjoint("o", ro, name.c_str(), r);
-    if (lse) check_disjoint("lse", checked_range("lse", *lse), name.c_str(), r);
+    for (const auto& w : written) check_disjoint(w.first, w.second, name.c_str(), r);
     host[i].data = t.data;
     host[i].dtype = d.dtype;
     host[i].rank = t.rank;
@@ -360,6 +366,38 @@ ProblemShape validate_bwd_preprocess_args(const AttentionSpec& spec0, const Tens
   check_disjoint("dq_accum", rdq, "o", ro);
   check_disjoint("dq_accum", rdq, "dout", rdo);
   check_disjoint("dq_accum", rdq, "d", rd);
+  return s;
+}
+
+ProblemShape validate_backward_args(const AttentionSpec& spec0, const TensorView& q, const TensorView& k,
+                                    const TensorView& v, const TensorView& o, const TensorView& lse,
+                                    const TensorView& dout, const TensorView& dq, const TensorView& dk,
+                                    const TensorView& dv) {
+  const AttentionSpec spec = spec0.normalized();
+  const ProblemShape s = validate_forward_args(spec, q, k, v, o, &lse);
+  const ElemType et = spec.dtype == DType::bf16 ? ElemType::bf16 : ElemType::f16;
+  check_16bit_tensor("dout", dout, et);
+  check_16bit_tensor("dq", dq, et);
+  check_16bit_tensor("dk", dk, et);
+  check_16bit_tensor("dv", dv, et);
+  for (int d = 0; d < 4; ++d) {
+    check_size("dout", dout, d, o.sizes[d], "the same as o");
+    check_size("dq", dq, d, q.sizes[d], "the same as q");
+    check_size("dk", dk, d, k.sizes[d], "the same as k");
+    check_size("dv", dv, d, v.sizes[d], "the same as v");
+  }
+  // Gradients are written: none overlaps itself, another gradient or any input.
+  const std::pair<const char*, const TensorView*> inputs[] = {{"q", &q}, {"k", &k}, {"v", &v}, {"o", &o},
+                                                              {"lse", &lse}, {"dout", &dout}};
+  const std::pair<const char*, const TensorView*> outputs[] = {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}};
+  for (size_t i = 0; i < 3; ++i) {
+    const char* name = outputs[i].first;
+    const ByteRange r = checked_range(name, *outputs[i].second);
+    check_not_self_overlapping(name, *outputs[i].second);
+    for (const auto& in : inputs) check_disjoint(name, r, in.first, checked_range(in.first, *in.second));
+    for (size_t j = 0; j < i; ++j)
+      check_disjoint(name, r, outputs[j].first, checked_range(outputs[j].first, *outputs[j].second));
+  }
   return s;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "flashjit/runtime.h"
@@ -43,6 +44,10 @@ ProblemShape validate_forward_args(const AttentionSpec& spec, const TensorView& 
 // Throws ArgumentError naming `captures.<name>` (or mask.expr / score_mod).
 void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
                            const ProblemShape& shape, const TensorView& o, const TensorView* lse);
+// The same for a kernel writing `outputs` (name, view; null views are skipped).
+using NamedView = std::pair<const char*, const TensorView*>;
+void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
+                           const ProblemShape& shape, const std::vector<NamedView>& outputs);
 
 // bwd_preprocess's tensors: o and dout (batch, heads_q, seqlen_q, head_dim_v) of the spec's
 // dtype, laid out as forward() allows; d float32 (batch, heads_q, seqlen_q) and dq_accum
@@ -50,5 +55,13 @@ void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorVi
 // with any other. heads_kv and seqlen_k of the result are not known here (0 / the spec's).
 ProblemShape validate_bwd_preprocess_args(const AttentionSpec& spec, const TensorView& o, const TensorView& dout,
                                           const TensorView& d, const TensorView& dq_accum);
+
+// backward()'s tensors: q, k, v, o and lse as forward() takes them (lse required), dout like
+// o, dq like q, dk like k, dv like v (16-bit, 16-byte aligned rows, last dim contiguous); each
+// gradient overlaps neither itself, another gradient nor any input.
+ProblemShape validate_backward_args(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
+                                    const TensorView& v, const TensorView& o, const TensorView& lse,
+                                    const TensorView& dout, const TensorView& dq, const TensorView& dk,
+                                    const TensorView& dv);
 
 }  // namespace flashjit

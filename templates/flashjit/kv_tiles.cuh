@@ -15,6 +15,9 @@ struct BandTiles {
   KvTileRange r;
   __device__ __forceinline__ int count() const { return r.end - r.begin; }
   __device__ __forceinline__ bool is_full(int t) const { return tile_is_full(r, t); }
+  // The same in ListTiles' terms: the r-th tile of the sequence.
+  __device__ __forceinline__ int at(int i) const { return r.begin + i; }
+  __device__ __forceinline__ bool is_full_at(int i) const { return tile_is_full(r, r.begin + i); }
 };
 
 // Tiles classified by a mask expression, listed in shared memory: at(r) is the r-th

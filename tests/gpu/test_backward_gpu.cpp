@@ -1,8 +1,10 @@
 // The backward's kernels on the GPU, against float64 (docs/architecture.md, "Backward").
-// Today: bwd_preprocess. D = rowsum(dO ∘ O) over odd lengths, every head-dim pair, both
+// bwd_preprocess: D = rowsum(dO ∘ O) over odd lengths, every head-dim pair, both
 // dtypes, BHSD and BSHD layouts; outputs poisoned (NaN) before each run; two runs agree bit
 // for bit; the dQ accumulator comes back all zeros.
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -10,7 +12,10 @@
 
 #include "catch.hpp"
 #include "flashjit/backward.h"
+#include "flashjit/cpu_eval.h"
 #include "gpu_harness.h"
+#include "random_expr.h"
+#include "variant_cases.h"
 
 using flashjit::DType;
 using flashjit::ElemType;
@@ -110,4 +115,248 @@ TEST_CASE("bwd_preprocess under the sanitizers", "[gpu][sanitize][backward]") {
   FJ_REQUIRE_GPU_OR_SKIP();
   CHECK(run_preprocess(PreCase{DType::bf16, 96, 96, 2, 2, 70, false}, 1) < 1e-5);
   CHECK(run_preprocess(PreCase{DType::f16, 256, 64, 1, 3, 33, true}, 2) < 1e-5);
+}
+
+// ---- backward(): dQ, dK, dV of every variant against the float64 reference -----------------
+
+namespace {
+
+struct BwdErrors {
+  double dq = 0, dk = 0, dv = 0;  // ||got - ref|| / ||ref|| per gradient
+  int64_t masked_rows = 0;
+  bool nan_reference = false;  // the score_mod's own arithmetic gives NaN / inf: not compared
+};
+
+// Element (b, h, s, c) of a (B, H, S, C) tensor in BHSD or BSHD memory order.
+int64_t offset_of(bool bshd, int64_t B, int64_t H, int64_t S, int64_t C, int64_t b, int64_t h, int64_t s, int64_t c) {
+  (void)B;
+  return bshd ? ((b * S + s) * H + h) * C + c : ((b * H + h) * S + s) * C + c;
+}
+
+BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed) {
+  using flashjit::eval::HostTensor;
+  const flashjit::AttentionSpec spec = fjtest::spec_of(c);
+  const int d = c.d, dv = c.dv ? c.dv : c.d;
+  const int64_t B = c.batch;
+  INFO(c.var.name << " " << flashjit::spec_to_json(spec) << " b=" << B << " sq=" << c.sq << " sk=" << c.sk
+                  << (bshd ? " bshd" : " bhsd"));
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  // Random bits in the layout's memory order, and the same values as float64 (BHSD).
+  auto make = [&](int64_t H, int64_t S, int C, std::vector<uint16_t>& bits, HostTensor& host) {
+    bits.assign(static_cast<size_t>(B * H * S * C), 0);
+    host = HostTensor(B, H, S, C);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t s = 0; s < S; ++s)
+          for (int64_t e = 0; e < C; ++e) {
+            const uint16_t x = fjtest::to_bits(normal(rng), c.dtype);
+            bits[static_cast<size_t>(offset_of(bshd, B, H, S, C, b, h, s, e))] = x;
+            host.at(b, h, s, e) = fjtest::from_bits(x, c.dtype);
+          }
+  };
+  std::vector<uint16_t> q, k, v, dout;
+  HostTensor hq, hk, hv, hdo;
+  make(c.hq, c.sq, d, q, hq);
+  make(c.hkv, c.sk, d, k, hk);
+  make(c.hkv, c.sk, dv, v, hv);
+  make(c.hq, c.sq, dv, dout, hdo);
+  std::vector<fjtest::HostCap> caps;
+  std::vector<flashjit::expr::HostCapture> host_caps;
+  for (const auto& decl : spec.captures) caps.push_back(fjtest::make_capture(decl, std::max<int64_t>({c.sq, c.sk, 128}), rng));
+  for (auto& h : caps) {
+    h.view.data = h.bytes.data();
+    host_caps.push_back(h.view);
+  }
+  std::vector<fjtest::DeviceCapture> dcaps;
+  for (const fjtest::HostCap& h : caps) dcaps.push_back(fjtest::upload_capture(h));
+  const std::vector<TensorView> tcaps = fjtest::views_of(dcaps);
+
+  fjtest::DeviceBuffer bq(q.size() * 2), bk(k.size() * 2), bv(v.size() * 2), bo(dout.size() * 2), bdo(dout.size() * 2),
+      blse(static_cast<size_t>(B * c.hq * c.sq) * 4), bdq(q.size() * 2), bdk(k.size() * 2), bdv(v.size() * 2);
+  bq.upload(q.data());
+  bk.upload(k.data());
+  bv.upload(v.data());
+  bdo.upload(dout.data());
+  const ElemType et = c.dtype == DType::bf16 ? ElemType::bf16 : ElemType::f16;
+  auto view = [&](const fjtest::DeviceBuffer& buf, int64_t H, int64_t S, int C) {
+    return bshd ? TensorView::bshd(buf.data(), et, B, S, H, C) : TensorView::bhsd(buf.data(), et, B, H, S, C);
+  };
+  const TensorView tq = view(bq, c.hq, c.sq, d), tk = view(bk, c.hkv, c.sk, d), tv = view(bv, c.hkv, c.sk, dv);
+  const TensorView to = view(bo, c.hq, c.sq, dv), tdo = view(bdo, c.hq, c.sq, dv);
+  const TensorView tdq = view(bdq, c.hq, c.sq, d), tdk = view(bdk, c.hkv, c.sk, d), tdv = view(bdv, c.hkv, c.sk, dv);
+  const TensorView tl = TensorView::lse(static_cast<float*>(blse.data()), B, c.hq, c.sq);
+  auto& drv = flashjit::CudaDriver::get();
+  bo.poison();
+  blse.poison();
+  flashjit::forward(spec, tq, tk, tv, to, &tl, nullptr, tcaps);
+  drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after forward");
+  std::vector<float> lse(static_cast<size_t>(B * c.hq * c.sq));
+  blse.download(lse.data());
+
+  std::vector<uint16_t> gq[2], gk[2], gv[2];
+  for (int run = 0; run < 2; ++run) {
+    bdq.poison();
+    bdk.poison();
+    bdv.poison();
+    flashjit::backward(spec, tq, tk, tv, to, tl, tdo, tdq, tdk, tdv, nullptr, tcaps);
+    drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after backward");
+    gq[run].resize(q.size()), gk[run].resize(k.size()), gv[run].resize(v.size());
+    bdq.download(gq[run].data());
+    bdk.download(gk[run].data());
+    bdv.download(gv[run].data());
+  }
+  // dK and dV: each element summed by one block in a fixed order. dQ: fp32 atomics, whose
+  // order varies, so the two runs may differ in the last bits of the accumulator.
+  REQUIRE(std::memcmp(gk[0].data(), gk[1].data(), gk[0].size() * 2) == 0);
+  REQUIRE(std::memcmp(gv[0].data(), gv[1].data(), gv[0].size() * 2) == 0);
+
+  const flashjit::eval::Grads ref = flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps);
+  BwdErrors e;
+  for (const HostTensor* t : {&ref.dq, &ref.dk, &ref.dv})
+    for (double x : t->data)
+      if (!std::isfinite(x)) {
+        e.nan_reference = true;
+        return e;
+      }
+  auto compare = [&](const std::vector<uint16_t>& got, const HostTensor& r, const char* what) {
+    double err2 = 0, ref2 = 0;
+    for (int64_t b = 0; b < r.b; ++b)
+      for (int64_t h = 0; h < r.h; ++h)
+        for (int64_t s = 0; s < r.s; ++s)
+          for (int64_t x = 0; x < r.d; ++x) {
+            const double g = fjtest::from_bits(got[static_cast<size_t>(offset_of(bshd, r.b, r.h, r.s, r.d, b, h, s, x))], c.dtype);
+            if (!std::isfinite(g)) FAIL(what << " (" << b << ", " << h << ", " << s << ", " << x << ") is " << g);
+            const double want = r.at(b, h, s, x);
+            err2 += (g - want) * (g - want);
+            ref2 += want * want;
+          }
+    return ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  };
+  e.dq = compare(gq[0], ref.dq, "dq");
+  e.dk = compare(gk[0], ref.dk, "dk");
+  e.dv = compare(gv[0], ref.dv, "dv");
+  // A row with no visible key: exactly zero gradient.
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < c.hq; ++h)
+      for (int64_t i = 0; i < c.sq; ++i)
+        if (lse[static_cast<size_t>((b * c.hq + h) * c.sq + i)] == -INFINITY) {
+          ++e.masked_rows;
+          for (int x = 0; x < d; ++x)
+            REQUIRE(fjtest::from_bits(gq[0][static_cast<size_t>(offset_of(bshd, B, c.hq, c.sq, d, b, h, i, x))], c.dtype) == 0.0);
+        }
+  return e;
+}
+
+// Bounds against float64: P and dS are rounded to the dtype as the GEMMs' operands, and the
+// gradients are stored in it.
+void check_backward_errors(const BwdErrors& e, DType dtype, std::map<std::string, BwdErrors>& worst) {
+  const double bound = dtype == DType::bf16 ? 3e-2 : 6e-3;
+  CHECK(e.dq < bound);
+  CHECK(e.dk < bound);
+  CHECK(e.dv < bound);
+  BwdErrors& w = worst[flashjit::to_string(dtype)];
+  w.dq = std::max(w.dq, e.dq), w.dk = std::max(w.dk, e.dk), w.dv = std::max(w.dv, e.dv);
+  w.masked_rows += e.masked_rows;
+}
+
+void print_worst(const char* what, int n, const std::map<std::string, BwdErrors>& worst) {
+  std::printf("GPU backward %s: %d cases checked;", what, n);
+  for (const auto& [dt, w] : worst)
+    std::printf(" %s worst rel dq %.2e dk %.2e dv %.2e (%lld fully masked rows);", dt.c_str(), w.dq, w.dk, w.dv,
+                static_cast<long long>(w.masked_rows));
+  std::printf("\n");
+}
+
+std::vector<fjtest::Variant> backward_variants() {
+  using MK = flashjit::MaskKind;
+  std::vector<fjtest::Variant> v = {{"no mask", "", "", {}, MK::none},
+                                    {"causal", "", "", {}, MK::causal},
+                                    {"sliding window", "", "", {}, MK::sliding_window}};
+  for (const fjtest::Variant& n : fjtest::named_variants()) v.push_back(n);
+  return v;
+}
+
+}  // namespace
+
+// Every variant (built-ins, expressions recognised as bands, interval-classified masks,
+// score_mods with their derivatives) over dtypes, head dims, GQA ratios (3:1 included),
+// odd lengths, seqlen_q != seqlen_k and both layouts. Each spec runs several shapes.
+TEST_CASE("backward: every variant against the float64 reference", "[gpu][backward][bwd_variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  struct Shape {
+    int64_t sq, sk;
+    int batch;
+  };
+  const std::vector<Shape> shapes = {{1, 1, 1}, {17, 17, 2}, {100, 257, 1}, {257, 100, 2}, {1000, 130, 1}, {64, 1000, 1}};
+  const std::vector<std::pair<int, int>> dims = {{64, 64}, {128, 128}, {32, 32}, {96, 96}, {256, 256}, {128, 64}, {192, 192}};
+  const std::vector<std::pair<int, int>> heads = {{2, 2}, {3, 1}, {4, 2}};
+  std::map<std::string, BwdErrors> worst;
+  int n = 0;
+  uint32_t seed = 11;
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  for (size_t vi = 0; vi < vars.size(); ++vi)
+    for (DType dt : {DType::bf16, DType::f16})
+      for (int pick = 0; pick < 2; ++pick) {
+        const size_t k = vi * 5 + pick * 3 + (dt == DType::f16 ? 1 : 0);
+        fjtest::Case c{vars[vi], dt, dims[k % dims.size()].first, heads[k % heads.size()].first,
+                       heads[k % heads.size()].second, 0, 0, 1, std::nullopt};
+        c.dv = dims[k % dims.size()].second;
+        for (size_t si = 0; si < 3; ++si) {
+          const Shape& s = shapes[(k + 2 * si) % shapes.size()];
+          c.sq = s.sq, c.sk = s.sk, c.batch = s.batch;
+          const BwdErrors e = run_backward_case(c, (k + si) % 2 == 1, seed++);
+          check_backward_errors(e, dt, worst);
+          ++n;
+        }
+      }
+  print_worst("variants", n, worst);
+}
+
+// Random mask expressions (interval-classified, over captured tensors), every fourth with a
+// random score_mod; cases whose reference is not finite (the expression's own NaN) are counted
+// and skipped.
+TEST_CASE("backward: random expressions against the float64 reference", "[gpu][backward][bwd_variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::vector<flashjit::expr::CaptureDecl> caps = {{"doc", flashjit::expr::CaptureDType::i32, 1},
+                                                         {"bias", flashjit::expr::CaptureDType::f32, 2}};
+  std::mt19937_64 gen(2027);
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{17, 17}, {200, 333}, {333, 200}, {129, 129}};
+  std::map<std::string, BwdErrors> worst;
+  int n = 0, skipped = 0;
+  for (int i = 0; i < 40; ++i) {
+    fjtest::Variant var;
+    var.name = "random " + std::to_string(i);
+    var.caps = caps;
+    var.mask = flashjit::testing::random_mask_expr(gen, caps, 8, 5);
+    if (i % 4 == 0) var.score_mod = flashjit::testing::random_score_expr(gen, caps, 8, 3);
+    const auto [sq, sk] = lens[static_cast<size_t>(i) % lens.size()];
+    const DType dt = i % 3 == 0 ? DType::f16 : DType::bf16;
+    const fjtest::Case c{var, dt, 64, 3, 1, sq, sk, 2, std::nullopt};
+    INFO(var.mask << " | " << var.score_mod);
+    const BwdErrors e = run_backward_case(c, i % 2 == 1, 100 + i);
+    if (e.nan_reference) {
+      ++skipped;
+      continue;
+    }
+    check_backward_errors(e, dt, worst);
+    ++n;
+  }
+  CHECK(skipped * 4 < n);
+  print_worst("random expressions", n, worst);
+  std::printf("  (%d cases with a non-finite reference skipped)\n", skipped);
+}
+
+// Small cases for compute-sanitizer: a partial key block and q tile, GQA, a classified mask
+// with a score_mod, and a head dim whose warps share key rows.
+TEST_CASE("backward under the sanitizers", "[gpu][sanitize][backward]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  std::map<std::string, BwdErrors> worst;
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  fjtest::Case a{vars[1], DType::bf16, 64, 3, 1, 70, 90, 1, std::nullopt};
+  check_backward_errors(run_backward_case(a, false, 1), DType::bf16, worst);
+  fjtest::Case b{vars[7], DType::f16, 128, 2, 2, 33, 65, 1, std::nullopt};  // document + causal
+  check_backward_errors(run_backward_case(b, true, 2), DType::f16, worst);
+  fjtest::Case c{vars[13], DType::bf16, 64, 2, 1, 50, 50, 1, std::nullopt};  // softcap + causal
+  check_backward_errors(run_backward_case(c, false, 3), DType::bf16, worst);
 }

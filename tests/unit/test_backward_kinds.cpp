@@ -1,7 +1,8 @@
 // The backward's kernel kinds on the CPU side: the registry, kernel identity (bwd_preprocess
 // depends on the dtype and head dims only), NVRTC compiles for sm_80 and sm_90a over every
 // head-dim pair, the one dispatch the CLI and cache import use, and the argument checks of
-// backward_preprocess() (all before any GPU is needed).
+// backward_preprocess() and backward(); bwd_dkdv's tiles, variants and NVRTC compiles, and
+// bwd_dq_convert's (all before any GPU is needed).
 #include <functional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "flashjit/backward.h"
 #include "flashjit/codegen.h"
 #include "flashjit/error.h"
+#include "flashjit/heuristics.h"
 #include "flashjit/kernel_kinds.h"
 
 using flashjit::AttentionSpec;
@@ -41,7 +43,7 @@ AttentionSpec spec_of(DType dt, int d, int dv) {
 
 TEST_CASE("backward kinds: bwd_preprocess is a registered kind with its own names", "[backward]") {
   REQUIRE(flashjit::kernel_kind_from_string("bwd_preprocess") == KernelKind::bwd_preprocess);
-  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess");
+  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert");
   const std::string name = flashjit::codegen::bwd_preprocess_kernel_name(spec_of(DType::bf16, 128, 128));
   CHECK(name.rfind("flashjit_bwd_preprocess_bf16_d128x128_", 0) == 0);
   CHECK(flashjit::kernel_kind_of_name(name) == KernelKind::bwd_preprocess);
@@ -128,4 +130,133 @@ TEST_CASE("backward kinds: backward_preprocess checks its tensors before needing
   CHECK(arg_error([&] { run(spec3, o, dout, d_on_dq, dq); }).find("dq_accum | ") == 0);
   // With everything valid, only the missing GPU stops it (when there is none).
   if (!flashjit::gpu_available()) CHECK_THROWS_AS(run(spec3, o, dout, d, dq), flashjit::CudaError);
+}
+
+TEST_CASE("backward kinds: bwd_dkdv and bwd_dq_convert are registered kinds with their own names", "[backward]") {
+  AttentionSpec spec = spec_of(DType::bf16, 128, 128);
+  spec.mask.kind = flashjit::MaskKind::causal;
+  const std::string src = flashjit::emit_kind_cuda(KernelKind::bwd_dkdv, spec, "sm_90a");
+  CHECK(src.find("flashjit_bwd_dkdv_bf16_d128x128_causal_br_") != std::string::npos);
+  CHECK(src.find("flashjit::bwd_dkdv<T, Variant>(params, smem);") != std::string::npos);
+  CHECK(src.find("static constexpr bool kListed = false;") != std::string::npos);
+  const std::string conv = flashjit::emit_kind_cuda(KernelKind::bwd_dq_convert, spec);
+  CHECK(conv.find("flashjit_bwd_dq_convert_bf16_d128_") != std::string::npos);
+  // The convert depends on the dtype and head_dim only.
+  AttentionSpec other = spec;
+  other.mask.kind = flashjit::MaskKind::none;
+  other.head_dim_v = 64;
+  CHECK(conv == flashjit::emit_kind_cuda(KernelKind::bwd_dq_convert, other));
+  // A mask expression that is not a band is classified per q tile; one that is, is not.
+  AttentionSpec doc = spec;
+  doc.mask.kind = flashjit::MaskKind::custom;
+  doc.mask.expr = "doc[q_idx] == doc[kv_idx]";
+  doc.captures = {{"doc", flashjit::expr::CaptureDType::i32, 1}};
+  doc.score_mod = "30.0 * tanh(score / 30.0)";
+  const std::string listed = flashjit::emit_bwd_dkdv_cuda(doc, "sm_80");
+  CHECK(listed.find("static constexpr bool kListed = true;") != std::string::npos);
+  CHECK(listed.find("mask_interval(params, box)") != std::string::npos);
+  CHECK(listed.find("score_mod_grad(params, x, b, h, q_idx, kv_idx)") != std::string::npos);
+  CHECK(listed.find("mask_row(") == std::string::npos);  // the forward's factored hooks are not emitted
+  AttentionSpec band = spec;
+  band.mask.kind = flashjit::MaskKind::custom;
+  band.mask.expr = "q_idx >= kv_idx";
+  CHECK(flashjit::emit_bwd_dkdv_cuda(band, "sm_80").find("kListed = false") != std::string::npos);
+  // The forward's tile in the spec is not the backward's: backward kernels do not read it.
+  AttentionSpec tiled = spec;
+  tiled.tile = flashjit::TileConfig{128, 64, 4, 2, flashjit::MmaKind::mma_sync};
+  CHECK(flashjit::emit_bwd_dkdv_cuda(tiled, "sm_90a") == flashjit::emit_bwd_dkdv_cuda(spec, "sm_90a"));
+}
+
+TEST_CASE("backward kinds: bwd_dkdv tiles are checked with errors that say what is allowed", "[backward]") {
+  const AttentionSpec spec = spec_of(DType::bf16, 128, 128);
+  auto problem = [&](flashjit::TileConfig t, const char* arch) -> std::string {
+    try {
+      flashjit::check_bwd_tile(spec, t, arch);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  using flashjit::TileConfig;
+  CHECK(problem(TileConfig{64, 64, 8, 2}, "sm_90a").empty());
+  CHECK(problem(TileConfig{64, 64, 8, 3}, "sm_90a").find("stages must be 1 or 2") != std::string::npos);
+  CHECK(problem(TileConfig{64, 40, 8, 2}, "sm_90a").find("block_n must be a positive multiple of 16") != std::string::npos);
+  CHECK(problem(TileConfig{64, 128, 4, 2}, "sm_90a").find("multiple of block_n / 16 = 8") != std::string::npos);
+  CHECK(problem(TileConfig{48, 64, 8, 2}, "sm_90a").find("block_m must be a positive multiple of") != std::string::npos);
+  CHECK(problem(TileConfig{64, 64, 8, 2, flashjit::MmaKind::wgmma}, "sm_90a").find("mma_sync") != std::string::npos);
+  CHECK(problem(TileConfig{64, 128, 8, 2}, "sm_90a").find("fp32 accumulators") != std::string::npos);
+  AttentionSpec big = spec_of(DType::bf16, 256, 256);
+  CHECK_THROWS_AS(flashjit::check_bwd_tile(big, TileConfig{64, 64, 8, 2}, "sm_80"), flashjit::LegalityError);
+  // The heuristic picks a legal tile for every head-dim pair on both archs.
+  for (const char* arch : {"sm_80", "sm_90a"})
+    for (const auto& [d, dv] : std::vector<std::pair<int, int>>{{32, 32}, {64, 64}, {96, 96}, {128, 128}, {192, 192}, {256, 256}, {64, 128}})
+      CHECK_NOTHROW(flashjit::check_bwd_tile(spec_of(DType::bf16, d, dv), flashjit::default_bwd_tile(spec_of(DType::bf16, d, dv), arch), arch));
+}
+
+TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair, spilling nothing", "[backward][nvrtc]") {
+  const std::vector<std::pair<int, int>> dims = {{32, 32}, {64, 64}, {96, 96}, {128, 128}, {192, 192}, {256, 256}, {128, 64}};
+  int compiled = 0;
+  for (const char* arch : {"sm_80", "sm_90a"})
+    for (DType dt : {DType::bf16, DType::f16})
+      for (const auto& [d, dv] : dims) {
+        AttentionSpec spec = spec_of(dt, d, dv);
+        spec.mask.kind = compiled % 2 ? flashjit::MaskKind::causal : flashjit::MaskKind::none;
+        flashjit::CompileOptions o;
+        o.arch = arch;
+        o.use_cache = false;
+        const flashjit::CompiledKernel k = flashjit::compile_kind(KernelKind::bwd_dkdv, spec, o);
+        INFO(arch << " " << flashjit::to_string(dt) << " d " << d << " dv " << dv << ": " << k.resources.registers
+                  << " registers");
+        CHECK(!k.image.empty());
+        CHECK(k.resources.spill_store_bytes == 0);
+        CHECK(k.dynamic_smem_bytes == flashjit::codegen::bwd_dkdv_smem_bytes(spec, k.tile));
+        ++compiled;
+      }
+  CHECK(compiled == 28);
+  // A classified mask with captures and a score_mod (its derivative compiled beside it), and
+  // the convert kernel.
+  AttentionSpec doc = spec_of(DType::f16, 64, 64);
+  doc.mask.kind = flashjit::MaskKind::custom;
+  doc.mask.expr = "(doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)";
+  doc.score_mod = "score + slopes[h] * float(kv_idx - q_idx)";
+  doc.captures = {{"doc", flashjit::expr::CaptureDType::i32, 1}, {"slopes", flashjit::expr::CaptureDType::f32, 1}};
+  for (const char* arch : {"sm_80", "sm_90a"}) {
+    flashjit::CompileOptions o;
+    o.arch = arch;
+    o.use_cache = false;
+    CHECK(flashjit::compile_bwd_dkdv(doc, o).resources.spill_store_bytes == 0);
+    CHECK(!flashjit::compile_bwd_dq_convert(doc, o).image.empty());
+  }
+}
+
+TEST_CASE("backward kinds: backward() checks its tensors before needing a GPU", "[backward]") {
+  AttentionSpec spec = spec_of(DType::bf16, 64, 64);
+  spec.num_heads_q = 3, spec.num_heads_kv = 1;
+  constexpr int B = 1, HQ = 3, HK = 1, S = 17, D = 64;
+  alignas(16) static uint16_t q[B * HQ * S * D], k[B * HK * S * D], v[B * HK * S * D], o[B * HQ * S * D],
+      dout[B * HQ * S * D], dq[B * HQ * S * D], dk[B * HK * S * D], dv[B * HK * S * D];
+  alignas(16) static float lse[B * HQ * S];
+  const auto t = [](uint16_t* p, int h) { return TensorView::bhsd(p, ElemType::bf16, B, h, S, D); };
+  const TensorView tl = TensorView::lse(lse, B, HQ, S);
+  auto run = [&](const TensorView& a_dq, const TensorView& a_dk, const TensorView& a_dv, const TensorView& a_do) {
+    flashjit::backward(spec, t(q, HQ), t(k, HK), t(v, HK), t(o, HQ), tl, a_do, a_dq, a_dk, a_dv, nullptr);
+  };
+  CHECK(arg_error([&] { run(t(dq, HQ), t(dk, HK), t(dv, HK), t(dout, 2)); }).find("dout | ") == 0);
+  CHECK(arg_error([&] { run(t(dq, 2), t(dk, HK), t(dv, HK), t(dout, HQ)); }).find("dq | ") == 0);
+  TensorView dk16 = t(dk, HK);
+  dk16.dtype = ElemType::f16;
+  CHECK(arg_error([&] { run(t(dq, HQ), dk16, t(dv, HK), t(dout, HQ)); }).find("dk | ") == 0);
+  // gradients written over an input, or over each other
+  CHECK(arg_error([&] { run(t(dq, HQ), t(dk, HK), t(v, HK), t(dout, HQ)); }).find("dv | ") == 0);
+  CHECK(arg_error([&] { run(t(dq, HQ), t(dk, HK), t(dk, HK), t(dout, HQ)); }).find("dv | ") == 0);
+  // a workspace that is too small is refused naming the option
+  flashjit::BackwardOptions small;
+  alignas(16) static unsigned char ws[64];
+  small.workspace = ws, small.workspace_bytes = sizeof ws;
+  CHECK(arg_error([&] {
+          flashjit::backward(spec, t(q, HQ), t(k, HK), t(v, HK), t(o, HQ), tl, t(dout, HQ), t(dq, HQ), t(dk, HK),
+                             t(dv, HK), nullptr, {}, small);
+        }).find("options.workspace_bytes | ") == 0);
+  CHECK(flashjit::backward_workspace_bytes(spec, B, S) == 256 + (B * HQ * S * D * 4 + 255) / 256 * 256);
+  if (!flashjit::gpu_available()) CHECK_THROWS_AS(run(t(dq, HQ), t(dk, HK), t(dv, HK), t(dout, HQ)), flashjit::CudaError);
 }

@@ -14,6 +14,8 @@ std::string generate_cuda(const ir::Kernel& k);
 
 // The kernel entry name for a spec: flashjit_fwd_<dtype>_d<D>x<DV>_<mask>_<hash8>.
 std::string kernel_name(const AttentionSpec& spec);
+// The <mask> part of kernel names: nomask, causal_br, swin128_0_tl, custom, ...
+std::string mask_tag(const MaskSpec& mask);
 
 // The user's expressions as device functions over `params` (FwdParams), shared by every
 // kernel kind (expr_hooks.cpp):
@@ -25,8 +27,13 @@ std::string kernel_name(const AttentionSpec& spec);
 //   score_narrow_* when score_hook_splits() (the form exact while the lengths are at most
 //   kScoreNarrowLimit).
 std::string capture_comments(const std::vector<expr::CaptureDecl>& captures);
-std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures);
-std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
+// factored = false: only mask_mod and mask_interval, only score_mod (what the backward uses).
+std::string mask_hooks(const std::string& mask_expr, const std::vector<expr::CaptureDecl>& captures,
+                       bool factored = true);
+std::string score_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures,
+                       bool factored = true);
+// score_mod_grad(params, score, b, h, q_idx, kv_idx) -> d score_mod / d score (fast float math).
+std::string score_grad_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
 bool score_hook_splits(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
 
 // The block-mask builder kernel for a mask expression (templates/flashjit/block_mask_build.cuh):
@@ -45,5 +52,24 @@ AttentionSpec bwd_preprocess_spec(const AttentionSpec& spec);
 std::string bwd_preprocess_kernel_name(const AttentionSpec& spec);
 std::string generate_bwd_preprocess_cuda(const AttentionSpec& spec);
 inline constexpr int kBwdPreprocessRows = 64, kBwdPreprocessThreads = 128;
+
+// The bwd_dkdv kernel (templates/flashjit/bwd_dkdv_sm80.cuh) for spec with spec.tile the
+// backward's tile (default_bwd_tile, heuristics.h): the skeleton instantiated with the spec's
+// mask, score_mod and its derivative. Grid (ceil(seqlen_k / block_n), heads_kv, batch).
+std::string bwd_dkdv_kernel_name(const AttentionSpec& spec);
+std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec);
+// Its dynamic shared memory: the traits' plan, plus the tile list when the mask is classified
+// by interval analysis.
+int bwd_dkdv_smem_bytes(const AttentionSpec& spec, const TileConfig& tile);
+// Whether the q tiles of a key block are classified per tile (a mask expression that is not
+// a band), rather than given in closed form.
+bool bwd_dkdv_listed(const AttentionSpec& spec);
+
+// The dQ convert kernel (templates/flashjit/bwd_dq_convert.cuh): dq = dq_accum · scale in the
+// dtype. It reads the dtype and head_dim only (bwd_dq_convert_spec names it).
+AttentionSpec bwd_dq_convert_spec(const AttentionSpec& spec);
+std::string bwd_dq_convert_kernel_name(const AttentionSpec& spec);
+std::string generate_bwd_dq_convert_cuda(const AttentionSpec& spec);
+inline constexpr int kBwdDqConvertRows = 64, kBwdDqConvertThreads = 128;
 
 }  // namespace flashjit::codegen

@@ -12,3 +12,15 @@ namespace flashjit {
 TileConfig default_tile(const AttentionSpec& spec, const std::string& arch);
 
 }  // namespace flashjit
+
+namespace flashjit {
+
+// The backward's bwd_dkdv tile (block_m: query rows per q tile; block_n: keys per block;
+// warps; stages 1 or 2 of Q/dO buffers; mma_sync) for spec on arch: FlashAttention-2's
+// shapes, the deepest pipeline that fits the arch's shared memory.
+TileConfig default_bwd_tile(const AttentionSpec& spec, const std::string& arch);
+// Throws SpecError (a shape the skeleton cannot tile) or LegalityError (shared memory, the
+// accumulators' registers) naming spec.tile and what is allowed.
+void check_bwd_tile(const AttentionSpec& spec, const TileConfig& tile, const std::string& arch);
+
+}  // namespace flashjit

@@ -127,6 +127,13 @@ struct Kernel {
 // --- construction / inspection ---------------------------------------------------
 // Lowers a validated spec (tile must be set) to the tile IR before any pass.
 Kernel lower(const AttentionSpec& spec);
+// The mask as the kernels' loops see it (every kind): a band in closed form (built-ins, and
+// expressions recognised as bands), else `expr`, the expression classified per tile.
+struct LoopMask {
+  BandMask band;
+  std::string expr;  // empty: the band is the whole mask
+};
+LoopMask loop_mask(const AttentionSpec& spec);
 
 // The textual form (stable; golden tests match it with FileCheck).
 std::string print(const Kernel& k);

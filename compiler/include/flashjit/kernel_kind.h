@@ -1,7 +1,7 @@
 // The kinds of kernel flashjit generates for a spec. Each has a name (the CLI's --kind, the
 // prefix of its kernel names) and its own generator; the cache, the CLI and `import --verify`
-// dispatch on it (runtime: kernel_kinds.h). Today: the forward, the block-mask builder and
-// the backward's preprocess; bwd_dkdv and bwd_dq join here.
+// dispatch on it (runtime: kernel_kinds.h): the forward, the block-mask builder and the
+// backward's three kernels.
 #pragma once
 
 #include <optional>
@@ -10,14 +10,14 @@
 
 namespace flashjit {
 
-enum class KernelKind { fwd, block_mask, bwd_preprocess };
+enum class KernelKind { fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert };
 
 const char* to_string(KernelKind k);
-// "fwd" / "block_mask" / "bwd_preprocess"; nullopt for anything else.
+// "fwd" / "block_mask" / "bwd_preprocess" / "bwd_dkdv" / "bwd_dq_convert"; nullopt otherwise.
 std::optional<KernelKind> kernel_kind_from_string(const std::string& name);
 // Every kind, in the order the CLI lists them.
 const std::vector<KernelKind>& kernel_kinds();
-// "fwd, block_mask, bwd_preprocess": for error messages.
+// "fwd, block_mask, bwd_preprocess, ...": for error messages.
 std::string kernel_kind_names();
 // The kind of a generated kernel, from its name (flashjit_fwd_..., flashjit_block_mask_...).
 std::optional<KernelKind> kernel_kind_of_name(const std::string& kernel_name);

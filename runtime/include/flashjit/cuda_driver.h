@@ -60,6 +60,8 @@ class CudaDriver {
   FLASHJIT_DRIVER_FN(cuMemcpyHtoD)
   FLASHJIT_DRIVER_FN(cuMemcpyDtoH)
   FLASHJIT_DRIVER_FN(cuMemsetD8)
+  FLASHJIT_DRIVER_FN(cuMemAllocAsync)  // stream-ordered: the backward's workspace (graph-capturable)
+  FLASHJIT_DRIVER_FN(cuMemFreeAsync)
   FLASHJIT_DRIVER_FN(cuEventCreate)
   FLASHJIT_DRIVER_FN(cuEventRecord)
   FLASHJIT_DRIVER_FN(cuEventSynchronize)

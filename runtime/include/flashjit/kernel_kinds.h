@@ -11,8 +11,12 @@
 namespace flashjit {
 
 // The CUDA source of the spec's kernel of `kind` (block_mask: the builder of its mask;
-// bwd_preprocess: the one its dtype and head dims share). arch as emit_cuda().
+// bwd_preprocess, bwd_dq_convert: the one its dtype and head dims share; bwd_dkdv: spec.tile
+// read as the backward's tile, the heuristic's when absent). arch as emit_cuda().
 std::string emit_kind_cuda(KernelKind kind, const AttentionSpec& spec, const std::string& arch = "");
+// validate(spec) as the kind reads it: bwd_dkdv reads spec.tile as the backward's tile, which
+// check_bwd_tile() checks when the kernel is generated, not the forward's rules.
+void validate_for_kind(KernelKind kind, const AttentionSpec& spec);
 // Its compile, as compile() does for the forward.
 CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const CompileOptions& options = {});
 

@@ -1,0 +1,123 @@
+"""GPU tests of the backward through autograd: flashjit.attention's gradients against a
+float64 PyTorch reference (dense scores, the same mask and score_mod written in torch).
+
+Masks (built-in and mask_mod), score_mod through its symbolic derivative, GQA with a ratio
+that is not a power of two, seqlen_q != seqlen_k, odd lengths, both layouts, fp16 and bf16.
+Fully masked rows get zero gradients.
+"""
+
+import math
+
+import pytest
+
+import flashjit
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+if not torch.cuda.is_available():
+    pytest.skip("torch sees no CUDA device", allow_module_level=True)
+if not flashjit.gpu_available():
+    pytest.skip("flashjit: " + flashjit.gpu_unavailable_reason(), allow_module_level=True)
+
+TOL = {torch.bfloat16: 3e-2, torch.float16: 6e-3}  # relative Frobenius error per gradient
+
+
+def reference_grads(q, k, v, dout, visible, score_mod=None, scale=None):
+    """float64 attention from the definition, and its gradients by torch autograd."""
+    q64, k64, v64 = (t.detach().double().requires_grad_(True) for t in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    kk, vv = k64.repeat_interleave(group, dim=1), v64.repeat_interleave(group, dim=1)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = (q64 @ kk.transpose(-1, -2)) * scale
+    b, h, nq, nk = s.shape
+    bi = torch.arange(b, device=q.device).view(b, 1, 1, 1)
+    hi = torch.arange(h, device=q.device).view(1, h, 1, 1)
+    qi = torch.arange(nq, device=q.device).view(1, 1, nq, 1)
+    ki = torch.arange(nk, device=q.device).view(1, 1, 1, nk)
+    if score_mod is not None:
+        s = score_mod(s, bi, hi, qi, ki)
+    vis = visible(bi, hi, qi, ki).expand(b, h, nq, nk)
+    s = s.masked_fill(~vis, float("-inf"))
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)  # a row with no key: p = 0
+    o = p @ vv
+    o.backward(dout.double())
+    return q64.grad, k64.grad, v64.grad, vis.any(dim=-1)
+
+
+def rel(got, ref):
+    return ((got.double() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def check(q, k, v, visible, score_mod_ref=None, **kwargs):
+    qg, kg, vg = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    o = flashjit.attention(qg, kg, vg, **kwargs)
+    dout = torch.randn_like(o)
+    o.backward(dout)
+    rq, rk, rv, has_key = reference_grads(q, k, v, dout, visible, score_mod_ref)
+    tol = TOL[q.dtype]
+    for name, got, ref in (("dq", qg.grad, rq), ("dk", kg.grad, rk), ("dv", vg.grad, rv)):
+        assert torch.isfinite(got).all(), name
+        assert rel(got, ref) < tol, (name, rel(got, ref))
+    # rows that see no key: exactly zero dq
+    assert torch.all(qg.grad.transpose(1, 2)[~has_key.transpose(1, 2)] == 0)
+    return qg.grad
+
+
+def make(b, hq, hkv, nq, nk, d, dtype, bshd=False):
+    def t(h, n):
+        if bshd:  # (batch, seqlen, heads, dim) memory, passed as a transposed view
+            return torch.randn(b, n, h, d, device="cuda", dtype=dtype).transpose(1, 2)
+        return torch.randn(b, h, n, d, device="cuda", dtype=dtype)
+    return t(hq, nq), t(hkv, nk), t(hkv, nk)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(2, 4, 4, 17, 17, 64), (1, 6, 2, 257, 100, 128), (2, 3, 1, 100, 333, 64)])
+@pytest.mark.parametrize("mask", ["none", "causal", "window"])
+def test_builtin_masks(dtype, shape, mask):
+    b, hq, hkv, nq, nk, d = shape
+    q, k, v = make(b, hq, hkv, nq, nk, d, dtype, bshd=nq == 257)
+    off = nk - nq  # bottom-right alignment
+    if mask == "none":
+        check(q, k, v, lambda b_, h, i, j: torch.ones_like(i + j, dtype=torch.bool))
+    elif mask == "causal":
+        check(q, k, v, lambda b_, h, i, j: j <= i + off, causal=True)
+    else:
+        check(q, k, v, lambda b_, h, i, j: (j <= i + off) & (j >= i + off - 40), causal=True, window=(40, 0))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mask_mod_and_score_mod(dtype):
+    q, k, v = make(2, 3, 1, 300, 300, 64, dtype)
+    doc = (torch.arange(300, device="cuda") // 70).to(torch.int32)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+
+    check(q, k, v, lambda b_, h, i, j: (doc[i] == doc[j]) & (i >= j), mask_mod=mask_mod)
+
+    def softcap(score, b, h, q_idx, kv_idx):
+        return 20.0 * torch.tanh(score / 20.0)
+
+    check(q, k, v, lambda b_, h, i, j: j <= i, score_mod_ref=softcap, score_mod=softcap, causal=True)
+
+
+def test_fully_masked_rows_get_zero_gradients():
+    q, k, v = make(1, 2, 2, 200, 200, 64, torch.bfloat16)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return (q_idx >= 100) & (kv_idx <= q_idx)
+
+    dq = check(q, k, v, lambda b_, h, i, j: (i >= 100) & (j <= i), mask_mod=mask_mod)
+    assert torch.all(dq[:, :, :100] == 0)
+
+
+def test_captured_tensor_requiring_grad_is_refused():
+    q, k, v = make(1, 2, 2, 64, 64, 64, torch.bfloat16)
+    q.requires_grad_(True)
+    bias = torch.zeros(64, device="cuda", requires_grad=True)
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        return score + bias[kv_idx]
+
+    with pytest.raises(NotImplementedError, match="captured"):
+        flashjit.attention(q, k, v, score_mod=score_mod)
