@@ -15,12 +15,6 @@
 namespace flashjit::codegen {
 namespace {
 
-std::string float_lit(double v) {
-  std::string s = fmt::format("{:.9g}", v);
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s + "f";
-}
-
 constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap + 32) ints
 
 // BwdTraits::SMEM_BYTES (bwd_traits.cuh) on the host; every generated kernel static_asserts
@@ -92,8 +86,8 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0) {
                 : fmt::format("  // Mask {}: q tiles of a key block in closed form (band_q_tiles).\n", to_string(spec.mask.kind));
   out += fmt::format("  static constexpr bool kListed = {};\n", listed ? "true" : "false");
   out += fmt::format("  static constexpr bool kScoreMod = {};\n", score ? "true" : "false");
-  out += fmt::format("  static constexpr float kScale = {};      // softmax_scale\n", float_lit(scale));
-  out += fmt::format("  static constexpr float kScaleLog2 = {};  // softmax_scale * log2(e)\n", float_lit(scale * M_LOG2E));
+  out += fmt::format("  static constexpr float kScale = {};      // softmax_scale\n", float_literal(scale));
+  out += fmt::format("  static constexpr float kScaleLog2 = {};  // softmax_scale * log2(e)\n", float_literal(scale * M_LOG2E));
   out += "  static __device__ __forceinline__ flashjit::Band band(const flashjit::FwdParams& params) {\n";
   out += "    return " + band_text(lm.band) + ";\n  }\n";
   out += "  static __device__ __forceinline__ bool visible(const flashjit::FwdParams& params, const flashjit::Band& band, "

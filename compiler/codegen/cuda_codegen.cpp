@@ -18,13 +18,6 @@
 namespace flashjit::codegen {
 namespace {
 
-// A C++ float literal ("0.0f", "0.125f"): "0f" would not parse.
-std::string float_literal(double v) {
-  std::string s = fmt::format("{:.9g}", v);
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s + "f";
-}
-
 // The op's printed IR form, as the comment above its code.
 std::string op_comment(const ir::Op& op, const std::string& indent) { return indent + "// " + ir::print(op) + "\n"; }
 
@@ -490,6 +483,13 @@ class Emitter {
 };
 
 }  // namespace
+
+// A C++ float literal ("0.0f", "0.125f"): "0f" would not parse.
+std::string float_literal(double v) {
+  std::string s = fmt::format("{:.9g}", v);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s + "f";
+}
 
 std::string mask_tag(const MaskSpec& m) {
   const char* align = m.align == MaskAlign::top_left ? "tl" : "br";

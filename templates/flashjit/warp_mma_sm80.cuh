@@ -44,6 +44,22 @@ __device__ __forceinline__ void load_b_kn(u32 (&b)[4], u32 b_smem, int kk, int n
   ldmatrix_x4_trans(b, b_smem + ((kk * 16 + a_frag_row(lane)) * PITCH + np * 16 + a_frag_col(lane)) * 2);
 }
 
+// One k step (16 columns of A, 16 rows of B) into every n tile pair: load_b(b, np) gives the
+// B fragments of n tiles 2np, 2np + 1; A's fragments are already in registers.
+template <class E, int MT, int NT, class LoadB>
+__device__ __forceinline__ void mma_k_step(float (&c)[MT][NT][4], const u32 (&a)[MT][4], LoadB&& load_b) {
+#pragma unroll
+  for (int np = 0; np < NT / 2; ++np) {
+    u32 b[4];
+    load_b(b, np);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      mma_16816<E>(c[mt][2 * np], a[mt], b[0], b[1]);
+      mma_16816<E>(c[mt][2 * np + 1], a[mt], b[2], b[3]);
+    }
+  }
+}
+
 template <class E, int MT, int NT, int K, int PITCH_A, int PITCH_B>
 __device__ __forceinline__ void mma_ABt(float (&c)[MT][NT][4], u32 a_smem, u32 b_smem, int lane) {
   static_assert(NT % 2 == 0 && K % 16 == 0, "mma_ABt: N a multiple of 16, K of 16");
@@ -53,16 +69,9 @@ __device__ __forceinline__ void mma_ABt(float (&c)[MT][NT][4], u32 a_smem, u32 b
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
       ldmatrix_x4(a[mt], a_smem + ((mt * 16 + a_frag_row(lane)) * PITCH_A + kk * 16 + a_frag_col(lane)) * 2);
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      u32 b[4];
+    mma_k_step<E, MT, NT>(c, a, [&](u32 (&b)[4], int np) {
       ldmatrix_x4(b, b_smem + ((np * 16 + bt_frag_row(lane)) * PITCH_B + kk * 16 + bt_frag_col(lane)) * 2);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        mma_16816<E>(c[mt][2 * np], a[mt], b[0], b[1]);
-        mma_16816<E>(c[mt][2 * np + 1], a[mt], b[2], b[3]);
-      }
-    }
+    });
   }
 }
 
@@ -75,16 +84,7 @@ __device__ __forceinline__ void mma_AB(float (&c)[MT][NT][4], u32 a_smem, u32 b_
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
       ldmatrix_x4(a[mt], a_smem + ((mt * 16 + a_frag_row(lane)) * PITCH_A + kk * 16 + a_frag_col(lane)) * 2);
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      u32 b[4];
-      load_b_kn<PITCH_B>(b, b_smem, kk, np, lane);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        mma_16816<E>(c[mt][2 * np], a[mt], b[0], b[1]);
-        mma_16816<E>(c[mt][2 * np + 1], a[mt], b[2], b[3]);
-      }
-    }
+    mma_k_step<E, MT, NT>(c, a, [&](u32 (&b)[4], int np) { load_b_kn<PITCH_B>(b, b_smem, kk, np, lane); });
   }
 }
 
@@ -100,16 +100,7 @@ __device__ __forceinline__ void mma_AtB(float (&c)[MT][NT][4], u32 at_smem, u32 
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
       ldmatrix_x4_trans(a[mt], at_smem + ((kk * 16 + k_off) * PITCH_A + mt * 16 + m_off) * 2);
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      u32 b[4];
-      load_b_kn<PITCH_B>(b, b_smem, kk, np, lane);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        mma_16816<E>(c[mt][2 * np], a[mt], b[0], b[1]);
-        mma_16816<E>(c[mt][2 * np + 1], a[mt], b[2], b[3]);
-      }
-    }
+    mma_k_step<E, MT, NT>(c, a, [&](u32 (&b)[4], int np) { load_b_kn<PITCH_B>(b, b_smem, kk, np, lane); });
   }
 }
 

@@ -14,6 +14,8 @@ std::string generate_cuda(const ir::Kernel& k);
 
 // The kernel entry name for a spec: flashjit_fwd_<dtype>_d<D>x<DV>_<mask>_<hash8>.
 std::string kernel_name(const AttentionSpec& spec);
+// A C++ float literal ("0.0f", "0.125f"; "0f" would not parse), 9 significant digits.
+std::string float_literal(double v);
 // The <mask> part of kernel names: nomask, causal_br, swin128_0_tl, custom, ...
 std::string mask_tag(const MaskSpec& mask);
 
