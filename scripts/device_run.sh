@@ -8,6 +8,7 @@
 #   vgpu:     build and the C++ [gpu][variants] tests only (block masks included)
 #   bwd:      build, the C++ [gpu][backward] tests, memcheck + racecheck on [sanitize][backward]
 #   vpy:      install, the variant and block-mask pytest, then bench_variants (no C++ build)
+#   bwdpy:    install, the backward and core pytest, then bench/bench_backward.py (no C++ build)
 set -u
 mode=${1:-all}; shift || true
 OUT=${OUT:-/tmp/flashjit-out}
@@ -26,7 +27,7 @@ step() {  # step NAME LOG TIMEOUT CMD...
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv >"$OUT/build_tests.log" 2>&1
-if [ "$mode" != vpy ]; then
+if [ "$mode" != vpy ] && [ "$mode" != bwdpy ]; then
 step configure "$OUT/build_tests.log" 300 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
 step build "$OUT/build_tests.log" 600 ninja -C build
@@ -70,11 +71,17 @@ if [ "$mode" = vcheck ] || [ "$mode" = vpy ]; then
   cd /tmp; step pytest_variants "$OUT/python.log" 300 python3 -m pytest -q "$root/python/tests/test_variants_gpu.py" \
     "$root/python/tests/test_block_mask_gpu.py"; cd "$root"
 fi
+if [ "$mode" = bwdpy ]; then
+  cd /tmp; step pytest_backward "$OUT/python.log" 300 python3 -m pytest -q "$root/python/tests/test_backward_gpu.py" \
+    "$root/python/tests/test_gpu.py"; cd "$root"
+fi
 if [ "$mode" = all ] || [ "$mode" = tests ]; then
   cd /tmp; step pytest "$OUT/python.log" 900 python3 -m pytest -q "$root/python/tests"; cd "$root"
 fi
 if [ "$mode" = variants ] || [ "$mode" = vcheck ] || [ "$mode" = vpy ]; then
   cd /tmp; step bench_variants "$OUT/bench.log" 900 python3 "$root/bench/bench_variants.py" --out "$OUT" "$@"; cd "$root"
+elif [ "$mode" = bwdpy ]; then
+  cd /tmp; step bench_backward "$OUT/bench.log" 600 python3 "$root/bench/bench_backward.py" --out "$OUT" "$@"; cd "$root"
 elif [ "$mode" != tests ]; then
   cd /tmp; step bench "$OUT/bench.log" 900 python3 "$root/bench/bench_attention.py" --out "$OUT" "$@"; cd "$root"
 fi
