@@ -9,6 +9,8 @@
 #   bwd:      build, the C++ [gpu][backward] tests, memcheck + racecheck on [sanitize][backward]
 #   vpy:      install, the variant and block-mask pytest, then bench_variants (no C++ build)
 #   bwdpy:    install, the backward and core pytest, then bench/bench_backward.py (no C++ build)
+#   bwdperf:  build, the C++ [gpu][backward] tests (no sanitizers), install, bench_backward.py
+#   bwdbench: install, bench_backward.py (no C++ build, no tests)
 set -u
 mode=${1:-all}; shift || true
 OUT=${OUT:-/tmp/flashjit-out}
@@ -27,7 +29,7 @@ step() {  # step NAME LOG TIMEOUT CMD...
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv >"$OUT/build_tests.log" 2>&1
-if [ "$mode" != vpy ] && [ "$mode" != bwdpy ]; then
+if [ "$mode" != vpy ] && [ "$mode" != bwdpy ] && [ "$mode" != bwdbench ]; then
 step configure "$OUT/build_tests.log" 300 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
 step build "$OUT/build_tests.log" 600 ninja -C build
@@ -41,8 +43,12 @@ if [ "$mode" = vgpu ]; then
   printf '%s\n' "${summary[@]}"
   exit 0
 fi
+if [ "$mode" = bwdperf ]; then
+  FLASHJIT_AUTOTUNE=0 step gpu_backward "$OUT/build_tests.log" 480 ./build/tests/flashjit_tests "[gpu][backward]~[sanitize]"
+  grep -E "checked|worst|skipped|FAILED|passed|failed|with expansion|REQUIRE|CHECK\(" "$OUT/build_tests.log" | tail -30
+fi
 if [ "$mode" = bwd ]; then
-  FLASHJIT_AUTOTUNE=0 step gpu_backward "$OUT/build_tests.log" 420 ./build/tests/flashjit_tests "[gpu][backward]~[sanitize]"
+  FLASHJIT_AUTOTUNE=0 step gpu_backward "$OUT/build_tests.log" 480 ./build/tests/flashjit_tests "[gpu][backward]~[sanitize]"
   for tool in memcheck racecheck; do
     FLASHJIT_AUTOTUNE=0 step "$tool" "$OUT/build_tests.log" 240 compute-sanitizer --tool $tool --error-exitcode 9 \
       ./build/tests/flashjit_tests "[sanitize][backward]"
@@ -80,7 +86,7 @@ if [ "$mode" = all ] || [ "$mode" = tests ]; then
 fi
 if [ "$mode" = variants ] || [ "$mode" = vcheck ] || [ "$mode" = vpy ]; then
   cd /tmp; step bench_variants "$OUT/bench.log" 900 python3 "$root/bench/bench_variants.py" --out "$OUT" "$@"; cd "$root"
-elif [ "$mode" = bwdpy ]; then
+elif [ "$mode" = bwdpy ] || [ "$mode" = bwdperf ] || [ "$mode" = bwdbench ]; then
   cd /tmp; step bench_backward "$OUT/bench.log" 600 python3 "$root/bench/bench_backward.py" --out "$OUT" "$@"; cd "$root"
 elif [ "$mode" != tests ]; then
   cd /tmp; step bench "$OUT/bench.log" 900 python3 "$root/bench/bench_attention.py" --out "$OUT" "$@"; cd "$root"

@@ -8,7 +8,7 @@ than written by hand. Run it again after changing the list of N below.
 import pathlib
 import sys
 
-NS = [64, 96, 128, 176, 192, 256]   # the wgmma N sizes the templates use (block_n and head_dim_v)
+NS = [32, 64, 96, 128, 176, 192, 256]   # the wgmma N sizes the templates use (block_n, head_dim_v, half q tiles)
 TYPES = [("BF16", "bf16"), ("F16", "f16")]
 
 
@@ -40,6 +40,21 @@ def specialization(tag, ptx, n):
     out.append(acc_operands(n))
     out.append('        : "l"(desc_a), "l"(desc_b), "r"(scale_d));')
     out.append("  }")
+    # SS variants with transposed operands (the backward): ss_b_mn_major reads B MN-major
+    # (dK += dSᵀ·Q with dSᵀ and Q in shared memory); ss_mn_major reads both MN-major
+    # (dQ = dS·K, dS stored as dSᵀ (keys x queries) and K as (keys x head_dim)).
+    for name, trans in (("ss_b_mn_major", "0, 1"), ("ss_mn_major", "1, 1")):
+        out.append(f"  __device__ __forceinline__ static void {name}(float (&d)[{n // 8}][4], u64 desc_a, u64 desc_b, int scale_d) {{")
+        out.append("    asm volatile(")
+        out.append('        "{\\n.reg .pred p;\\n"')
+        out.append(f'        "setp.ne.b32 p, %{acc + 2}, 0;\\n"')
+        out.append(f'        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptx}.{ptx} "')
+        out.append(f'        "{{{regs(0, acc)}}}, "')
+        out.append(f'        "%{acc}, %{acc + 1}, p, 1, 1, {trans};\\n}}\\n"')
+        out.append("        :")
+        out.append(acc_operands(n))
+        out.append('        : "l"(desc_a), "l"(desc_b), "r"(scale_d));')
+        out.append("  }")
     # RS: A from registers (4 x b32 per thread), B from shared memory, MN-major (transposed).
     out.append(f"  __device__ __forceinline__ static void rs_b_mn_major(float (&d)[{n // 8}][4], const u32 (&a)[4], u64 desc_b,")
     out.append("                                                       int scale_d) {")
@@ -64,6 +79,8 @@ def main():
         "//",
         "// wgmma.mma_async m64nNk16 with fp32 accumulators, issued by one warpgroup (sm_90a).",
         "//   Wgmma<E, N>::ss            D (+)= A·B, A and B from shared memory, both K-major",
+        "//   Wgmma<E, N>::ss_b_mn_major D (+)= A·B, A and B from shared memory, A K-major, B MN-major",
+        "//   Wgmma<E, N>::ss_mn_major   D (+)= A·B, A and B from shared memory, both MN-major",
         "//   Wgmma<E, N>::rs_b_mn_major D (+)= A·B, A from registers, B from shared memory MN-major",
         "// d is the accumulator in the per-warp layout of fragments.cuh: d[i][e] holds row",
         "// lane/4 (+8 for e >= 2) and column 8i + 2(lane%4) + (e & 1) of the warp's 16 rows.",

@@ -1,5 +1,5 @@
-// The bwd_dkdv kernel kind: the device skeleton (templates/flashjit/bwd_dkdv_sm80.cuh)
-// instantiated with the spec's variant. The schedule lives in the skeleton; what is generated
+// The bwd_dkdv kernel kind: a device skeleton (templates/flashjit/bwd_dkdv_sm80.cuh on
+// mma.sync, bwd_dkdv_sm90.cuh on wgmma) instantiated with the spec's variant. The schedule lives in the skeleton; what is generated
 // is the variant: the band in closed form or the mask expression (per element and over tile
 // boxes), score_mod and its symbolic derivative, and the tile constants. Users read this file
 // when debugging, so each part says what it is.
@@ -20,6 +20,9 @@ constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap +
 // BwdTraits::SMEM_BYTES (bwd_traits.cuh) on the host; every generated kernel static_asserts
 // that the two agree.
 int plan_bytes(int d, int dv, const TileConfig& t) {
+  if (t.mma == MmaKind::wgmma)  // BwdTraitsSm90::SMEM_BYTES (bwd_traits_sm90.cuh)
+    return 1024 + t.block_n * (d + dv) * 2 + t.stages * (t.block_m * (d + dv) * 2 + 2 * t.block_m * 4) +
+           t.block_n * t.block_m * 2;
   const int wq = t.warps / (t.block_n / 16);
   const int pitch_qk = d + 8, pitch_v = dv + 8, pitch_s = t.block_m + 8;
   const int k = t.block_n * pitch_qk * 2, v = t.block_n * pitch_v * 2;
@@ -58,29 +61,31 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0) {
   const std::string name = bwd_dkdv_kernel_name(spec);
   const double scale = spec.effective_scale();
   const int smem = bwd_dkdv_smem_bytes(spec, t);
+  const bool wgmma = t.mma == MmaKind::wgmma;
+  const char* skeleton = wgmma ? "bwd_dkdv_sm90" : "bwd_dkdv_sm80";
 
   std::string out = "// flashjit generated kernel: " + name + "\n";
   out += "// Regenerate with: flashjit emit --kind bwd_dkdv --spec '" + spec_to_json(spec) + "'\n//\n";
   out += fmt::format("// The backward's dK, dV (and dQ partials) for {} keys per block, q tiles of {} rows, {} warps,\n"
-                     "// {} Q/dO buffer(s): templates/flashjit/bwd_dkdv_sm80.cuh. This file holds the variant.\n",
-                     t.block_n, t.block_m, t.warps, t.stages);
+                     "// {} Q/dO buffer(s), {}: templates/flashjit/{}.cuh. This file holds the variant.\n",
+                     t.block_n, t.block_m, t.warps, t.stages, wgmma ? "wgmma" : "mma.sync", skeleton);
   out += fmt::format("//\n// Launch: grid (ceil(seqlen_k / {}), num_heads_kv, batch), block {} threads, {} bytes of dynamic\n"
                      "// shared memory.\n\n",
                      t.block_n, 32 * t.warps, smem);
-  out += "#include \"flashjit/bwd_dkdv_sm80.cuh\"\n";
+  out += fmt::format("#include \"flashjit/{}.cuh\"\n", skeleton);
   if (listed || score) out += "#include \"flashjit/expr_ops.cuh\"\n";
   out += "\nnamespace {\n\n";
-  out += fmt::format("using T = flashjit::BwdTraits<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, /*WARPS=*/{}, "
+  out += fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, /*WARPS=*/{}, "
                      "/*STAGES=*/{}>;\n",
-                     spec.dtype == DType::bf16 ? "BF16" : "F16", spec.head_dim, spec.head_dim_v, t.block_m, t.block_n,
-                     t.warps, t.stages);
+                     wgmma ? "BwdTraitsSm90" : "BwdTraits", spec.dtype == DType::bf16 ? "BF16" : "F16", spec.head_dim,
+                     spec.head_dim_v, t.block_m, t.block_n, t.warps, t.stages);
   out += fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
                      listed ? " + flashjit::kTileListBytes" : "", smem);
   out += capture_comments(spec.captures);
   if (listed) out += mask_hooks(mask_expr, spec.captures, /*factored=*/false);
   if (score) out += score_hook(spec.score_mod, spec.captures, /*factored=*/false) + score_grad_hook(spec.score_mod, spec.captures);
 
-  out += "// The variant the skeleton calls (bwd_dkdv_sm80.cuh, top).\n";
+  out += "// The variant the skeleton calls (bwd_dkdv_sm80.cuh, top; bwd_block.cuh).\n";
   out += "struct Variant {\n";
   out += listed ? "  // Mask custom: q tiles classified per key block by interval analysis of mask_mod.\n"
                 : fmt::format("  // Mask {}: q tiles of a key block in closed form (band_q_tiles).\n", to_string(spec.mask.kind));
@@ -90,10 +95,11 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0) {
   out += fmt::format("  static constexpr float kScaleLog2 = {};  // softmax_scale * log2(e)\n", float_literal(scale * M_LOG2E));
   out += "  static __device__ __forceinline__ flashjit::Band band(const flashjit::FwdParams& params) {\n";
   out += "    return " + band_text(lm.band) + ";\n  }\n";
-  out += "  static __device__ __forceinline__ bool visible(const flashjit::FwdParams& params, const flashjit::Band& band, "
+  out += "  // band: the band as 32-bit bounds on kv_idx - q_idx (band_i32).\n";
+  out += "  static __device__ __forceinline__ bool visible(const flashjit::FwdParams& params, const flashjit::BandI32& band, "
          "int b, int h, int q_idx, int kv_idx) {\n";
   out += listed ? "    return mask_mod(params, b, h, q_idx, kv_idx);\n"
-                : "    return flashjit::band_visible(band, q_idx, kv_idx, params.seqlen_k);\n";
+                : "    return flashjit::band_visible_i32(band, q_idx, kv_idx, params.seqlen_k);\n";
   out += "  }\n";
   out += "  // Empty / partial / full for q rows [q0, q0 + q_rows) and keys [k0, k0 + k_rows). Padding rows or\n"
          "  // keys must be masked (they would add to dK, dV), so a tile holding any is never full.\n";
@@ -118,8 +124,13 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0) {
   out += "  }\n};\n\n}  // namespace\n\n";
   out += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::BwdParams params) {{\n",
                      32 * t.warps, name);
-  out += "  extern __shared__ __align__(128) unsigned char smem[];\n";
-  out += "  flashjit::bwd_dkdv<T, Variant>(params, smem);\n}\n";
+  if (wgmma) {
+    out += "  extern __shared__ __align__(1024) unsigned char smem[];  // aligned up to 1024 bytes inside\n";
+    out += "  flashjit::bwd_dkdv_sm90<T, Variant>(params, smem);\n}\n";
+  } else {
+    out += "  extern __shared__ __align__(128) unsigned char smem[];\n";
+    out += "  flashjit::bwd_dkdv<T, Variant>(params, smem);\n}\n";
+  }
   return out;
 }
 

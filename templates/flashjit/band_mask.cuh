@@ -44,6 +44,24 @@ FJ_HOST_DEVICE bool band_visible(const Band& m, long long i, long long j, long l
   return (!m.has_lo || d >= m.lo) && (!m.has_hi || d <= m.hi);
 }
 
+// The band as bounds on j - i in 32 bits, for per-element tests inside kernels (the
+// backward's): lo, hi are lo + offset and hi + offset clamped to int, which changes no
+// comparison while 0 <= i, j < 2^31 (then j - i fits in an int).
+struct BandI32 {
+  int lo;
+  int hi;
+};
+FJ_HOST_DEVICE BandI32 band_i32(const Band& m) {
+  const long long imin = -2147483647LL - 1, imax = 2147483647LL;
+  const long long lo = m.has_lo ? fj_max(imin, fj_min(imax, m.lo + m.offset)) : imin;
+  const long long hi = m.has_hi ? fj_max(imin, fj_min(imax, m.hi + m.offset)) : imax;
+  return BandI32{(int)lo, (int)hi};
+}
+// band_visible for 0 <= i and 0 <= j.
+FJ_HOST_DEVICE bool band_visible_i32(const BandI32& b, int i, int j, int seqlen_k) {
+  return j < seqlen_k && j - i >= b.lo && j - i <= b.hi;
+}
+
 // Tiles of `block_n` keys for the q tile starting at row q0 with `block_m` rows.
 FJ_HOST_DEVICE KvTileRange band_kv_tiles(const Band& m, long long q0, int block_m, long long seqlen_q,
                                          long long seqlen_k, int block_n) {

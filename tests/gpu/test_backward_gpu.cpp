@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -13,6 +14,7 @@
 #include "catch.hpp"
 #include "flashjit/backward.h"
 #include "flashjit/cpu_eval.h"
+#include "flashjit/heuristics.h"
 #include "gpu_harness.h"
 #include "random_expr.h"
 #include "variant_cases.h"
@@ -133,13 +135,17 @@ int64_t offset_of(bool bshd, int64_t B, int64_t H, int64_t S, int64_t C, int64_t
   return bshd ? ((b * S + s) * H + h) * C + c : ((b * H + h) * S + s) * C + c;
 }
 
-BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed) {
+// tile: the bwd_dkdv tile (and so the skeleton: mma.sync or wgmma); empty: the device's default.
+BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
+                            const std::optional<flashjit::TileConfig>& tile = std::nullopt) {
   using flashjit::eval::HostTensor;
   const flashjit::AttentionSpec spec = fjtest::spec_of(c);
   const int d = c.d, dv = c.dv ? c.dv : c.d;
   const int64_t B = c.batch;
   INFO(c.var.name << " " << flashjit::spec_to_json(spec) << " b=" << B << " sq=" << c.sq << " sk=" << c.sk
-                  << (bshd ? " bshd" : " bhsd"));
+                  << (bshd ? " bshd" : " bhsd") << " bwd tile " << (tile ? flashjit::to_string(tile->mma) : "default"));
+  flashjit::BackwardOptions options;
+  options.tile = tile;
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   // Random bits in the layout's memory order, and the same values as float64 (BHSD).
@@ -199,7 +205,7 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed) {
     bdq.poison();
     bdk.poison();
     bdv.poison();
-    flashjit::backward(spec, tq, tk, tv, to, tl, tdo, tdq, tdk, tdv, nullptr, tcaps);
+    flashjit::backward(spec, tq, tk, tv, to, tl, tdo, tdq, tdk, tdv, nullptr, tcaps, options);
     drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after backward");
     gq[run].resize(q.size()), gk[run].resize(k.size()), gv[run].resize(v.size());
     bdq.download(gq[run].data());
@@ -311,6 +317,26 @@ TEST_CASE("backward: every variant against the float64 reference", "[gpu][backwa
         }
       }
   print_worst("variants", n, worst);
+}
+
+// The mma.sync skeleton where the device would pick wgmma (sm_90a, head dims 64 and 128):
+// both back ends stay checked on a Hopper machine.
+TEST_CASE("backward: the mma.sync skeleton on every arch against the float64 reference", "[gpu][backward][bwd_variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  const std::vector<std::pair<int, int>> dims = {{64, 64}, {128, 128}, {128, 64}};
+  std::map<std::string, BwdErrors> worst;
+  int n = 0;
+  for (size_t vi = 0; vi < vars.size(); ++vi)
+    for (DType dt : {DType::bf16, DType::f16}) {
+      const auto [d, dv] = dims[(vi + (dt == DType::f16 ? 1 : 0)) % dims.size()];
+      fjtest::Case c{vars[vi], dt, d, 3, 1, vi % 2 ? 100 : 257, vi % 2 ? 257 : 100, 2, std::nullopt};
+      c.dv = dv;
+      const flashjit::TileConfig tile = flashjit::default_bwd_tile(fjtest::spec_of(c), "sm_80");
+      check_backward_errors(run_backward_case(c, vi % 3 == 0, 500 + static_cast<uint32_t>(n), tile), dt, worst);
+      ++n;
+    }
+  print_worst("mma.sync skeleton", n, worst);
 }
 
 // Random mask expressions (interval-classified, over captured tensors), every fourth with a

@@ -137,7 +137,14 @@ TEST_CASE("backward kinds: bwd_dkdv and bwd_dq_convert are registered kinds with
   spec.mask.kind = flashjit::MaskKind::causal;
   const std::string src = flashjit::emit_kind_cuda(KernelKind::bwd_dkdv, spec, "sm_90a");
   CHECK(src.find("flashjit_bwd_dkdv_bf16_d128x128_causal_br_") != std::string::npos);
-  CHECK(src.find("flashjit::bwd_dkdv<T, Variant>(params, smem);") != std::string::npos);
+  // sm_90a: the wgmma skeleton for head dims 64 and 128; sm_80 (and other head dims): mma.sync.
+  CHECK(src.find("flashjit::bwd_dkdv_sm90<T, Variant>(params, smem);") != std::string::npos);
+  CHECK(src.find("flashjit::BwdTraitsSm90<flashjit::BF16, /*D=*/128, /*DV=*/128, /*BM=*/64, /*BN=*/128, /*WARPS=*/8") !=
+        std::string::npos);
+  CHECK(flashjit::emit_kind_cuda(KernelKind::bwd_dkdv, spec, "sm_80").find("flashjit::bwd_dkdv<T, Variant>(params, smem);") !=
+        std::string::npos);
+  CHECK(flashjit::emit_kind_cuda(KernelKind::bwd_dkdv, spec_of(DType::bf16, 96, 96), "sm_90a")
+            .find("flashjit::bwd_dkdv<T, Variant>(params, smem);") != std::string::npos);
   CHECK(src.find("static constexpr bool kListed = false;") != std::string::npos);
   const std::string conv = flashjit::emit_kind_cuda(KernelKind::bwd_dq_convert, spec);
   CHECK(conv.find("flashjit_bwd_dq_convert_bf16_d128_") != std::string::npos);
@@ -183,7 +190,25 @@ TEST_CASE("backward kinds: bwd_dkdv tiles are checked with errors that say what 
   CHECK(problem(TileConfig{64, 40, 8, 2}, "sm_90a").find("block_n must be a positive multiple of 16") != std::string::npos);
   CHECK(problem(TileConfig{64, 128, 4, 2}, "sm_90a").find("multiple of block_n / 16 = 8") != std::string::npos);
   CHECK(problem(TileConfig{48, 64, 8, 2}, "sm_90a").find("block_m must be a positive multiple of") != std::string::npos);
-  CHECK(problem(TileConfig{64, 64, 8, 2, flashjit::MmaKind::wgmma}, "sm_90a").find("mma_sync") != std::string::npos);
+  // wgmma: sm_90a only, 64 keys per warpgroup, q tiles of 64 or 128, head dims 64 or 128, the dQ
+  // tile in whole 64-column slabs per warpgroup, and what fits in registers.
+  using flashjit::MmaKind;
+  CHECK(problem(TileConfig{64, 128, 8, 2, MmaKind::wgmma}, "sm_90a").empty());
+  CHECK(problem(TileConfig{64, 128, 8, 2, MmaKind::wgmma}, "sm_80").find("needs arch sm_90a") != std::string::npos);
+  CHECK(problem(TileConfig{64, 64, 8, 2, MmaKind::wgmma}, "sm_90a").find("64 keys per warpgroup = 128") != std::string::npos);
+  CHECK(problem(TileConfig{96, 128, 8, 2, MmaKind::wgmma}, "sm_90a").find("block_m must be 64 or 128") != std::string::npos);
+  CHECK(problem(TileConfig{128, 128, 8, 2, MmaKind::wgmma}, "sm_90a").find("fp32 accumulators") != std::string::npos);
+  auto problem_for = [&](int d, flashjit::TileConfig t) -> std::string {
+    try {
+      flashjit::check_bwd_tile(spec_of(DType::bf16, d, d), t, "sm_90a");
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(problem_for(96, TileConfig{64, 128, 8, 2, MmaKind::wgmma}).find("head_dim 64 or 128; got 96") != std::string::npos);
+  CHECK(problem_for(64, TileConfig{128, 128, 8, 2, MmaKind::wgmma}).empty());
+  CHECK(problem_for(64, TileConfig{64, 128, 8, 2, MmaKind::wgmma}).find("64 x 64 slabs") != std::string::npos);
   CHECK(problem(TileConfig{64, 128, 8, 2}, "sm_90a").find("fp32 accumulators") != std::string::npos);
   AttentionSpec big = spec_of(DType::bf16, 256, 256);
   CHECK_THROWS_AS(flashjit::check_bwd_tile(big, TileConfig{64, 64, 8, 2}, "sm_80"), flashjit::LegalityError);
@@ -193,7 +218,13 @@ TEST_CASE("backward kinds: bwd_dkdv tiles are checked with errors that say what 
       CHECK_NOTHROW(flashjit::check_bwd_tile(spec_of(DType::bf16, d, dv), flashjit::default_bwd_tile(spec_of(DType::bf16, d, dv), arch), arch));
 }
 
-TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair, spilling nothing", "[backward][nvrtc]") {
+// Spills: at most 32 bytes (8 registers) for the heuristic tiles. The wgmma skeleton runs at
+// 255 registers (dK, dV and half a tile's Sᵀ, dPᵀ beside them) and ptxas may spill a few
+// loop-invariant values; measured on the H200 it is still 1.01-1.12x FlashAttention-2
+// (docs/performance.md). The mma.sync kernels at head dims 192 and 256 likewise.
+constexpr int kMaxSpillBytes = 32;
+
+TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair, spilling at most 32 bytes", "[backward][nvrtc]") {
   const std::vector<std::pair<int, int>> dims = {{32, 32}, {64, 64}, {96, 96}, {128, 128}, {192, 192}, {256, 256}, {128, 64}};
   int compiled = 0;
   for (const char* arch : {"sm_80", "sm_90a"})
@@ -208,7 +239,7 @@ TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair,
         INFO(arch << " " << flashjit::to_string(dt) << " d " << d << " dv " << dv << ": " << k.resources.registers
                   << " registers");
         CHECK(!k.image.empty());
-        CHECK(k.resources.spill_store_bytes == 0);
+        CHECK(k.resources.spill_store_bytes <= kMaxSpillBytes);
         CHECK(k.dynamic_smem_bytes == flashjit::codegen::bwd_dkdv_smem_bytes(spec, k.tile));
         ++compiled;
       }
@@ -224,7 +255,7 @@ TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair,
     flashjit::CompileOptions o;
     o.arch = arch;
     o.use_cache = false;
-    CHECK(flashjit::compile_bwd_dkdv(doc, o).resources.spill_store_bytes == 0);
+    CHECK(flashjit::compile_bwd_dkdv(doc, o).resources.spill_store_bytes <= kMaxSpillBytes);
     CHECK(!flashjit::compile_bwd_dq_convert(doc, o).image.empty());
   }
 }

@@ -1,0 +1,197 @@
+// What the two bwd_dkdv skeletons (bwd_dkdv_sm80.cuh on mma.sync, bwd_dkdv_sm90.cuh on
+// wgmma) share: the block's place, loading one q tile, P and dS from Sᵀ and dPᵀ, the dK / dV
+// epilogue, and the walk over the q tiles that see the block's keys.
+// The variant V (generated) supplies kListed, kScoreMod, kScale, kScaleLog2, band, visible,
+// classify, score and dscore (bwd_dkdv_sm80.cuh, top).
+#pragma once
+
+#include "flashjit/band_mask.cuh"
+#include "flashjit/bwd_params.cuh"
+#include "flashjit/cp_async.cuh"
+#include "flashjit/kv_tiles.cuh"
+#include "flashjit/smem_tile.cuh"
+
+namespace flashjit {
+
+// The block's keys, kv head and batch; the warp's place.
+struct BwdBlock {
+  int k0, k_rows, head_kv, batch;
+  int tid, warp, lane;
+  int key_w;  // the warp's first key, relative to k0 (its 16 keys for Sᵀ, dK, dV)
+  int wq;     // its column in the warp grid (mma.sync; 0 on wgmma)
+};
+
+__device__ __forceinline__ BwdBlock bwd_block(const FwdParams& p, int block_n, int key_w_of_warp_div, int wq_of_warp_mod) {
+  BwdBlock blk;
+  blk.k0 = blockIdx.x * block_n;
+  blk.k_rows = p.seqlen_k - blk.k0 < block_n ? p.seqlen_k - blk.k0 : block_n;
+  blk.head_kv = blockIdx.y;
+  blk.batch = blockIdx.z;
+  blk.tid = threadIdx.x;
+  blk.warp = blk.tid / 32;
+  blk.lane = blk.tid % 32;
+  blk.key_w = 16 * (blk.warp / key_w_of_warp_div);
+  blk.wq = blk.warp % wq_of_warp_mod;
+  return blk;
+}
+
+// Starts the copies of q tile t of head hq into the given buffers: Q and dO rows (rows past
+// seqlen_q zeroed) in shared-memory layout Layout (smem_tile.cuh), the rows' LSE then D
+// (zero past seqlen_q) as 2·BM floats at `rowstat`.
+template <int BM, int D, int DV, int THREADS, class QLayout, class OLayout>
+__device__ __forceinline__ void bwd_load_q_tile(const BwdParams& bp, u32 q_dst, u32 dout_dst, u32 rowstat,
+                                                const BwdBlock& blk, int hq, int t) {
+  const FwdParams& p = bp.fwd;
+  const int q0 = t * BM;
+  const int rows = p.seqlen_q - q0 < BM ? p.seqlen_q - q0 : BM;
+  const u16* q = static_cast<const u16*>(p.q) + blk.batch * p.q_batch_stride + hq * p.q_head_stride +
+                 (long long)q0 * p.q_row_stride;
+  load_tile_async_to<BM, D, THREADS, QLayout>(q_dst, q, p.q_row_stride, rows, blk.tid);
+  const u16* dout = static_cast<const u16*>(bp.dout) + blk.batch * bp.dout_batch_stride + hq * bp.dout_head_stride +
+                    (long long)q0 * bp.dout_row_stride;
+  load_tile_async_to<BM, DV, THREADS, OLayout>(dout_dst, dout, bp.dout_row_stride, rows, blk.tid);
+  const float* lse = p.lse + blk.batch * p.lse_batch_stride + hq * p.lse_head_stride + q0;
+  const float* delta = bp.delta + ((long long)blk.batch * p.num_heads_q + hq) * p.seqlen_q + q0;
+  for (int i = blk.tid; i < 2 * BM; i += THREADS) {
+    const int row = i % BM;
+    const bool valid = row < rows;
+    cp_async_4(rowstat + 4 * i, (i < BM ? lse : delta) + (valid ? row : 0), valid);
+  }
+}
+
+// P and dS in place of one warp's Sᵀ and dPᵀ accumulators (16 keys × 8·NQ queries, the
+// mma.sync / wgmma per-warp layout of fragments.cuh). q0: the q tile's first query; q_w:
+// the warp's first query in the tile; j_w: its first key (absolute). lse_s / delta_s: the
+// tile's LSE and D (in shared memory). dS is with respect to S·scale. A row
+// with no visible key has LSE −inf: +inf stands in, so its P is exactly 0 (no −inf − −inf).
+template <class V, int NQ>
+__device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], const FwdParams& p, const BandI32& band,
+                                         int batch, int hq, int q0, int q_w, int j_w, bool full, const float* lse_s, const float* delta_s,
+                                         int lane) {
+  const int g = lane / 4, tq = lane % 4;
+#pragma unroll
+  for (int nt = 0; nt < NQ; ++nt) {
+    const int col0 = q_w + nt * 8 + 2 * tq;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = col0 + (e & 1);
+      const int i = q0 + col, j = j_w + g + 8 * (e >> 1);
+      const int ic = i < p.seqlen_q ? i : p.seqlen_q - 1, jc = j < p.seqlen_k ? j : p.seqlen_k - 1;
+      const bool vis = full || ((i < p.seqlen_q) & (j < p.seqlen_k) && V::visible(p, band, batch, hq, ic, jc));
+      const float l = lse_s[col], d = delta_s[col];
+      const float lse2 = l == neg_inf() ? __int_as_float(0x7f800000) : l * 1.44269504088896341f;
+      // Computed for every element and selected after (no branch per element): the clamped
+      // indices keep score_mod's reads in bounds, and what it gives a hidden pair is dropped.
+      float pe, ds;
+      if constexpr (V::kScoreMod) {
+        const float x = s[nt][e] * V::kScale;
+        pe = fast_exp2(fmaf(V::score(p, x, batch, hq, ic, jc), 1.44269504088896341f, -lse2));
+        ds = pe * (dp[nt][e] - d) * V::dscore(p, x, batch, hq, ic, jc);
+      } else {
+        pe = fast_exp2(fmaf(s[nt][e], V::kScaleLog2, -lse2));
+        ds = pe * (dp[nt][e] - d);
+      }
+      s[nt][e] = vis ? pe : 0.f;
+      dp[nt][e] = vis ? ds : 0.f;
+    }
+  }
+}
+
+// dq_accum[0..1] += (a, b): one vector reduction on sm_90 (red.global.add.v2.f32), two
+// scalar atomics before. Not ordered: dQ is not bit-reproducible run to run.
+__device__ __forceinline__ void reduce_add2(float* dst, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
+#else
+  atomicAdd(dst, a);
+  atomicAdd(dst + 1, b);
+#endif
+}
+
+// Stores a warp's 16 accumulator rows (times `scale`) as 16-bit values: rows >= valid_rows
+// are not written. `dst`: the warp's row 0, column 0.
+template <class E, int NT>
+__device__ __forceinline__ void store_acc_rows(const float (&c)[1][NT][4], u16* dst, long long row_stride, int valid_rows,
+                                               float scale, int lane) {
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = g + 8 * h;
+    if (row < valid_rows) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        *reinterpret_cast<u32*>(dst + row * row_stride + nt * 8 + 2 * t) =
+            pack2<E>(c[0][nt][2 * h] * scale, c[0][nt][2 * h + 1] * scale);
+    }
+  }
+}
+
+// The block's dK (times the softmax scale: dS is with respect to S·scale) and dV, from the
+// warp's accumulators of 16 keys × DK_COLS (DV_COLS) columns starting at column `col0`.
+template <class E, class V, int DK_COLS, int DV_COLS>
+__device__ __forceinline__ void bwd_store_dk_dv(const BwdParams& bp, const BwdBlock& blk, int dk_col0, int dv_col0,
+                                                const float (&dk)[1][DK_COLS / 8][4], const float (&dv)[1][DV_COLS / 8][4]) {
+  const int rows = blk.k_rows - blk.key_w;  // the warp's keys that exist
+  u16* dk_out = static_cast<u16*>(bp.dk) + blk.batch * bp.dk_batch_stride + blk.head_kv * bp.dk_head_stride +
+                (long long)(blk.k0 + blk.key_w) * bp.dk_row_stride + dk_col0;
+  u16* dv_out = static_cast<u16*>(bp.dv) + blk.batch * bp.dv_batch_stride + blk.head_kv * bp.dv_head_stride +
+                (long long)(blk.k0 + blk.key_w) * bp.dv_row_stride + dv_col0;
+  store_acc_rows<E, DK_COLS / 8>(dk, dk_out, bp.dk_row_stride, rows, V::kScale, blk.lane);
+  store_acc_rows<E, DV_COLS / 8>(dv, dv_out, bp.dv_row_stride, rows, 1.f, blk.lane);
+}
+
+// The q tiles of one query head in order, with the next tile's copies in flight while one is
+// computed (STAGES 2; one buffer with STAGES 1). load(t, slot) starts tile t's copies,
+// compute(t, full, slot) runs it. kAsyncProxy: the tiles are read by wgmma, so each thread
+// fences its landed copies into the async proxy before the barrier (wgmma.cuh).
+template <int STAGES, bool kAsyncProxy, class Tiles, class Load, class Compute>
+__device__ __forceinline__ void bwd_pipelined_q_loop(const Tiles& tiles, Load&& load, Compute&& compute) {
+  const int n = tiles.count();
+  __syncthreads();  // every warp is done with the previous sequence's buffers
+  if (STAGES == 2) {
+    if (n > 0) load(tiles.at(0), 0);
+    cp_async_commit();
+  }
+  for (int r = 0; r < n; ++r) {
+    if (STAGES == 1) {
+      if (r > 0) __syncthreads();  // the last tile's Q and dS are no longer read
+      load(tiles.at(r), 0);
+      cp_async_commit();
+    }
+    cp_async_wait<0>();
+    if constexpr (kAsyncProxy) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();  // tile r landed for every thread; tile r - 1's buffers are free
+    if (STAGES == 2) {
+      if (r + 1 < n) load(tiles.at(r + 1), (r + 1) % 2);
+      cp_async_commit();
+    }
+    compute(tiles.at(r), tiles.is_full_at(r), STAGES == 2 ? r % 2 : 0);
+  }
+}
+
+// For every query head of the block's kv group, the q tiles that see the block's keys, as a
+// tile sequence (kv_tiles.cuh): q_loop(hq, tiles). Band masks give a range in closed form;
+// a mask expression is classified per q tile into a list at `list` (kTileListCap at a time).
+template <class V, int BM, int BN, int THREADS, class QLoop>
+__device__ __forceinline__ void bwd_for_each_q_sequence(const FwdParams& p, const BwdBlock& blk, const Band& band, int* list,
+                                                        QLoop&& q_loop) {
+  const int n_q_tiles = (p.seqlen_q + BM - 1) / BM;
+  for (int hq = blk.head_kv * p.gqa_group; hq < (blk.head_kv + 1) * p.gqa_group; ++hq) {
+    if constexpr (V::kListed) {
+      for (int chunk = 0; chunk < n_q_tiles; chunk += kTileListCap) {
+        const int last = chunk + kTileListCap < n_q_tiles ? chunk + kTileListCap : n_q_tiles;
+        const auto classify = [&](int t) {
+          const int q0 = t * BM;
+          return V::classify(p, blk.batch, hq, q0, p.seqlen_q - q0 < BM ? p.seqlen_q - q0 : BM, blk.k0, blk.k_rows);
+        };
+        const ListTiles tiles = build_tile_list<THREADS>(list, chunk, last, classify, blk.tid);
+        q_loop(hq, tiles);
+      }
+    } else {
+      const BandTiles tiles{band_q_tiles(band, blk.k0, BN, p.seqlen_q, p.seqlen_k, BM)};
+      q_loop(hq, tiles);
+    }
+  }
+}
+
+}  // namespace flashjit
