@@ -31,9 +31,10 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_attention import LABELS, short  # noqa: E402
+from bench_attention import LABELS as FWD_LABELS, short  # noqa: E402
 
-IMPLS = ["flashjit", "sdpa_flash", "sdpa_cudnn", "flex"]
+IMPLS = ["flashjit", "flashjit_det", "sdpa_flash", "sdpa_cudnn", "flex"]
+LABELS = dict(FWD_LABELS, flashjit_det="flashjit deterministic")
 
 
 def log(*a: Any) -> None:
@@ -75,10 +76,11 @@ class Peers:
     def forward(self, impl: str, causal: bool, mask_mod: Optional[Callable], n_q: int, n_k: int):
         """A function (q, k, v) -> o for impl; mask_mod given means a user variant."""
         torch, F = self.torch, self.torch.nn.functional
-        if impl == "flashjit":
+        if impl in ("flashjit", "flashjit_det"):
+            det = impl == "flashjit_det"
             if mask_mod is not None:
-                return lambda q, k, v: self.flashjit.attention(q, k, v, mask_mod=mask_mod)
-            return lambda q, k, v: self.flashjit.attention(q, k, v, causal=causal)
+                return lambda q, k, v: self.flashjit.attention(q, k, v, mask_mod=mask_mod, deterministic=det)
+            return lambda q, k, v: self.flashjit.attention(q, k, v, causal=causal, deterministic=det)
         if impl in ("sdpa_flash", "sdpa_cudnn"):
             if mask_mod is not None:
                 raise RuntimeError("SDPA has no user mask without a dense N² mask: not timed")
@@ -157,6 +159,9 @@ def run_case(torch, peers: Peers, bench, row: Dict[str, Any], which: List[str], 
         row["verify"] = {"against": ref, **errs, "nan": nan, "ok": (not nan) and max(errs.values()) < 3e-2}
         log(f"   verify flashjit vs {ref}: " + " ".join(f"{k_} {e:.2e}" for k_, e in errs.items())
             + ("" if row["verify"]["ok"] else "   <-- MISMATCH"))
+    if "flashjit" in grads and "flashjit_det" in grads:
+        row["verify_det"] = {name: rel(g, r) for name, g, r in zip(("dq", "dk", "dv"), grads["flashjit_det"], grads["flashjit"])}
+        log("   deterministic vs default: " + " ".join(f"{k_} {e:.2e}" for k_, e in row["verify_det"].items()))
     del q, k, v, dout, grads
     torch.cuda.empty_cache()
 
@@ -200,9 +205,11 @@ def variant_rows(torch, quick: bool):
 
 
 def table(rows: List[Dict[str, Any]], which: List[str]) -> str:
-    peers = [p for p in which if p != "flashjit"]
+    peers = [p for p in which if p not in ("flashjit", "flashjit_det")]
     head = ["case", "D", "N", "B×H"] + [f"{LABELS[p]} TFLOP/s" for p in which]
-    head += [f"flashjit/{LABELS[p]}" for p in peers] + ["flashjit bwd TFLOP/s", "peak MiB fj / FA2 / cuDNN / Flex", "grad err"]
+    head += [f"flashjit/{LABELS[p]}" for p in peers] + ["flashjit bwd TFLOP/s"]
+    head += ["deterministic / default time"] if "flashjit_det" in which else []
+    head += ["peak MiB " + " / ".join(LABELS[p] for p in which), "grad err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         res = r["results"]
@@ -212,6 +219,9 @@ def table(rows: List[Dict[str, Any]], which: List[str]) -> str:
         cells += [f"{ms[p] / ms['flashjit']:.2f}" if ms.get(p) and ms.get("flashjit") else "n/a" for p in peers]
         fj = res.get("flashjit", {})
         cells.append(f"{fj['bwd_tflops']:.1f}" if "bwd_tflops" in fj else "n/a")
+        det = res.get("flashjit_det", {})
+        if "flashjit_det" in which:  # the deterministic mode's cost: its step time / the default's
+            cells.append(f"{det['ms'] / fj['ms']:.2f}" if det.get("ms") and fj.get("ms") else "n/a")
         cells.append(" / ".join(f"{res[p]['peak_mem_mb']:.0f}" if "peak_mem_mb" in res.get(p, {}) else "–"
                                 for p in which))
         ver = r.get("verify", {})
@@ -255,7 +265,7 @@ def main() -> int:
     if args.only in (None, "variants"):
         for row, mm in variant_rows(torch, args.quick):
             log(f"-- {row['case']} N={row['N']} B={row['B']} H={row['H']} D={row['D']}")
-            run_case(torch, peers, bench, row, ["flashjit", "flex"], mask_mod=mm, ref_impl="flex")
+            run_case(torch, peers, bench, row, ["flashjit", "flashjit_det", "flex"], mask_mod=mm, ref_impl="flex")
             vrows.append(row)
         out["variants"] = vrows
     with open(os.path.join(args.out, "backward.json"), "w") as f:
@@ -265,7 +275,7 @@ def main() -> int:
         log(table(rows, [p for p in IMPLS if not (args.no_flex_grid and p == "flex")]))
     if vrows:
         log("\nforward+backward, user variants (mask_mod), bf16")
-        log(table(vrows, ["flashjit", "flex"]))
+        log(table(vrows, ["flashjit", "flashjit_det", "flex"]))
     return 0
 
 

@@ -30,11 +30,6 @@ int plan_bytes(int d, int dv, const TileConfig& t) {
   const int ds = t.block_n * pitch_s * 2, pt = wq > 1 ? t.block_n * pitch_s * 2 : 0;
   return k + v + t.stages * (q + dout + rowstat) + ds + pt;
 }
-std::string band_text(const ir::BandMask& b) {
-  return fmt::format("flashjit::Band{{/*has_lo=*/{}, /*has_hi=*/{}, /*lo=*/{}, /*hi=*/{}, /*offset=*/{}}}",
-                     b.lo ? "true" : "false", b.hi ? "true" : "false", b.lo.value_or(0), b.hi.value_or(0),
-                     b.bottom_right ? "(long long)params.seqlen_k - params.seqlen_q" : "0");
-}
 
 }  // namespace
 
@@ -45,30 +40,30 @@ int bwd_dkdv_smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   return plan_bytes(spec.head_dim, spec.head_dim_v, t) + (bwd_dkdv_listed(spec) ? kTileListBytes : 0);
 }
 
-std::string bwd_dkdv_kernel_name(const AttentionSpec& spec0) {
+std::string bwd_dkdv_kernel_name(const AttentionSpec& spec0, bool dq_partials) {
   const AttentionSpec spec = spec0.normalized();
-  return fmt::format("flashjit_bwd_dkdv_{}_d{}x{}_{}_{:08x}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
-                     mask_tag(spec.mask), static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu));
+  return fmt::format("flashjit_bwd_dkdv_{}_d{}x{}_{}_{:08x}{}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
+                     mask_tag(spec.mask), static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu), dq_partials ? "" : "_nodq");
 }
 
-std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0) {
+std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0, bool dq_partials) {
   const AttentionSpec spec = spec0.normalized();
   const TileConfig& t = spec.tile.value();
   const ir::LoopMask lm = ir::loop_mask(spec);  // a band, or an expression to classify
   const std::string& mask_expr = lm.expr;
   const bool listed = !mask_expr.empty();
   const bool score = !spec.score_mod.empty();
-  const std::string name = bwd_dkdv_kernel_name(spec);
-  const double scale = spec.effective_scale();
+  const std::string name = bwd_dkdv_kernel_name(spec, dq_partials);
   const int smem = bwd_dkdv_smem_bytes(spec, t);
   const bool wgmma = t.mma == MmaKind::wgmma;
   const char* skeleton = wgmma ? "bwd_dkdv_sm90" : "bwd_dkdv_sm80";
 
   std::string out = "// flashjit generated kernel: " + name + "\n";
   out += "// Regenerate with: flashjit emit --kind bwd_dkdv --spec '" + spec_to_json(spec) + "'\n//\n";
-  out += fmt::format("// The backward's dK, dV (and dQ partials) for {} keys per block, q tiles of {} rows, {} warps,\n"
+  out += fmt::format("// The backward's dK, dV ({}) for {} keys per block, q tiles of {} rows, {} warps,\n"
                      "// {} Q/dO buffer(s), {}: templates/flashjit/{}.cuh. This file holds the variant.\n",
-                     t.block_n, t.block_m, t.warps, t.stages, wgmma ? "wgmma" : "mma.sync", skeleton);
+                     dq_partials ? "and dQ partials" : "no dQ: the deterministic mode's", t.block_n, t.block_m, t.warps,
+                     t.stages, wgmma ? "wgmma" : "mma.sync", skeleton);
   out += fmt::format("//\n// Launch: grid (ceil(seqlen_k / {}), num_heads_kv, batch), block {} threads, {} bytes of dynamic\n"
                      "// shared memory.\n\n",
                      t.block_n, 32 * t.warps, smem);
@@ -81,55 +76,16 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0) {
                      spec.head_dim_v, t.block_m, t.block_n, t.warps, t.stages);
   out += fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
                      listed ? " + flashjit::kTileListBytes" : "", smem);
-  out += capture_comments(spec.captures);
-  if (listed) out += mask_hooks(mask_expr, spec.captures, /*factored=*/false);
-  if (score) out += score_hook(spec.score_mod, spec.captures, /*factored=*/false) + score_grad_hook(spec.score_mod, spec.captures);
-
-  out += "// The variant the skeleton calls (bwd_dkdv_sm80.cuh, top; bwd_block.cuh).\n";
-  out += "struct Variant {\n";
-  out += listed ? "  // Mask custom: q tiles classified per key block by interval analysis of mask_mod.\n"
-                : fmt::format("  // Mask {}: q tiles of a key block in closed form (band_q_tiles).\n", to_string(spec.mask.kind));
-  out += fmt::format("  static constexpr bool kListed = {};\n", listed ? "true" : "false");
-  out += fmt::format("  static constexpr bool kScoreMod = {};\n", score ? "true" : "false");
-  out += fmt::format("  static constexpr float kScale = {};      // softmax_scale\n", float_literal(scale));
-  out += fmt::format("  static constexpr float kScaleLog2 = {};  // softmax_scale * log2(e)\n", float_literal(scale * M_LOG2E));
-  out += "  static __device__ __forceinline__ flashjit::Band band(const flashjit::FwdParams& params) {\n";
-  out += "    return " + band_text(lm.band) + ";\n  }\n";
-  out += "  // band: the band as 32-bit bounds on kv_idx - q_idx (band_i32).\n";
-  out += "  static __device__ __forceinline__ bool visible(const flashjit::FwdParams& params, const flashjit::BandI32& band, "
-         "int b, int h, int q_idx, int kv_idx) {\n";
-  out += listed ? "    return mask_mod(params, b, h, q_idx, kv_idx);\n"
-                : "    return flashjit::band_visible_i32(band, q_idx, kv_idx, params.seqlen_k);\n";
-  out += "  }\n";
-  out += "  // Empty / partial / full for q rows [q0, q0 + q_rows) and keys [k0, k0 + k_rows). Padding rows or\n"
-         "  // keys must be masked (they would add to dK, dV), so a tile holding any is never full.\n";
-  out += "  static __device__ __forceinline__ int classify(const flashjit::FwdParams& params, int b, int h, int q0, "
-         "int q_rows, int k0, int k_rows) {\n";
-  if (listed) {
-    out += "    const flashjit::IvBox box{flashjit::iv_i(b), flashjit::iv_i(h), flashjit::IvI{q0, q0 + q_rows - 1},\n"
-           "                              flashjit::IvI{k0, k0 + k_rows - 1}, params.seqlen_q, params.seqlen_k};\n";
-    out += "    const int c = flashjit::iv_tile_class(mask_interval(params, box));\n";
-    out += "    return c == flashjit::kTileFull && (q_rows < T::BM || k_rows < T::BN) ? (int)flashjit::kTilePartial : c;\n";
-  } else {
-    out += "    return flashjit::kTilePartial;  // not called: the band gives the tiles\n";
-  }
-  out += "  }\n";
-  out += "  static __device__ __forceinline__ float score(const flashjit::FwdParams& params, float x, int b, int h, "
-         "int q_idx, int kv_idx) {\n";
-  out += score ? "    return score_mod(params, x, b, h, q_idx, kv_idx);\n" : "    return x;\n";
-  out += "  }\n";
-  out += "  static __device__ __forceinline__ float dscore(const flashjit::FwdParams& params, float x, int b, int h, "
-         "int q_idx, int kv_idx) {\n";
-  out += score ? "    return score_mod_grad(params, x, b, h, q_idx, kv_idx);\n" : "    return 1.0f;\n";
-  out += "  }\n};\n\n}  // namespace\n\n";
+  out += bwd_variant_text(spec);
+  out += "}  // namespace\n\n";
   out += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::BwdParams params) {{\n",
                      32 * t.warps, name);
   if (wgmma) {
     out += "  extern __shared__ __align__(1024) unsigned char smem[];  // aligned up to 1024 bytes inside\n";
-    out += "  flashjit::bwd_dkdv_sm90<T, Variant>(params, smem);\n}\n";
+    out += fmt::format("  flashjit::bwd_dkdv_sm90<T, Variant{}>(params, smem);\n}}\n", dq_partials ? "" : ", /*kDq=*/false");
   } else {
     out += "  extern __shared__ __align__(128) unsigned char smem[];\n";
-    out += "  flashjit::bwd_dkdv<T, Variant>(params, smem);\n}\n";
+    out += fmt::format("  flashjit::bwd_dkdv<T, Variant{}>(params, smem);\n}}\n", dq_partials ? "" : ", /*kDq=*/false");
   }
   return out;
 }

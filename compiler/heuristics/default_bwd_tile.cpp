@@ -127,4 +127,14 @@ TileConfig default_bwd_tile(const AttentionSpec& spec0, const std::string& arch)
                                   spec.head_dim_v, arch));
 }
 
+TileConfig default_bwd_dq_tile(const AttentionSpec& spec0, const std::string& arch) {
+  const AttentionSpec spec = spec0.normalized();
+  const int d = std::max(spec.head_dim, spec.head_dim_v);
+  const int bn = d <= 128 ? 32 : 16;
+  for (const TileConfig& t : std::vector<TileConfig>{{64, bn, 4, 2}, {64, bn, 4, 1}, {32, 16, 2, 1}})
+    if (codegen::bwd_dq_smem_bytes(spec, t) <= passes::smem_limit(arch)) return t;
+  throw LegalityError(fmt::format("flashjit: no deterministic dQ tile fits head_dim={} head_dim_v={} on {}", spec.head_dim,
+                                  spec.head_dim_v, arch));
+}
+
 }  // namespace flashjit

@@ -10,13 +10,15 @@ const char* to_string(KernelKind k) {
     case KernelKind::bwd_preprocess: return "bwd_preprocess";
     case KernelKind::bwd_dkdv: return "bwd_dkdv";
     case KernelKind::bwd_dq_convert: return "bwd_dq_convert";
+    case KernelKind::bwd_dq: return "bwd_dq";
   }
   return "?";
 }
 
 const std::vector<KernelKind>& kernel_kinds() {
   static const std::vector<KernelKind> all = {KernelKind::fwd, KernelKind::block_mask, KernelKind::bwd_preprocess,
-                                                   KernelKind::bwd_dkdv, KernelKind::bwd_dq_convert};
+                                                   KernelKind::bwd_dkdv, KernelKind::bwd_dq_convert,
+                                                   KernelKind::bwd_dq};  // after bwd_dq_convert: kernel_kind_of_name
   return all;
 }
 

@@ -1,15 +1,18 @@
 """attention(): FlashAttention-style attention on CUDA tensors, compiled for the call's variant
 on first use (NVRTC, then memory and disk caches). With torch tensors that require grad it is
 differentiable: the backward runs flashjit's backward kernels (bwd_preprocess, bwd_dkdv,
-bwd_dq_convert) for the same variant."""
+bwd_dq_convert) for the same variant. Torch calls go through the custom ops of _torch_ops.py,
+so they also work under torch.compile and in CUDA-graph captures."""
 
 from __future__ import annotations
 
 import functools
 import sys
+import types
 from typing import Any, Optional, Tuple, Union
 
-from . import _C
+from . import _C, _torch_ops
+from .block_mask import as_block_mask
 from .spec import Spec, Tile
 
 __all__ = ["attention"]
@@ -116,12 +119,253 @@ def _as_stream_int(stream: Any) -> int:
                     f"got {type(stream).__name__}")
 
 
+def _compiling(torch: Any) -> bool:
+    """True while torch.compile (Dynamo) traces the call."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
+def _static(torch: Any, x: Any, compiling: bool) -> Any:
+    """``x`` as a Python constant. Eagerly it is one already; under torch.compile a symbolic
+    int, float or bool (a size Dynamo made dynamic, a float argument of the compiled function)
+    becomes its value in this trace, which Dynamo guards on (and traces again when it
+    changes)."""
+    if not compiling or x is None or isinstance(x, str) or callable(x):
+        return x
+    return torch.fx.experimental.symbolic_shapes.guard_scalar(x)
+
+
+_PARTIAL, _TENSOR = "flashjit.partial", "flashjit.tensor"
+
+
+def _form(torch: Any, fn: Any, compiling: bool) -> Any:
+    """mask_mod / score_mod as Dynamo can hand it to _plan and _scope_deps as a constant (under
+    torch.compile; traced): a plain function as it is, a functools.partial as (func, args,
+    keywords) with each tensor argument replaced by its dtype and rank, so that a partial made
+    inside the compiled function over one of its tensors works. Other callables (bound
+    methods, objects with __call__) have state Dynamo cannot pass: refused with a hint."""
+    if not compiling or fn is None or isinstance(fn, (str, types.FunctionType)):
+        return fn
+    if isinstance(fn, functools.partial):
+        def arg(a: Any) -> Any:
+            if isinstance(a, torch.Tensor):
+                return (_TENSOR, a.dtype, a.ndim)
+            return _static(torch, a, compiling)
+
+        return (_PARTIAL, _form(torch, fn.func, compiling), tuple(arg(a) for a in fn.args),
+                tuple((n, arg(a)) for n, a in fn.keywords.items()))
+    raise TypeError("flashjit.attention: under torch.compile, mask_mod and score_mod must be functions (or "
+                    "functools.partial of a function); write a method or callable object as a function that "
+                    "closes over the tensors it reads")
+
+
+class _TensorStub:
+    """Stands for a tensor argument of a partial while _plan traces it under torch.compile (the
+    trace needs only the dtype and rank; the tensor itself reaches the op as a graph input)."""
+
+    def __init__(self, dtype: Any, rank: int) -> None:
+        self.dtype, self.ndim, self.shape = dtype, rank, (0,) * rank
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def __getitem__(self, index: Any) -> Any:
+        from .expr_trace import _read
+
+        return _read(self, index)
+
+
+def _rebuild(form: Any) -> Any:
+    """The function a _form stands for (tensor arguments as _TensorStub)."""
+    if not (isinstance(form, tuple) and form[:1] == (_PARTIAL,)):
+        return form
+
+    def arg(a: Any) -> Any:
+        return _TensorStub(a[1], a[2]) if isinstance(a, tuple) and a[:1] == (_TENSOR,) else a
+
+    _, func, args, keywords = form
+    return functools.partial(_rebuild(func), *(arg(a) for a in args), **{n: arg(a) for n, a in keywords})
+
+
+def _tile_key(tile: Any) -> Any:
+    if isinstance(tile, Tile):  # a frozen dataclass, which Dynamo cannot pass as a constant
+        return ("tile", tile.block_m, tile.block_n, tile.warps, tile.stages, tile.mma)
+    return tile
+
+
+def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Optional[Tuple[int, int]], align: str,
+          scale: Any, want_lse: bool, tile: Any, mask_mod: Any, score_mod: Any, block: Optional[tuple],
+          compiling: bool, deps: tuple = ()) -> Tuple[str, Any]:
+    """The static part of a call: the spec JSON (traced mask_mod / score_mod, block mask) and
+    the tensors its expressions read, in the order of the spec's capture declarations.
+
+    Depends only on static metadata and the variant functions, so under torch.compile it runs
+    once per trace as real Python (marked as a constant result for Dynamo: it calls
+    lru-cached functions and nanobind, and traces the user's functions with symbolic
+    stand-ins). There it returns, instead of the tensors, the paths that reach them from
+    (mask_mod, score_mod), which attention() follows in the traced code so that they become
+    graph inputs; and it defines flashjit's custom ops before the trace reaches them.
+    ``deps`` are the values the functions' trace depends on (_scope_deps), read in the traced
+    code only so that Dynamo guards on them; the trace itself reads them from the functions."""
+    if isinstance(tile, tuple) and tile[:1] == ("tile",):
+        tile = Tile(*tile[1:])
+    elif isinstance(tile, dict):
+        tile = Tile.from_dict(tile)
+    mask_mod, score_mod = _rebuild(mask_mod), _rebuild(score_mod)
+    mask_text = score_text = None
+    decls: tuple = ()
+    tensors: list = []
+    if mask_mod is not None or score_mod is not None:
+        from .variants import trace_variant
+
+        mask_text, score_text, decls, tensors = trace_variant(mask_mod, score_mod)
+        if mask_text is not None:
+            if mask != "none":
+                raise ValueError("flashjit.attention: pass either mask_mod or causal/window, not both "
+                                 "(write the causal part inside mask_mod: q_idx >= kv_idx)")
+            mask = "custom"
+    spec_json = _spec_json(dtype, d, dv, hq, hkv, mask, win, align, None if scale is None else float(scale),
+                           want_lse, tile, mask_text, score_text, decls)
+    if block is not None:
+        spec_json = _block_mask_spec_json(spec_json, *block)
+    if not compiling:
+        return spec_json, tensors
+    from ._torch_ops import ops
+
+    ops(sys.modules["torch"])  # defined before the trace reaches torch.ops.flashjit
+    return spec_json, tuple(_capture_path((mask_mod, score_mod), t, c[0]) for t, c in zip(tensors, decls))
+
+
+def _scope_deps(mask_mod: Any, score_mod: Any) -> tuple:
+    """Paths (see _capture_path) to the values a trace of mask_mod / score_mod may bake into
+    the expression: numbers, strings and functions in their closures, the globals they name,
+    functools.partial arguments, a bound method's object's plain attributes, recursively.
+    Dynamo guards a function argument by its code only; attention() reads these values in the
+    traced code so that a closure with other constants (masks.sliding_window(64) after
+    masks.sliding_window(128)) compiles again instead of reusing the first expression."""
+    out: list = []
+    todo = [(i, (), r) for i, r in enumerate((_rebuild(mask_mod), _rebuild(score_mod))) if callable(r)]
+    seen = set()
+    while todo and len(seen) < _PATH_NODES and len(out) < _MAX_DEPS:
+        i, steps, obj = todo.pop(0)
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        for step, child in _children(obj, scalars_only=not isinstance(obj, _SCOPE_TYPES)):
+            path = (i, steps + (step,))
+            if isinstance(child, _SCALARS):
+                out.append(path)
+            elif isinstance(child, _SCOPE_TYPES) and len(path[1]) < _PATH_DEPTH:
+                if isinstance(child, (types.FunctionType, functools.partial)):
+                    out.append(path)  # which function: Dynamo guards it by identity of its code
+                todo.append((i, path[1], child))
+            elif isinstance(child, types.MethodType) or (step == ("attr", "__self__") and not _is_tensor(child)):
+                todo.append((i, path[1], child))
+    return tuple(out[:_MAX_DEPS])
+
+
+# Dynamo runs _plan as real Python and takes its result as a constant of the graph (what
+# torch.compiler.assume_constant_result sets; set here so that it holds whether or not torch
+# was imported before flashjit, without importing torch).
+_plan._dynamo_marked_constant = True  # type: ignore[attr-defined]
+_scope_deps._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+_PATH_NODES = 512
+_PATH_DEPTH = 8
+_MAX_DEPS = 64
+_SCALARS = (bool, int, float, complex, str)
+_SCOPE_TYPES = (types.FunctionType, functools.partial, tuple, list)
+
+
+
+
+def _children(obj: Any, scalars_only: bool = False) -> list:
+    """(step, child) pairs along which a captured tensor (or a value a trace reads) may be
+    reached from ``obj``; each step is one attribute access, item access or closure-cell read
+    that Dynamo can follow. scalars_only: of a plain object, only its scalar attributes."""
+    if isinstance(obj, functools.partial):
+        return ([(("attr", "func"), obj.func)] + [(("arg", i), a) for i, a in enumerate(obj.args)]
+                + [(("kwarg", n), a) for n, a in (obj.keywords or {}).items()])
+    if isinstance(obj, types.MethodType):
+        return [(("attr", "__self__"), obj.__self__), (("attr", "__func__"), obj.__func__)]
+    if isinstance(obj, types.FunctionType):
+        from .expr_trace import _code_names
+
+        out = []
+        for i, cell in enumerate(obj.__closure__ or ()):
+            try:
+                out.append((("cell", i), cell.cell_contents))
+            except ValueError:  # not assigned yet
+                pass
+        g = obj.__globals__
+        out += [(("global", n), g[n]) for n in _code_names(obj.__code__) if n in g]
+        return out
+    if isinstance(obj, (tuple, list)):
+        return [(("item", i), x) for i, x in enumerate(obj)]
+    if isinstance(obj, dict):
+        return [(("item", key), x) for key, x in obj.items() if isinstance(key, (str, int))]
+    if isinstance(obj, (types.ModuleType, type)) or not hasattr(obj, "__dict__"):
+        return []
+    if scalars_only:
+        return [(("attr", n), x) for n, x in vars(obj).items() if isinstance(n, str) and isinstance(x, _SCALARS)]
+    out = []
+    for dict_name in ("_buffers", "_parameters"):  # torch.nn.Module: read as attributes
+        held = getattr(obj, dict_name, None)
+        if isinstance(held, dict):
+            out += [(("attr", n), x) for n, x in held.items() if isinstance(n, str)]
+    return out + [(("attr", n), x) for n, x in vars(obj).items() if isinstance(n, str)]
+
+
+def _capture_path(roots: tuple, tensor: Any, name: str) -> tuple:
+    """(root index, steps) reaching ``tensor`` from mask_mod (root 0) or score_mod (root 1),
+    breadth-first, by identity."""
+    todo = [(i, (), r) for i, r in enumerate(roots) if r is not None]
+    seen = set()
+    while todo and len(seen) < _PATH_NODES:
+        i, steps, obj = todo.pop(0)
+        if obj is tensor:
+            return (i, steps)
+        if id(obj) in seen or _is_tensor(obj):
+            continue
+        seen.add(id(obj))
+        if len(steps) < _PATH_DEPTH:
+            todo += [(i, steps + (step,), child) for step, child in _children(obj)]
+    raise TypeError(f"flashjit.attention: under torch.compile, the tensor '{name}' that mask_mod / score_mod read "
+                    "must be reachable from the function (a closure variable, a global, an attribute or a "
+                    "functools.partial argument); it was not found")
+
+
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "dtype") and hasattr(x, "shape") and not isinstance(x, type)
+
+
+def _follow(mask_mod: Any, score_mod: Any, path: tuple) -> Any:
+    """The object at ``path`` (see _capture_path); traced by Dynamo, so that the tensor it
+    ends at is a graph input."""
+    obj = mask_mod if path[0] == 0 else score_mod
+    for kind, key in path[1]:
+        if kind == "cell":
+            obj = obj.__closure__[key].cell_contents
+        elif kind == "global":
+            obj = obj.__globals__[key]
+        elif kind == "attr":
+            obj = getattr(obj, key)
+        elif kind == "item":
+            obj = obj[key]
+        elif kind == "arg":
+            obj = obj.args[key]
+        else:  # "kwarg"
+            obj = obj.keywords[key]
+    return obj
+
+
 def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
               window: Optional[Tuple[Optional[int], Optional[int]]] = None,
               scale: Optional[float] = None, return_lse: bool = False,
               align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
               out: Any = None, lse_out: Any = None, stream: Any = None,
-              mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None) -> Any:
+              mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None,
+              deterministic: bool = False) -> Any:
     """softmax(q kᵀ · scale + mask) v, differentiable in q, k and v (torch tensors).
 
     q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
@@ -153,35 +397,26 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     o.backward() runs flashjit's backward for the same variant (masks, mask_mod, block_mask,
     score_mod through its symbolic derivative, GQA). The returned lse carries no gradient.
     Tensors captured by mask_mod / score_mod do not get gradients yet.
+    deterministic: the backward gives bit-identical dq, dk, dv run to run (dQ by a
+      q-stationary kernel instead of fp32 atomics; slower: docs/performance.md). By default
+      dQ may differ in its last bits between runs; dk and dv never do.
+
+    With torch tensors the call goes through the custom ops flashjit::attention_fwd /
+    attention_bwd (flashjit._torch_ops), so it works under torch.compile(fullgraph=True) and
+    in CUDA-graph captures after a first, eager call of the same variant (docs/python.md).
 
     Returns o, or (o, lse) when return_lse.
     """
     torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(q, torch.Tensor)
-    q_in, k_in, v_in = q, k, v  # autograd's inputs (detached below for the launches)
+    compiling = is_torch and _compiling(torch)
     needs_grad = False
-    if isinstance(tile, dict):
-        tile = Tile.from_dict(tile)
     mask, win = _mask_args(causal, window)
-    mask_text = score_text = None
-    decls: tuple = ()
-    cap_tensors: list = []
     bm = None
     if block_mask is not None:
-        from .block_mask import as_block_mask
-
         bm = as_block_mask(block_mask)
         if mask_mod is None:
             mask_mod = bm.mask_mod
-    if mask_mod is not None or score_mod is not None:
-        from .variants import trace_variant
-
-        mask_text, score_text, decls, cap_tensors = trace_variant(mask_mod, score_mod)
-        if mask_text is not None:
-            if mask != "none":
-                raise ValueError("flashjit.attention: pass either mask_mod or causal/window, not both "
-                                 "(write the causal part inside mask_mod: q_idx >= kv_idx)")
-            mask = "custom"
     want_lse = bool(return_lse or lse_out is not None)
 
     if is_torch:
@@ -193,13 +428,7 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
             if out is not None or lse_out is not None:
                 raise ValueError("flashjit.attention: out= and lse_out= cannot be used when q, k or v require grad "
                                  "(autograd owns the outputs); drop them or call under torch.no_grad()")
-            for t in cap_tensors:
-                if getattr(t, "requires_grad", False):
-                    raise NotImplementedError(
-                        "flashjit.attention: gradients into tensors captured by score_mod / mask_mod are not "
-                        "supported yet; detach them (q, k and v get their gradients)")
             want_lse = True  # the backward recomputes P from it
-        q, k, v = q.detach(), k.detach(), v.detach()
         if q.dtype not in (torch.float16, torch.bfloat16):
             raise TypeError(f"flashjit.attention: q has dtype {q.dtype}; supported: torch.float16, torch.bfloat16")
         for name, t in (("k", k), ("v", v)):
@@ -216,15 +445,10 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                 raise ValueError(
                     f"flashjit.attention: {name}'s last dimension must be contiguous (stride 1); got strides "
                     f"{tuple(t.stride())}; call .contiguous() on it")
-        if out is None:
-            out = torch.empty((b, hq, nq, dv), dtype=q.dtype, device=q.device)
-        else:
+        if out is not None:
             _check_out_torch(torch, out, q, (b, hq, nq, dv))
-        if want_lse:
-            if lse_out is None:
-                lse_out = torch.empty((b, hq, nq), dtype=torch.float32, device=q.device)
-            else:
-                _check_lse_torch(torch, lse_out, q, (b, hq, nq))
+        if lse_out is not None:
+            _check_lse_torch(torch, lse_out, q, (b, hq, nq))
         dtype = "bf16" if q.dtype == torch.bfloat16 else "fp16"
     else:
         for name, t in (("q", q), ("k", k), ("v", v)):
@@ -241,104 +465,89 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                 "flashjit.attention: for inputs that are not torch tensors pass out= (and lse_out= "
                 "with return_lse=True): flashjit allocates only through torch")
 
-    spec_json = _spec_json(dtype, d, dv, hq, hkv, mask, win, align,
-                           None if scale is None else float(scale), want_lse, tile,
-                           mask_text, score_text, decls)
+    block = None
     if bm is not None:
         _check_block_mask(bm, q, b, hq, nq, nk)
-        spec_json = _block_mask_spec_json(spec_json, bm.BLOCK_SIZE[0], bm.BLOCK_SIZE[1],
-                                          int(bm.cells.shape[0]) != 1, int(bm.cells.shape[1]) != 1)
-        cap_tensors = list(cap_tensors) + [bm.cells]
+        block = tuple(_static(torch, x, compiling) for x in (bm.BLOCK_SIZE[0], bm.BLOCK_SIZE[1], bm.cells.shape[0] != 1,
+                                                             bm.cells.shape[1] != 1))
+    mask_form, score_form = _form(torch, mask_mod, compiling), _form(torch, score_mod, compiling)
+    deps: tuple = ()
+    if compiling and (callable(mask_mod) or callable(score_mod)):
+        deps = tuple(_static(torch, _follow(mask_mod, score_mod, path), compiling)
+                     for path in _scope_deps(mask_form, score_form))
+    d, dv, hq, hkv, scale = (_static(torch, x, compiling) for x in (d, dv, hq, hkv, scale))
+    spec_json, caps = _plan(dtype, d, dv, hq, hkv, mask, win, align, scale, want_lse, _tile_key(tile), mask_form,
+                            score_form, block, compiling, deps)
+    if compiling:
+        caps = [_follow(mask_mod, score_mod, path) for path in caps]
+    else:
+        caps = list(caps)
+    if needs_grad:
+        for t in caps:
+            if getattr(t, "requires_grad", False):
+                raise NotImplementedError(
+                    "flashjit.attention: gradients into tensors captured by score_mod / mask_mod are not "
+                    "supported yet; detach them (q, k and v get their gradients)")
+    if bm is not None:
+        caps.append(bm.cells)
 
-    if is_torch and needs_grad:
-        if stream is None:
-            stream_int = torch.cuda.current_stream(q.device).cuda_stream
-        else:
-            stream_int = _as_stream_int(stream)
-        out, lse_out = _autograd_function(torch).apply(q_in, k_in, v_in, spec_json, stream_int, *cap_tensors)
+    if not is_torch:
+        stream_int = _stream_of(q) if stream is None else _as_stream_int(stream)
+        _launch_direct(None, spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, caps, b, hq, nq, nk)
         return (out, lse_out) if return_lse else out
 
+    direct = out is not None or lse_out is not None
+    if stream is not None:
+        if compiling:
+            raise ValueError("flashjit.attention: stream= cannot be used under torch.compile; the call runs on "
+                             "torch's current stream (wrap the compiled call in torch.cuda.stream(...))")
+        stream_int = _as_stream_int(stream)
+        if stream_int != torch.cuda.current_stream(q.device).cuda_stream:
+            if not needs_grad:
+                direct = True
+            else:  # the forward on that stream; the backward, as any, on the current stream then
+                with torch.cuda.stream(torch.cuda.ExternalStream(stream_int, device=q.device)):
+                    o, lse = _torch_ops.ops(torch).attention_fwd(q, k, v, spec_json, caps, bool(deterministic))
+                return (o, lse) if return_lse else o
+    if direct and not compiling:
+        q, k, v = q.detach(), k.detach(), v.detach()
+        if out is None:
+            out = torch.empty((b, hq, nq, dv), dtype=q.dtype, device=q.device)
+        if want_lse and lse_out is None:
+            lse_out = torch.empty((b, hq, nq), dtype=torch.float32, device=q.device)
+        stream_int = torch.cuda.current_stream(q.device).cuda_stream if stream is None else _as_stream_int(stream)
+        _launch_direct(torch, spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, caps, b, hq, nq, nk)
+        return (out, lse_out) if return_lse else out
+
+    # Under torch.compile the op is named through torch.ops (what Dynamo puts in the graph; _plan
+    # has defined it); eagerly, ops() defines it on first use.
+    fwd = torch.ops.flashjit.attention_fwd.default if compiling else _torch_ops.ops(torch).attention_fwd
+    o, lse = fwd(q, k, v, spec_json, caps, bool(deterministic))
+    if direct:  # under torch.compile: the op's fresh outputs copied into the given ones
+        if out is not None:
+            out.copy_(o)
+            o = out
+        if lse_out is not None:
+            lse_out.copy_(lse)
+            lse = lse_out
+    return (o, lse) if return_lse else o
+
+
+def _launch_direct(torch: Any, spec_json: str, q: Any, k: Any, v: Any, out: Any, lse: Any, stream_int: int,
+                   caps: list, b: int, hq: int, nq: int, nk: int) -> None:
+    """_C.forward into the given outputs (out=/lse_out=, a stream of the caller's, DLPack)."""
     if b == 0 or hq == 0 or nq == 0:
-        pass  # nothing to compute
-    elif nk == 0:  # no key at all: every row is fully masked
+        return  # nothing to compute
+    if nk == 0:  # no key at all: every row is fully masked
         out[...] = 0
-        if want_lse:
-            lse_out[...] = float("-inf")
-    elif is_torch:
-        if stream is None:
-            stream_int = torch.cuda.current_stream(q.device).cuda_stream
-        else:
-            stream_int = _as_stream_int(stream)
-        if q.device.index != torch.cuda.current_device():
-            with torch.cuda.device(q.device):
-                _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
-        else:
-            _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
-    else:
-        stream_int = _stream_of(q) if stream is None else _as_stream_int(stream)
-        _C.forward(spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, cap_tensors)
-
-    return (out, lse_out) if return_lse else out
-
-
-def _launch_forward(torch: Any, spec_json: str, q: Any, k: Any, v: Any, out: Any, lse: Any, stream_int: int,
-                    caps: list) -> None:
-    if q.device.index != torch.cuda.current_device():
+        if lse is not None:
+            lse[...] = float("-inf")
+        return
+    if torch is not None and q.device.index != torch.cuda.current_device():
         with torch.cuda.device(q.device):
             _C.forward(spec_json, q, k, v, out, lse, stream_int, caps)
     else:
         _C.forward(spec_json, q, k, v, out, lse, stream_int, caps)
-
-
-_AUTOGRAD_FN = None
-
-
-def _autograd_function(torch: Any) -> Any:
-    """The torch.autograd.Function over flashjit's forward and backward (made on first use, so
-    the module imports without torch). The LSE it returns is not differentiable (as in
-    FlashAttention): it carries no gradient into q, k or v."""
-    global _AUTOGRAD_FN
-    if _AUTOGRAD_FN is not None:
-        return _AUTOGRAD_FN
-
-    class AttentionFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, q: Any, k: Any, v: Any, spec_json: str, stream_int: int, *caps: Any) -> Any:
-            q, k, v = q.detach(), k.detach(), v.detach()
-            b, hq, nq = int(q.shape[0]), int(q.shape[1]), int(q.shape[2])
-            nk, dv = int(k.shape[2]), int(v.shape[3])
-            out = torch.empty((b, hq, nq, dv), dtype=q.dtype, device=q.device)
-            lse = torch.empty((b, hq, nq), dtype=torch.float32, device=q.device)
-            if b and hq and nq:
-                if nk == 0:
-                    out.zero_()
-                    lse.fill_(float("-inf"))
-                else:
-                    _launch_forward(torch, spec_json, q, k, v, out, lse, stream_int, list(caps))
-            ctx.save_for_backward(q, k, v, out, lse, *caps)
-            ctx.spec_json = spec_json
-            ctx.mark_non_differentiable(lse)
-            return out, lse
-
-        @staticmethod
-        def backward(ctx: Any, dout: Any, _dlse: Any) -> Any:
-            q, k, v, out, lse, *caps = ctx.saved_tensors
-            dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-            b, hq, nq, nk = int(q.shape[0]), int(q.shape[1]), int(q.shape[2]), int(k.shape[2])
-            none = (None, None) + (None,) * len(caps)
-            if not (b and hq and nq and nk) or dout is None:
-                return (dq.zero_(), dk.zero_(), dv.zero_()) + none
-            # The kernels read 16-byte aligned rows with a contiguous last dim.
-            if dout.stride(-1) != 1 or any(st % 8 for st in dout.stride()[:-1]) or dout.data_ptr() % 16:
-                dout = dout.contiguous()
-            ws = torch.empty(_C.backward_workspace_bytes(ctx.spec_json, b, nq), dtype=torch.uint8, device=q.device)
-            stream_int = torch.cuda.current_stream(q.device).cuda_stream
-            with torch.cuda.device(q.device):
-                _C.backward(ctx.spec_json, q, k, v, out, lse, dout, dq, dk, dv, stream_int, list(caps), ws)
-            return (dq, dk, dv) + none
-
-    _AUTOGRAD_FN = AttentionFunction
-    return _AUTOGRAD_FN
 
 
 def _check_out_torch(torch: Any, out: Any, q: Any, shape: Tuple[int, ...]) -> None:

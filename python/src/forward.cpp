@@ -233,7 +233,7 @@ void bind_forward(nb::module_& m) {
       "backward",
       [](const std::string& spec_json, const Array& q, const Array& k, const Array& v, const Array& o,
          const Array& lse, const Array& dout, const Array& dq, const Array& dk, const Array& dv, uintptr_t stream,
-         const std::vector<Array>& captures, std::optional<Array> workspace) {
+         const std::vector<Array>& captures, std::optional<Array> workspace, bool deterministic) {
         const AttentionSpec spec = parsed_spec(spec_json);
         int32_t device = -1;
         const TensorView qv = view_of(q, "q", 4, &device), kv = view_of(k, "k", 4, &device),
@@ -243,6 +243,7 @@ void bind_forward(nb::module_& m) {
                          dvv = view_of(dv, "dv", 4, &device);
         const std::vector<TensorView> cv = capture_views(spec, captures, &device);
         BackwardOptions options;
+        options.deterministic = deterministic;
         if (workspace) {
           if (workspace->device_type() != kDLCUDA || workspace->device_id() != device)
             throw ArgumentError("workspace", "must be a CUDA tensor on q's device");
@@ -258,7 +259,7 @@ void bind_forward(nb::module_& m) {
       },
       nb::arg("spec_json"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("o"), nb::arg("lse"), nb::arg("dout"),
       nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("stream") = 0, nb::arg("captures") = std::vector<Array>{},
-      nb::arg("workspace").none() = nb::none(),
+      nb::arg("workspace").none() = nb::none(), nb::arg("deterministic") = false,
       "Attention backward: fills dq, dk, dv for the upstream gradient dout, from q, k, v and the forward's o "
       "and lse (float32, natural log). `workspace`: a CUDA buffer of at least backward_workspace_bytes(); "
       "None allocates it stream-ordered. Launches on `stream` and returns without synchronising.");

@@ -85,11 +85,35 @@ std::string emit_bwd_dkdv_cuda(const AttentionSpec& spec, const std::string& arc
 }
 
 CompiledKernel compile_bwd_dkdv(const AttentionSpec& spec, const CompileOptions& options,
-                                const std::optional<TileConfig>& tile) {
+                                const std::optional<TileConfig>& tile, bool dq_partials) {
   const std::string arch = resolve_arch(options.arch);
   const AttentionSpec s = dkdv_spec(spec, arch, tile);
-  return compile_source(codegen::bwd_dkdv_kernel_name(s), codegen::generate_bwd_dkdv_cuda(s), arch, spec_to_json(s),
+  return compile_source(codegen::bwd_dkdv_kernel_name(s, dq_partials), codegen::generate_bwd_dkdv_cuda(s, dq_partials), arch,
+                        spec_to_json(s),
                         32 * s.tile->warps, codegen::bwd_dkdv_smem_bytes(s, *s.tile), *s.tile, options.use_cache);
+}
+
+namespace {
+
+// The spec a bwd_dq kernel is generated from: normalized, its tile the heuristic's.
+AttentionSpec dq_spec(const AttentionSpec& spec, const std::string& arch) {
+  AttentionSpec s = without_tile(spec).normalized();
+  validate(s);
+  s.tile = default_bwd_dq_tile(s, arch);
+  return s;
+}
+
+}  // namespace
+
+std::string emit_bwd_dq_cuda(const AttentionSpec& spec, const std::string& arch) {
+  return codegen::generate_bwd_dq_cuda(dq_spec(spec, arch.empty() ? "sm_80" : arch));
+}
+
+CompiledKernel compile_bwd_dq(const AttentionSpec& spec, const CompileOptions& options) {
+  const std::string arch = resolve_arch(options.arch);
+  const AttentionSpec s = dq_spec(spec, arch);
+  return compile_source(codegen::bwd_dq_kernel_name(s), codegen::generate_bwd_dq_cuda(s), arch, spec_to_json(s),
+                        32 * s.tile->warps, codegen::bwd_dq_smem_bytes(s, *s.tile), *s.tile, options.use_cache);
 }
 
 std::string emit_bwd_dq_convert_cuda(const AttentionSpec& spec) {
@@ -143,17 +167,27 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   const AttentionSpec ds = dkdv_spec(spec, arch, options.tile);  // the tile is checked before any launch
   const CUstream st = reinterpret_cast<CUstream>(stream);
   const LoadedKernel& pre = preprocess_kernel(ctx, spec, arch);
-  const LoadedKernel& dkdv = loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ds) + "@" + arch, [&] {
+  const bool dq_partials = !options.deterministic;
+  const LoadedKernel& dkdv = loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ds, dq_partials) + "@" + arch, [&] {
     CompileOptions co;
     co.arch = arch;
-    return compile_bwd_dkdv(ds, co, ds.tile);
+    return compile_bwd_dkdv(ds, co, ds.tile, dq_partials);
   });
+  // The last step: the dQ convert, or (deterministic) the bwd_dq kernel.
   const AttentionSpec conv_meta = codegen::bwd_dq_convert_spec(spec);
-  const LoadedKernel& conv = loaded_module(ctx, codegen::bwd_dq_convert_kernel_name(conv_meta) + "@" + arch, [&] {
-    CompileOptions co;
-    co.arch = arch;
-    return compile_bwd_dq_convert(conv_meta, co);
-  });
+  const AttentionSpec dqs = options.deterministic ? dq_spec(spec, arch) : AttentionSpec{};
+  const LoadedKernel& last =
+      options.deterministic ? loaded_module(ctx, codegen::bwd_dq_kernel_name(dqs) + "@" + arch,
+                                            [&] {
+                                              CompileOptions co;
+                                              co.arch = arch;
+                                              return compile_bwd_dq(dqs, co);
+                                            })
+                            : loaded_module(ctx, codegen::bwd_dq_convert_kernel_name(conv_meta) + "@" + arch, [&] {
+                                CompileOptions co;
+                                co.arch = arch;
+                                return compile_bwd_dq_convert(conv_meta, co);
+                              });
 
   CUdeviceptr owned = 0;
   unsigned char* ws = static_cast<unsigned char*>(options.workspace);
@@ -163,7 +197,8 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   }
   const size_t rows = static_cast<size_t>(s.batch * s.heads_q * s.seqlen_q);
   float* delta = reinterpret_cast<float*>(ws);
-  float* dq_accum = reinterpret_cast<float*>(ws + round_up(rows * 4));
+  // Deterministic: no accumulator (bwd_preprocess and bwd_dkdv see null and leave dQ alone).
+  float* dq_accum = options.deterministic ? nullptr : reinterpret_cast<float*>(ws + round_up(rows * 4));
   // No query: dK, dV are 0 (bwd_dkdv stores its zero accumulators). No key: every row is
   // fully masked, so dQ is 0 (the zeroed accumulator, converted).
   try {
@@ -178,6 +213,8 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
     p.dk_batch_stride = dk.strides[0], p.dk_head_stride = dk.strides[1], p.dk_row_stride = dk.strides[2];
     p.dv = dv.data;
     p.dv_batch_stride = dv.strides[0], p.dv_head_stride = dv.strides[1], p.dv_row_stride = dv.strides[2];
+    p.dq = dq.data;
+    p.dq_batch_stride = dq.strides[0], p.dq_head_stride = dq.strides[1], p.dq_row_stride = dq.strides[2];
     void* args[] = {&p};
     const TileConfig& t = *ds.tile;
     if (s.seqlen_k > 0)
@@ -186,6 +223,17 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
                                  1, dkdv.info.dynamic_smem_bytes, st, args, nullptr),
               "cuLaunchKernel(bwd_dkdv)");
 
+    if (options.deterministic) {
+      // No key: bwd_dq's blocks see no key tile and store zero dQ.
+      const TileConfig& qt = *dqs.tile;
+      if (s.seqlen_q > 0)
+        drv.check(drv.cuLaunchKernel(last.function, static_cast<unsigned>((s.seqlen_q + qt.block_m - 1) / qt.block_m),
+                                     static_cast<unsigned>(s.heads_q), static_cast<unsigned>(s.batch), last.info.threads,
+                                     1, 1, last.info.dynamic_smem_bytes, st, args, nullptr),
+                  "cuLaunchKernel(bwd_dq)");
+      if (owned) drv.check(drv.cuMemFreeAsync(owned, st), "cuMemFreeAsync(backward workspace)");
+      return;
+    }
     BwdDqConvertParams c{};
     c.dq_accum = dq_accum, c.dq = dq.data;
     c.dq_batch_stride = dq.strides[0], c.dq_head_stride = dq.strides[1], c.dq_row_stride = dq.strides[2];
@@ -194,7 +242,7 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
     c.scale = static_cast<float>(spec.effective_scale());
     void* cargs[] = {&c};
     if (s.seqlen_q > 0)
-      drv.check(drv.cuLaunchKernel(conv.function,
+      drv.check(drv.cuLaunchKernel(last.function,
                                  static_cast<unsigned>((s.seqlen_q + codegen::kBwdDqConvertRows - 1) / codegen::kBwdDqConvertRows),
                                  static_cast<unsigned>(s.heads_q), static_cast<unsigned>(s.batch),
                                  codegen::kBwdDqConvertThreads, 1, 1, 0, st, cargs, nullptr),

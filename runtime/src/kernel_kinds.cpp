@@ -13,12 +13,13 @@ std::string emit_kind_cuda(KernelKind kind, const AttentionSpec& spec, const std
     case KernelKind::bwd_preprocess: return emit_bwd_preprocess_cuda(spec);
     case KernelKind::bwd_dkdv: return emit_bwd_dkdv_cuda(spec, arch, spec.tile);
     case KernelKind::bwd_dq_convert: return emit_bwd_dq_convert_cuda(spec);
+    case KernelKind::bwd_dq: return emit_bwd_dq_cuda(spec, arch);
   }
   return "";
 }
 
 void validate_for_kind(KernelKind kind, const AttentionSpec& spec) {
-  validate(kind == KernelKind::bwd_dkdv ? without_tile(spec) : spec);
+  validate(kind == KernelKind::bwd_dkdv || kind == KernelKind::bwd_dq ? without_tile(spec) : spec);
 }
 
 CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const CompileOptions& options) {
@@ -28,6 +29,7 @@ CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const Co
     case KernelKind::bwd_preprocess: return compile_bwd_preprocess(spec, options);
     case KernelKind::bwd_dkdv: return compile_bwd_dkdv(spec, options, spec.tile);
     case KernelKind::bwd_dq_convert: return compile_bwd_dq_convert(spec, options);
+    case KernelKind::bwd_dq: return compile_bwd_dq(spec, options);
   }
   return {};
 }

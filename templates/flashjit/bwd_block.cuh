@@ -59,42 +59,62 @@ __device__ __forceinline__ void bwd_load_q_tile(const BwdParams& bp, u32 q_dst, 
   }
 }
 
+// P and dS of one element, in place of its S and dP (dS with respect to S·scale): query i,
+// key j, the row's LSE l and D d. A row with no visible key has LSE −inf: +inf stands in, so
+// its P is exactly 0 (no −inf − −inf). Computed for every element and selected after (no
+// branch per element): the clamped indices keep score_mod's reads in bounds, and what it
+// gives a hidden pair is dropped.
+template <class V>
+__device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const FwdParams& p, const BandI32& band, int batch, int hq,
+                                            int i, int j, bool full, float l, float d) {
+  const int ic = i < p.seqlen_q ? i : p.seqlen_q - 1, jc = j < p.seqlen_k ? j : p.seqlen_k - 1;
+  const bool vis = full || ((i < p.seqlen_q) & (j < p.seqlen_k) && V::visible(p, band, batch, hq, ic, jc));
+  const float lse2 = l == neg_inf() ? __int_as_float(0x7f800000) : l * 1.44269504088896341f;
+  float pe, ds;
+  if constexpr (V::kScoreMod) {
+    const float x = s * V::kScale;
+    pe = fast_exp2(fmaf(V::score(p, x, batch, hq, ic, jc), 1.44269504088896341f, -lse2));
+    ds = pe * (dp - d) * V::dscore(p, x, batch, hq, ic, jc);
+  } else {
+    pe = fast_exp2(fmaf(s, V::kScaleLog2, -lse2));
+    ds = pe * (dp - d);
+  }
+  s = vis ? pe : 0.f;
+  dp = vis ? ds : 0.f;
+}
+
 // P and dS in place of one warp's Sᵀ and dPᵀ accumulators (16 keys × 8·NQ queries, the
-// mma.sync / wgmma per-warp layout of fragments.cuh). q0: the q tile's first query; q_w:
-// the warp's first query in the tile; j_w: its first key (absolute). lse_s / delta_s: the
-// tile's LSE and D (in shared memory). dS is with respect to S·scale. A row
-// with no visible key has LSE −inf: +inf stands in, so its P is exactly 0 (no −inf − −inf).
+// mma.sync / wgmma per-warp layout of fragments.cuh; bwd_dkdv). q0: the q tile's first
+// query; q_w: the warp's first query in the tile; j_w: its first key (absolute). lse_s /
+// delta_s: the tile's LSE and D (in shared memory).
 template <class V, int NQ>
 __device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], const FwdParams& p, const BandI32& band,
-                                         int batch, int hq, int q0, int q_w, int j_w, bool full, const float* lse_s, const float* delta_s,
-                                         int lane) {
+                                         int batch, int hq, int q0, int q_w, int j_w, bool full, const float* lse_s,
+                                         const float* delta_s, int lane) {
   const int g = lane / 4, tq = lane % 4;
 #pragma unroll
-  for (int nt = 0; nt < NQ; ++nt) {
-    const int col0 = q_w + nt * 8 + 2 * tq;
+  for (int nt = 0; nt < NQ; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int col = col0 + (e & 1);
-      const int i = q0 + col, j = j_w + g + 8 * (e >> 1);
-      const int ic = i < p.seqlen_q ? i : p.seqlen_q - 1, jc = j < p.seqlen_k ? j : p.seqlen_k - 1;
-      const bool vis = full || ((i < p.seqlen_q) & (j < p.seqlen_k) && V::visible(p, band, batch, hq, ic, jc));
-      const float l = lse_s[col], d = delta_s[col];
-      const float lse2 = l == neg_inf() ? __int_as_float(0x7f800000) : l * 1.44269504088896341f;
-      // Computed for every element and selected after (no branch per element): the clamped
-      // indices keep score_mod's reads in bounds, and what it gives a hidden pair is dropped.
-      float pe, ds;
-      if constexpr (V::kScoreMod) {
-        const float x = s[nt][e] * V::kScale;
-        pe = fast_exp2(fmaf(V::score(p, x, batch, hq, ic, jc), 1.44269504088896341f, -lse2));
-        ds = pe * (dp[nt][e] - d) * V::dscore(p, x, batch, hq, ic, jc);
-      } else {
-        pe = fast_exp2(fmaf(s[nt][e], V::kScaleLog2, -lse2));
-        ds = pe * (dp[nt][e] - d);
-      }
-      s[nt][e] = vis ? pe : 0.f;
-      dp[nt][e] = vis ? ds : 0.f;
+      const int col = q_w + nt * 8 + 2 * tq + (e & 1);
+      bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, q0 + col, j_w + g + 8 * (e >> 1), full, lse_s[col],
+                     delta_s[col]);
     }
-  }
+}
+
+// The same for one warp's S and dP (16 queries × 8·NK keys; bwd_dq): i_w: the warp's first
+// query, k0: the key tile's first key, lse / delta: the LSE and D of the thread's two rows.
+template <class V, int NK>
+__device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK][4], const FwdParams& p, const BandI32& band,
+                                              int batch, int hq, int i_w, int k0, bool full, const float (&lse)[2],
+                                              const float (&delta)[2], int lane) {
+  const int g = lane / 4, tq = lane % 4;
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, i_w + g + 8 * (e >> 1), k0 + nt * 8 + 2 * tq + (e & 1), full,
+                     lse[e >> 1], delta[e >> 1]);
 }
 
 // dq_accum[0..1] += (a, b): one vector reduction on sm_90 (red.global.add.v2.f32), two
@@ -140,12 +160,13 @@ __device__ __forceinline__ void bwd_store_dk_dv(const BwdParams& bp, const BwdBl
   store_acc_rows<E, DV_COLS / 8>(dv, dv_out, bp.dv_row_stride, rows, 1.f, blk.lane);
 }
 
-// The q tiles of one query head in order, with the next tile's copies in flight while one is
-// computed (STAGES 2; one buffer with STAGES 1). load(t, slot) starts tile t's copies,
+// A tile sequence in order (the q tiles of one query head for bwd_dkdv, the key tiles of one
+// q tile for bwd_dq), with the next tile's copies in flight while one is computed (STAGES
+// 2; one buffer with STAGES 1). load(t, slot) starts tile t's copies,
 // compute(t, full, slot) runs it. kAsyncProxy: the tiles are read by wgmma, so each thread
 // fences its landed copies into the async proxy before the barrier (wgmma.cuh).
 template <int STAGES, bool kAsyncProxy, class Tiles, class Load, class Compute>
-__device__ __forceinline__ void bwd_pipelined_q_loop(const Tiles& tiles, Load&& load, Compute&& compute) {
+__device__ __forceinline__ void bwd_pipelined_tile_loop(const Tiles& tiles, Load&& load, Compute&& compute) {
   const int n = tiles.count();
   __syncthreads();  // every warp is done with the previous sequence's buffers
   if (STAGES == 2) {

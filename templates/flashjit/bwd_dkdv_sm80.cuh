@@ -64,7 +64,7 @@ __device__ __forceinline__ void store_keys_by_queries(u32 dst, const float (&c)[
 }
 
 // One q tile (t) of query head hq, with its Q, dO, LSE and D in `slot`.
-template <class T, class V>
+template <class T, class V, bool kDq>
 __device__ __forceinline__ void bwd_q_tile(const BwdParams& bp, const BwdSmem<T>& sm, const BwdBlock& blk,
                                            const BandI32& band, int hq, int t, bool full, int slot,
                                            float (&dk)[1][T::DK_COLS / 8][4], float (&dv)[1][T::DV_COLS / 8][4]) {
@@ -106,7 +106,9 @@ __device__ __forceinline__ void bwd_q_tile(const BwdParams& bp, const BwdSmem<T>
                                                                 q_s + blk.wq * T::DK_COLS * 2, blk.lane);
   }
 
-  // dQ (BM × D) = dS·K, this warp's DQ_MT·16 rows × DQ_COLS columns, reduce-added.
+  // dQ (BM × D) = dS·K, this warp's DQ_MT·16 rows × DQ_COLS columns, reduce-added. Not in the
+  // deterministic mode's kernel (kDq false), where bwd_dq computes it without atomics.
+  if constexpr (!kDq) return;
   const int wm = blk.warp % T::WM_Q, wn = blk.warp / T::WM_Q;
   float dq[T::DQ_MT][T::DQ_COLS / 8][4];
   zero_acc(dq);
@@ -130,7 +132,8 @@ __device__ __forceinline__ void bwd_q_tile(const BwdParams& bp, const BwdSmem<T>
 
 // Grid (ceil(seqlen_k / BN), heads_kv, batch), T::THREADS threads, T::SMEM_BYTES of dynamic
 // shared memory (+ kTileListBytes when V::kListed).
-template <class T, class V>
+// kDq false: no dQ partials (the deterministic mode's bwd_dkdv; bp.dq_accum is not read).
+template <class T, class V, bool kDq = true>
 __device__ __forceinline__ void bwd_dkdv(const BwdParams& bp, unsigned char* smem) {
   const FwdParams& p = bp.fwd;
   const BwdBlock blk = bwd_block(p, T::BN, T::WQ, T::WQ);
@@ -150,9 +153,9 @@ __device__ __forceinline__ void bwd_dkdv(const BwdParams& bp, unsigned char* sme
   const Band band = V::band(p);
   const BandI32 band32 = band_i32(band);  // for the per-element tests
   bwd_for_each_q_sequence<V, T::BM, T::BN, T::THREADS>(p, blk, band, sm.ints(sm.list), [&](int hq, const auto& tiles) {
-    bwd_pipelined_q_loop<T::STAGES, /*kAsyncProxy=*/false>(
+    bwd_pipelined_tile_loop<T::STAGES, /*kAsyncProxy=*/false>(
         tiles, [&](int t, int slot) { bwd_load_q_tile<T>(bp, sm, blk, hq, t, slot); },
-        [&](int t, bool full, int slot) { bwd_q_tile<T, V>(bp, sm, blk, band32, hq, t, full, slot, dk, dv); });
+        [&](int t, bool full, int slot) { bwd_q_tile<T, V, kDq>(bp, sm, blk, band32, hq, t, full, slot, dk, dv); });
   });
   cp_async_wait<0>();  // a block whose keys no query sees still waits for its K, V copies
 

@@ -100,7 +100,7 @@ __device__ __forceinline__ void store_ds_t(u32 ds_smem, const float (&ds)[T::SQ 
 }
 
 // One q tile (t) of query head hq, with its Q, dO, LSE and D in `slot`.
-template <class T, class V>
+template <class T, class V, bool kDq>
 __device__ __forceinline__ void bwd_q_tile_sm90(const BwdParams& bp, const BwdSmemSm90<T>& sm, const BwdBlock& blk,
                                                 const BandI32& band, int hq, int t, bool full, int slot,
                                                 float (&dk)[1][T::D / 8][4], float (&dv)[1][T::DV / 8][4]) {
@@ -152,10 +152,11 @@ __device__ __forceinline__ void bwd_q_tile_sm90(const BwdParams& bp, const BwdSm
       Wgmma<E, T::D>::ss_b_mn_major(dk[0], desc_at(a0, (kk / 4) * T::BN * 128 + (kk % 4) * 32), desc_at(b0, kk * 16 * 128),
                                     1);
   }
-  // dQ: this warpgroup's 64 queries (slab m) × DQ_N columns (slab n) over all BN keys.
+  // dQ: this warpgroup's 64 queries (slab m) × DQ_N columns (slab n) over all BN keys. Not
+  // in the deterministic mode's kernel (kDq false), where bwd_dq computes it without atomics.
   const int m_slab = wg % T::DQ_WG_M, n_slab = wg / T::DQ_WG_M;
   float dq[1][T::DQ_N / 8][4];
-  {
+  if constexpr (kDq) {
     const u64 a0 = smem_desc_sw128(ds_s + m_slab * T::BN * 128, T::BN * 128, 1024);
     const u64 b0 = smem_desc_sw128(k_s + n_slab * (T::DQ_N / 64) * T::BN * 128, T::BN * 128, 1024);
 #pragma unroll
@@ -166,7 +167,7 @@ __device__ __forceinline__ void bwd_q_tile_sm90(const BwdParams& bp, const BwdSm
   warpgroup_wait<0>();
   pin(dk[0]);
   pin(dv[0]);
-  pin(dq[0]);
+  if constexpr (kDq) pin(dq[0]);
   pin_operand(pa[T::PASSES - 1]);
 
   const int g = blk.lane / 4, tq = blk.lane % 4;
@@ -174,7 +175,7 @@ __device__ __forceinline__ void bwd_q_tile_sm90(const BwdParams& bp, const BwdSm
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int row = m_slab * 64 + 16 * (blk.warp % 4) + g + 8 * h;
-    if (q0 + row < p.seqlen_q) {
+    if (kDq && q0 + row < p.seqlen_q) {
 #pragma unroll
       for (int nt = 0; nt < T::DQ_N / 8; ++nt)
         reduce_add2(dqa + row * T::D + n_slab * T::DQ_N + nt * 8 + 2 * tq, dq[0][nt][2 * h], dq[0][nt][2 * h + 1]);
@@ -184,7 +185,8 @@ __device__ __forceinline__ void bwd_q_tile_sm90(const BwdParams& bp, const BwdSm
 
 // Grid (ceil(seqlen_k / BN), heads_kv, batch), T::THREADS threads, T::SMEM_BYTES of dynamic
 // shared memory (+ kTileListBytes when V::kListed).
-template <class T, class V>
+// kDq false: no dQ partials (the deterministic mode's bwd_dkdv; bp.dq_accum is not read).
+template <class T, class V, bool kDq = true>
 __device__ __forceinline__ void bwd_dkdv_sm90(const BwdParams& bp, unsigned char* smem) {
   const FwdParams& p = bp.fwd;
   // Warp w: keys 16w.. of the block (warpgroup w / 4, warp w % 4 inside it).
@@ -205,7 +207,7 @@ __device__ __forceinline__ void bwd_dkdv_sm90(const BwdParams& bp, unsigned char
   const Band band = V::band(p);
   const BandI32 band32 = band_i32(band);  // for the per-element tests
   bwd_for_each_q_sequence<V, T::BM, T::BN, T::THREADS>(p, blk, band, sm.ints(sm.list), [&](int hq, const auto& tiles) {
-    bwd_pipelined_q_loop<T::STAGES, /*kAsyncProxy=*/true>(
+    bwd_pipelined_tile_loop<T::STAGES, /*kAsyncProxy=*/true>(
         tiles,
         [&](int t, int slot) {
           // opaque(tid): each chunk's offsets are recomputed per tile rather than kept live
@@ -216,7 +218,7 @@ __device__ __forceinline__ void bwd_dkdv_sm90(const BwdParams& bp, unsigned char
               bp, sm.q + slot * T::Q_STAGE_BYTES, sm.dout + slot * T::DO_STAGE_BYTES,
               sm.rowstat + slot * T::ROWSTAT_STAGE_BYTES, b, hq, t);
         },
-        [&](int t, bool full, int slot) { bwd_q_tile_sm90<T, V>(bp, sm, blk, band32, hq, t, full, slot, dk, dv); });
+        [&](int t, bool full, int slot) { bwd_q_tile_sm90<T, V, kDq>(bp, sm, blk, band32, hq, t, full, slot, dk, dv); });
   });
   cp_async_wait<0>();  // a block whose keys no query sees still waits for its K, V copies
 

@@ -18,7 +18,8 @@ struct BwdPreprocessParams {
   int num_heads_q;
 };
 
-// bwd_dkdv: dK and dV of one block of keys, and its share of dQ reduce-added into dq_accum.
+// bwd_dkdv: dK and dV of one block of keys, and its share of dQ reduce-added into dq_accum;
+// bwd_dq: dQ of one block of queries.
 // Strides in elements, as in FwdParams; fwd.o is not read (D stands for it).
 struct BwdParams {
   FwdParams fwd;  // q, k, v, lse (natural log; -inf for a row with no key), lengths, heads, captures
@@ -30,6 +31,10 @@ struct BwdParams {
   long long dk_batch_stride, dk_head_stride, dk_row_stride;
   void* dv;            // (batch, heads_kv, seqlen_k, head_dim_v)
   long long dv_batch_stride, dv_head_stride, dv_row_stride;
+  // Deterministic mode: dq_accum is null (bwd_preprocess and bwd_dkdv leave dQ alone) and
+  // bwd_dq writes dQ here, (batch, heads_q, seqlen_q, head_dim).
+  void* dq;
+  long long dq_batch_stride, dq_head_stride, dq_row_stride;
 };
 
 // bwd_dq_convert: dQ = dq_accum · scale in the dtype.

@@ -59,7 +59,9 @@ __device__ __forceinline__ void bwd_preprocess(const BwdPreprocessParams& p) {
     if (chunk == 0 && r < rows) p.d[bh * p.seqlen_q + row0 + r] = acc;
   }
 
-  // dQ accumulator rows [row0, row0 + rows): contiguous, so one flat float4 loop.
+  // dQ accumulator rows [row0, row0 + rows): contiguous, so one flat float4 loop. None in the
+  // deterministic mode (bwd_dq writes dQ itself).
+  if (p.dq_accum == nullptr) return;
   float4* dq = reinterpret_cast<float4*>(p.dq_accum + (bh * p.seqlen_q + row0) * D);
   const int n4 = rows * (D / 4);
   for (int k = tid; k < n4; k += THREADS) dq[k] = make_float4(0.f, 0.f, 0.f, 0.f);

@@ -136,8 +136,11 @@ int64_t offset_of(bool bshd, int64_t B, int64_t H, int64_t S, int64_t C, int64_t
 }
 
 // tile: the bwd_dkdv tile (and so the skeleton: mma.sync or wgmma); empty: the device's default.
+// deterministic: BackwardOptions::deterministic, with `runs` runs whose dq, dk, dv must all be
+// bit-identical (otherwise two runs, dk and dv bit-identical).
 BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
-                            const std::optional<flashjit::TileConfig>& tile = std::nullopt) {
+                            const std::optional<flashjit::TileConfig>& tile = std::nullopt, bool deterministic = false,
+                            int runs = 2) {
   using flashjit::eval::HostTensor;
   const flashjit::AttentionSpec spec = fjtest::spec_of(c);
   const int d = c.d, dv = c.dv ? c.dv : c.d;
@@ -146,6 +149,7 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
                   << (bshd ? " bshd" : " bhsd") << " bwd tile " << (tile ? flashjit::to_string(tile->mma) : "default"));
   flashjit::BackwardOptions options;
   options.tile = tile;
+  options.deterministic = deterministic;
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   // Random bits in the layout's memory order, and the same values as float64 (BHSD).
@@ -200,8 +204,8 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
   std::vector<float> lse(static_cast<size_t>(B * c.hq * c.sq));
   blse.download(lse.data());
 
-  std::vector<uint16_t> gq[2], gk[2], gv[2];
-  for (int run = 0; run < 2; ++run) {
+  std::vector<std::vector<uint16_t>> gq(static_cast<size_t>(runs)), gk(gq.size()), gv(gq.size());
+  for (size_t run = 0; run < gq.size(); ++run) {
     bdq.poison();
     bdk.poison();
     bdv.poison();
@@ -214,8 +218,12 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
   }
   // dK and dV: each element summed by one block in a fixed order. dQ: fp32 atomics, whose
   // order varies, so the two runs may differ in the last bits of the accumulator.
-  REQUIRE(std::memcmp(gk[0].data(), gk[1].data(), gk[0].size() * 2) == 0);
-  REQUIRE(std::memcmp(gv[0].data(), gv[1].data(), gv[0].size() * 2) == 0);
+  // Deterministic mode: dQ by bwd_dq, in one fixed order, so it too.
+  for (size_t run = 1; run < gq.size(); ++run) {
+    REQUIRE(std::memcmp(gk[0].data(), gk[run].data(), gk[0].size() * 2) == 0);
+    REQUIRE(std::memcmp(gv[0].data(), gv[run].data(), gv[0].size() * 2) == 0);
+    if (deterministic) REQUIRE(std::memcmp(gq[0].data(), gq[run].data(), gq[0].size() * 2) == 0);
+  }
 
   const flashjit::eval::Grads ref = flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps);
   BwdErrors e;
@@ -339,6 +347,26 @@ TEST_CASE("backward: the mma.sync skeleton on every arch against the float64 ref
   print_worst("mma.sync skeleton", n, worst);
 }
 
+// Deterministic mode: dq, dk, dv bit-identical over 10 runs (dQ by the q-stationary bwd_dq
+// kernel), and as accurate as the default mode, over masks, expressions, GQA, head dims.
+TEST_CASE("backward: deterministic mode is bit-identical over 10 runs", "[gpu][backward][bwd_variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  const std::vector<std::pair<int, int>> dims = {{64, 64}, {128, 128}, {32, 32}, {96, 96}, {256, 256}, {128, 64}, {192, 192}};
+  std::map<std::string, BwdErrors> worst;
+  int n = 0;
+  for (size_t vi = 0; vi < vars.size(); ++vi) {
+    const DType dt = vi % 2 ? DType::f16 : DType::bf16;
+    const auto [d, dv] = dims[vi % dims.size()];
+    fjtest::Case c{vars[vi], dt, d, vi % 3 ? 3 : 2, vi % 3 ? 1 : 2, vi % 2 ? 130 : 257, vi % 2 ? 257 : 100, 2, std::nullopt};
+    c.dv = dv;
+    check_backward_errors(run_backward_case(c, vi % 2 == 0, 900 + static_cast<uint32_t>(vi), std::nullopt, true, 10), dt,
+                          worst);
+    ++n;
+  }
+  print_worst("deterministic (10 runs each, bit-identical)", n, worst);
+}
+
 // Random mask expressions (interval-classified, over captured tensors), every fourth with a
 // random score_mod; cases whose reference is not finite (the expression's own NaN) are counted
 // and skipped.
@@ -385,4 +413,7 @@ TEST_CASE("backward under the sanitizers", "[gpu][sanitize][backward]") {
   check_backward_errors(run_backward_case(b, true, 2), DType::f16, worst);
   fjtest::Case c{vars[13], DType::bf16, 64, 2, 1, 50, 50, 1, std::nullopt};  // softcap + causal
   check_backward_errors(run_backward_case(c, false, 3), DType::bf16, worst);
+  check_backward_errors(run_backward_case(b, false, 4, std::nullopt, /*deterministic=*/true), DType::f16, worst);
+  fjtest::Case e{vars[1], DType::bf16, 128, 3, 1, 70, 90, 1, std::nullopt};
+  check_backward_errors(run_backward_case(e, true, 5, std::nullopt, /*deterministic=*/true), DType::bf16, worst);
 }

@@ -43,7 +43,7 @@ AttentionSpec spec_of(DType dt, int d, int dv) {
 
 TEST_CASE("backward kinds: bwd_preprocess is a registered kind with its own names", "[backward]") {
   REQUIRE(flashjit::kernel_kind_from_string("bwd_preprocess") == KernelKind::bwd_preprocess);
-  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert");
+  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert, bwd_dq");
   const std::string name = flashjit::codegen::bwd_preprocess_kernel_name(spec_of(DType::bf16, 128, 128));
   CHECK(name.rfind("flashjit_bwd_preprocess_bf16_d128x128_", 0) == 0);
   CHECK(flashjit::kernel_kind_of_name(name) == KernelKind::bwd_preprocess);
@@ -258,6 +258,54 @@ TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair,
     CHECK(flashjit::compile_bwd_dkdv(doc, o).resources.spill_store_bytes <= kMaxSpillBytes);
     CHECK(!flashjit::compile_bwd_dq_convert(doc, o).image.empty());
   }
+}
+
+// The deterministic mode's dQ kernel: its own kind, recognised by name beside bwd_dq_convert,
+// the same Variant as bwd_dkdv, compiled for every head-dim pair on both archs.
+TEST_CASE("backward kinds: bwd_dq (deterministic dQ) compiles for every head-dim pair", "[backward][nvrtc]") {
+  REQUIRE(flashjit::kernel_kind_from_string("bwd_dq") == KernelKind::bwd_dq);
+  AttentionSpec spec = spec_of(DType::bf16, 128, 128);
+  spec.mask.kind = flashjit::MaskKind::causal;
+  const std::string src = flashjit::emit_kind_cuda(KernelKind::bwd_dq, spec, "sm_90a");
+  CHECK(src.find("flashjit::bwd_dq<T, Variant>(params, smem);") != std::string::npos);
+  CHECK(src.find("using T = flashjit::BwdDqTraits<flashjit::BF16, /*D=*/128, /*DV=*/128, /*BM=*/64, /*BN=*/32, /*WARPS=*/4") !=
+        std::string::npos);
+  CHECK(src.find("return flashjit::band_visible_i32(band, q_idx, kv_idx, params.seqlen_k);") != std::string::npos);
+  const std::string name = flashjit::codegen::bwd_dq_kernel_name(spec);
+  CHECK(name.rfind("flashjit_bwd_dq_bf16_d128x128_causal_br_", 0) == 0);
+  CHECK(flashjit::kernel_kind_of_name(name) == KernelKind::bwd_dq);
+  CHECK(flashjit::kernel_kind_of_name(flashjit::codegen::bwd_dq_convert_kernel_name(spec)) == KernelKind::bwd_dq_convert);
+  const std::vector<std::pair<int, int>> dims = {{32, 32}, {64, 64}, {96, 96}, {128, 128}, {192, 192}, {256, 256}, {128, 64}};
+  int compiled = 0;
+  for (const char* arch : {"sm_80", "sm_90a"})
+    for (const auto& [d, dv] : dims) {
+      AttentionSpec s = spec_of(compiled % 3 ? DType::bf16 : DType::f16, d, dv);
+      s.mask.kind = compiled % 2 ? flashjit::MaskKind::causal : flashjit::MaskKind::none;
+      flashjit::CompileOptions o;
+      o.arch = arch;
+      o.use_cache = false;
+      const flashjit::CompiledKernel k = flashjit::compile_kind(KernelKind::bwd_dq, s, o);
+      INFO(arch << " d " << d << " dv " << dv << ": " << k.resources.registers << " registers");
+      CHECK(!k.image.empty());
+      // Head dim 256 without a mask: dQ's 128 accumulators per thread leave ptxas too few
+      // registers to prefetch K's fragments without spilling ~80 bytes; every other pair: none.
+      CHECK(k.resources.spill_store_bytes <= (d == 256 ? 128 : 0));
+      CHECK(k.dynamic_smem_bytes == flashjit::codegen::bwd_dq_smem_bytes(s, k.tile));
+      ++compiled;
+    }
+  CHECK(compiled == 14);
+  // A classified mask with captures and a score_mod.
+  AttentionSpec doc = spec_of(DType::f16, 64, 64);
+  doc.mask.kind = flashjit::MaskKind::custom;
+  doc.mask.expr = "(doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)";
+  doc.score_mod = "score + slopes[h] * float(kv_idx - q_idx)";
+  doc.captures = {{"doc", flashjit::expr::CaptureDType::i32, 1}, {"slopes", flashjit::expr::CaptureDType::f32, 1}};
+  flashjit::CompileOptions o;
+  o.arch = "sm_90a";
+  o.use_cache = false;
+  const flashjit::CompiledKernel k = flashjit::compile_bwd_dq(doc, o);
+  CHECK(k.resources.spill_store_bytes == 0);
+  CHECK(flashjit::emit_bwd_dq_cuda(doc, "sm_90a").find("static constexpr bool kListed = true;") != std::string::npos);
 }
 
 TEST_CASE("backward kinds: backward() checks its tensors before needing a GPU", "[backward]") {

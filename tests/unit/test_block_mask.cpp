@@ -215,7 +215,7 @@ TEST_CASE("kernel kinds: names round-trip and kernels are recognised by name", "
   for (flashjit::KernelKind k : flashjit::kernel_kinds())
     CHECK(flashjit::kernel_kind_from_string(flashjit::to_string(k)) == k);
   CHECK_FALSE(flashjit::kernel_kind_from_string("bwd").has_value());
-  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert");
+  CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert, bwd_dq");
   AttentionSpec s;
   s.head_dim = 64;
   s.mask.kind = MaskKind::causal;

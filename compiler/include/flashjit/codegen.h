@@ -55,17 +55,31 @@ std::string bwd_preprocess_kernel_name(const AttentionSpec& spec);
 std::string generate_bwd_preprocess_cuda(const AttentionSpec& spec);
 inline constexpr int kBwdPreprocessRows = 64, kBwdPreprocessThreads = 128;
 
-// The bwd_dkdv kernel (templates/flashjit/bwd_dkdv_sm80.cuh) for spec with spec.tile the
+// The bwd_dkdv kernel (templates/flashjit/bwd_dkdv_sm80.cuh, bwd_dkdv_sm90.cuh) for spec with spec.tile the
 // backward's tile (default_bwd_tile, heuristics.h): the skeleton instantiated with the spec's
 // mask, score_mod and its derivative. Grid (ceil(seqlen_k / block_n), heads_kv, batch).
-std::string bwd_dkdv_kernel_name(const AttentionSpec& spec);
-std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec);
+// dq_partials false: the deterministic mode's kernel, without dQ (bwd_dq computes it).
+std::string bwd_dkdv_kernel_name(const AttentionSpec& spec, bool dq_partials = true);
+std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec, bool dq_partials = true);
 // Its dynamic shared memory: the traits' plan, plus the tile list when the mask is classified
 // by interval analysis.
 int bwd_dkdv_smem_bytes(const AttentionSpec& spec, const TileConfig& tile);
 // Whether the q tiles of a key block are classified per tile (a mask expression that is not
 // a band), rather than given in closed form.
 bool bwd_dkdv_listed(const AttentionSpec& spec);
+
+// The variant part shared by the backward's kernels: capture comments, mask and score hooks
+// and the `Variant` struct (bwd_block.cuh documents what the skeletons call). Refers to the
+// kernel's traits as T (T::BM, T::BN) for the full-tile rule.
+std::string bwd_variant_text(const AttentionSpec& spec);
+
+// The deterministic mode's dQ kernel (templates/flashjit/bwd_dq_sm80.cuh): q-stationary, each
+// block owns block_m query rows of one head and loops over the key tiles that they see,
+// recomputing S and dP, so dQ is summed in one fixed order (no atomics). spec.tile is its
+// tile (default_bwd_dq_tile); grid (ceil(seqlen_q / block_m), heads_q, batch).
+std::string bwd_dq_kernel_name(const AttentionSpec& spec);
+std::string generate_bwd_dq_cuda(const AttentionSpec& spec);
+int bwd_dq_smem_bytes(const AttentionSpec& spec, const TileConfig& tile);
 
 // The dQ convert kernel (templates/flashjit/bwd_dq_convert.cuh): dq = dq_accum · scale in the
 // dtype. It reads the dtype and head_dim only (bwd_dq_convert_spec names it).

@@ -23,4 +23,10 @@ TileConfig default_bwd_tile(const AttentionSpec& spec, const std::string& arch);
 // accumulators' registers) naming spec.tile and what is allowed.
 void check_bwd_tile(const AttentionSpec& spec, const TileConfig& tile, const std::string& arch);
 
+// The deterministic backward's bwd_dq tile (block_m = 16 query rows per warp, block_n keys
+// per key tile, stages of K/V buffers; mma_sync): 4 warps, key tiles of 32 up to head dim
+// 128, 16 beyond (dQ's D / 2 accumulators beside S and dP: larger key tiles spill with mask
+// expressions and score_mods), the deepest pipeline that fits.
+TileConfig default_bwd_dq_tile(const AttentionSpec& spec, const std::string& arch);
+
 }  // namespace flashjit

@@ -1,7 +1,7 @@
 // The kinds of kernel flashjit generates for a spec. Each has a name (the CLI's --kind, the
 // prefix of its kernel names) and its own generator; the cache, the CLI and `import --verify`
-// dispatch on it (runtime: kernel_kinds.h): the forward, the block-mask builder and the
-// backward's three kernels.
+// dispatch on it (runtime: kernel_kinds.h): the forward, the block-mask builder, the
+// backward's three kernels and the deterministic backward's dQ kernel.
 #pragma once
 
 #include <optional>
@@ -10,10 +10,11 @@
 
 namespace flashjit {
 
-enum class KernelKind { fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert };
+enum class KernelKind { fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert, bwd_dq };
 
 const char* to_string(KernelKind k);
-// "fwd" / "block_mask" / "bwd_preprocess" / "bwd_dkdv" / "bwd_dq_convert"; nullopt otherwise.
+// "fwd" / "block_mask" / "bwd_preprocess" / "bwd_dkdv" / "bwd_dq_convert" / "bwd_dq"; nullopt
+// otherwise.
 std::optional<KernelKind> kernel_kind_from_string(const std::string& name);
 // Every kind, in the order the CLI lists them.
 const std::vector<KernelKind>& kernel_kinds();

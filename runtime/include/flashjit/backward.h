@@ -10,6 +10,9 @@
 //   bwd_dq_convert  dQ = accumulator · softmax_scale in the dtype
 // The order of the atomic additions varies run to run, so dQ may differ in its last bits
 // between runs; dK and dV are bit-identical (each is summed by one block, in order).
+// BackwardOptions::deterministic: bwd_dkdv leaves dQ alone and bwd_dq (q-stationary: per
+// block of queries, S and dP recomputed over the key tiles) writes it without atomics, so
+// dQ is bit-identical too; no accumulator, no convert.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +33,9 @@ struct BackwardOptions {
   // call allocates it stream-ordered (cuMemAllocAsync) and frees it after the last kernel.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // Bit-identical dQ, dK, dV run to run: dQ by the bwd_dq kernel instead of atomics (costs a
+  // second computation of S and dP; docs/performance.md has the measured cost).
+  bool deterministic = false;
 };
 
 // The fp32 scratch of one call: D (batch · heads_q · seqlen_q) and the dQ accumulator
@@ -53,10 +59,14 @@ CompiledKernel compile_bwd_preprocess(const AttentionSpec& spec, const CompileOp
 // bwd_dkdv with `tile`, or default_bwd_tile() for arch (empty arch: sm_80 to emit, the device's to compile).
 std::string emit_bwd_dkdv_cuda(const AttentionSpec& spec, const std::string& arch = "",
                                const std::optional<TileConfig>& tile = std::nullopt);
+// dq_partials false: the deterministic mode's bwd_dkdv (no dQ; its own kernel name).
 CompiledKernel compile_bwd_dkdv(const AttentionSpec& spec, const CompileOptions& options = {},
-                                const std::optional<TileConfig>& tile = std::nullopt);
+                                const std::optional<TileConfig>& tile = std::nullopt, bool dq_partials = true);
 std::string emit_bwd_dq_convert_cuda(const AttentionSpec& spec);
 CompiledKernel compile_bwd_dq_convert(const AttentionSpec& spec, const CompileOptions& options = {});
+// The deterministic mode's dQ kernel, with default_bwd_dq_tile() for arch (spec.tile not read).
+std::string emit_bwd_dq_cuda(const AttentionSpec& spec, const std::string& arch = "");
+CompiledKernel compile_bwd_dq(const AttentionSpec& spec, const CompileOptions& options = {});
 
 // Fills d and zeroes dq_accum on `stream` (the first kernel alone). o and dout: (batch,
 // heads_q, seqlen_q, head_dim_v) of the spec's dtype, laid out as above; d and dq_accum

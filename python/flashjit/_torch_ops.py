@@ -1,0 +1,151 @@
+"""flashjit's attention as torch custom operators (torch.library), so that torch.compile,
+AOTAutograd and CUDA graphs see it as one opaque op with a fake (meta) implementation and an
+autograd formula:
+
+    flashjit::attention_fwd(Tensor q, Tensor k, Tensor v, str spec_json, Tensor[] captures,
+        bool deterministic=False) -> (Tensor out, Tensor lse)
+    flashjit::attention_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
+        str spec_json, Tensor[] captures, bool deterministic=False) -> (Tensor dq, Tensor dk, Tensor dv)
+
+``spec_json`` is the variant (docs/spec.md, as attention() builds it: dtype, head dims, heads,
+mask, expressions, capture declarations, block mask); ``captures`` the tensors its
+expressions read, in the order of its declarations (a block mask's cells last). ``out`` has
+q's dtype and shape (b, hq, nq, dv); ``lse`` is float32 (b, hq, nq) when the spec has
+``return_lse``, else an empty (0,) tensor. ``lse`` is not differentiable. Every output is a
+fresh tensor; nothing is mutated. ``deterministic`` is the backward's (bit-identical dQ, dK,
+dV run to run: the bwd_dq kernel instead of atomics); the forward only hands it on.
+
+The CUDA implementations launch on torch's current stream of q's device. The first call of
+a spec compiles its kernels (NVRTC, or a cache hit); later calls, CUDA-graph captures
+included, only launch.
+
+Made on first use (``ops(torch)``), so that flashjit imports without torch.
+"""
+
+import functools
+import json
+import threading
+import types
+from typing import Any
+
+from . import _C
+
+__all__ = ["ops"]
+
+FWD_SCHEMA = ("(Tensor q, Tensor k, Tensor v, str spec_json, Tensor[] captures, bool deterministic=False) "
+              "-> (Tensor, Tensor)")
+BWD_SCHEMA = ("(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, str spec_json, "
+              "Tensor[] captures, bool deterministic=False) -> (Tensor, Tensor, Tensor)")
+
+_OPS = None
+_LOCK = threading.Lock()
+
+
+def ops(torch: Any) -> Any:
+    """The namespace of flashjit's custom ops: ``attention_fwd`` and ``attention_bwd`` (the
+    OpOverloads, callable like functions), defined on the first call."""
+    global _OPS
+    if _OPS is not None:
+        return _OPS
+    with _LOCK:
+        if _OPS is None:
+            _OPS = _define(torch)
+    return _OPS
+
+
+@functools.lru_cache(maxsize=1024)
+def _returns_lse(spec_json: str) -> bool:
+    return bool(json.loads(spec_json).get("return_lse", False))
+
+
+def _define(torch: Any) -> Any:
+    lib = "flashjit"
+    existing = getattr(torch.ops, lib, None)
+    if existing is not None and hasattr(existing, "attention_fwd") and hasattr(existing, "attention_bwd"):
+        # Defined already (a second copy of this module, e.g. after importlib.reload).
+        return types.SimpleNamespace(attention_fwd=existing.attention_fwd.default,
+                                     attention_bwd=existing.attention_bwd.default)
+
+    def fwd_shapes(q: Any, k: Any, v: Any, spec_json: str) -> tuple:
+        b, hq, nq = q.shape[0], q.shape[1], q.shape[2]
+        lse_shape = (b, hq, nq) if _returns_lse(spec_json) else (0,)
+        return (b, hq, nq, v.shape[3]), lse_shape
+
+    def attention_fwd(q: Any, k: Any, v: Any, spec_json: str, captures: Any, deterministic: bool = False) -> Any:
+        out_shape, lse_shape = fwd_shapes(q, k, v, spec_json)
+        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+        b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+        if b == 0 or hq == 0 or nq == 0:
+            return out, lse  # nothing to compute
+        if nk == 0:  # no key at all: every row is fully masked
+            out.zero_()
+            lse.fill_(float("-inf"))
+            return out, lse
+        lse_arg = lse if lse.numel() else None
+        stream = torch.cuda.current_stream(q.device).cuda_stream
+        if q.device.index != torch.cuda.current_device():
+            with torch.cuda.device(q.device):
+                _C.forward(spec_json, q, k, v, out, lse_arg, stream, list(captures))
+        else:
+            _C.forward(spec_json, q, k, v, out, lse_arg, stream, list(captures))
+        return out, lse
+
+    def attention_fwd_fake(q: Any, k: Any, v: Any, spec_json: str, captures: Any, deterministic: bool = False) -> Any:
+        out_shape, lse_shape = fwd_shapes(q, k, v, spec_json)
+        return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
+
+    def attention_bwd(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
+                      captures: Any, deterministic: bool = False) -> Any:
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+        if not (b and hq and nq and nk):
+            return dq.zero_(), dk.zero_(), dv.zero_()
+        if lse.dim() != 3:
+            raise ValueError("flashjit::attention_bwd: lse must be the forward's (batch, heads_q, seqlen_q) "
+                             "log-sum-exp; the forward's spec needs return_lse")
+        # The kernels read 16-byte aligned rows with a contiguous last dim.
+        if dout.stride(-1) != 1 or any(st % 8 for st in dout.stride()[:-1]) or dout.data_ptr() % 16:
+            dout = dout.contiguous()
+        ws = torch.empty(_C.backward_workspace_bytes(spec_json, b, nq), dtype=torch.uint8, device=q.device)
+        stream = torch.cuda.current_stream(q.device).cuda_stream
+        with torch.cuda.device(q.device):
+            _C.backward(spec_json, q, k, v, out, lse, dout, dq, dk, dv, stream, list(captures), ws,
+                        deterministic=bool(deterministic))
+        return dq, dk, dv
+
+    def attention_bwd_fake(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
+                           captures: Any, deterministic: bool = False) -> Any:
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+    fwd = torch.library.custom_op(f"{lib}::attention_fwd", attention_fwd, mutates_args=(),
+                                  device_types="cuda", schema=FWD_SCHEMA)
+    fwd.register_fake(attention_fwd_fake)
+    bwd = torch.library.custom_op(f"{lib}::attention_bwd", attention_bwd, mutates_args=(),
+                                  device_types="cuda", schema=BWD_SCHEMA)
+    bwd.register_fake(attention_bwd_fake)
+    bwd_op = torch.ops.flashjit.attention_bwd.default
+
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        q, k, v, spec_json, captures = inputs[:5]
+        ctx.deterministic = bool(inputs[5]) if len(inputs) > 5 else False
+        out, lse = output
+        ctx.save_for_backward(q, k, v, out, lse, *captures)
+        ctx.spec_json = spec_json
+        ctx.num_captures = len(captures)
+        ctx.mark_non_differentiable(lse)
+
+    def backward(ctx: Any, dout: Any, _dlse: Any) -> Any:
+        q, k, v, out, lse, *captures = ctx.saved_tensors
+        if lse.dim() != 3:
+            raise RuntimeError("flashjit::attention_fwd: this call's spec has no return_lse, so it cannot be "
+                               "differentiated (flashjit.attention sets it when q, k or v require grad)")
+        if dout is None:
+            dout = torch.zeros_like(out)
+        dq, dk, dv = bwd_op(dout, q, k, v, out, lse, ctx.spec_json, captures, ctx.deterministic)
+        # One gradient per argument the call passed: inputs above has the schema's defaults
+        # filled in, needs_input_grad has what the caller gave (deterministic may be absent).
+        return (dq, dk, dv, None, [None] * ctx.num_captures) + (None,) * (len(ctx.needs_input_grad) - 5)
+
+    fwd.register_autograd(backward, setup_context=setup_context)
+    return types.SimpleNamespace(attention_fwd=torch.ops.flashjit.attention_fwd.default, attention_bwd=bwd_op)
