@@ -14,7 +14,7 @@ initial weights and the same batches; only the attention call differs:
 
 Prints the two curves every 25 steps and the largest and mean |loss difference|; exits 1 when
 the mean difference over the last 50 steps exceeds --tolerance (default 0.05 nats) or
-flashjit's loss did not fall below half its start.
+flashjit's final loss is not at least 1 nat below the uniform guess ln(vocab).
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ def main() -> int:
             self.pos = nn.Embedding(args.seqlen, d_model)
             self.blocks = nn.ModuleList(Block(use_flashjit) for _ in range(layers))
             self.ln = nn.LayerNorm(d_model)
+            # GPT-2's init: with N(0, 1) embeddings the tied head's first logits are ~16 wide
+            # (loss ~170 nats) and 300 steps only bring the model back to the uniform ln(vocab).
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
         def forward(self, idx):
             x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
@@ -117,7 +124,8 @@ def main() -> int:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "train_tiny_lm.json"), "w") as f:
             json.dump({"flashjit": fj, "sdpa": ref, "args": vars(args)}, f)
-    ok = mean_tail <= args.tolerance and fj[-1] < 0.5 * fj[0] and all(map(math.isfinite, fj))
+    # Learned: below the uniform guess ln(vocab) by at least 1 nat (the copy task allows ~0).
+    ok = mean_tail <= args.tolerance and fj[-1] < math.log(args.vocab) - 1.0 and all(map(math.isfinite, fj))
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

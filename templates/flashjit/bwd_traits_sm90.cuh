@@ -5,7 +5,7 @@
 // 64w..64w+63, the M of its wgmmas for Sᵀ, dPᵀ, dV and dK, and inside it warp i owns keys
 // 16i..16i+15, so the per-warp accumulator layout is the mma.sync one (fragments.cuh) and
 // bwd_block.cuh's P / dS code serves both paths. Per q tile of BM queries:
-//   Sᵀ, dPᵀ:  BM / SQ passes of N = SQ = 32 queries, K = D (DV); K, V and Q, dO K-major in
+//   Sᵀ, dPᵀ:  two passes of N = SQ = BM / 2 queries, K = D (DV); K, V and Q, dO K-major in
 //             shared memory
 //   dV, dK:   N = DV (D), K = BM; Pᵀ from registers, dSᵀ from shared memory; dO, Q read
 //             MN-major
@@ -31,10 +31,11 @@ struct BwdTraitsSm90 {
   static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128 (128-byte swizzle slabs)");
   static_assert(STAGES == 1 || STAGES == 2, "stages must be 1 or 2");
 
-  // Queries per Sᵀ / dPᵀ pass (the N of those wgmmas): BM / SQ passes per q tile. 32 keeps
-  // Sᵀ and dPᵀ at 16 registers each beside dK and dV (64 spilled at head dim 64 with a mask
-  // expression and a score_mod; 32 spills nothing).
-  static constexpr int SQ = 32;
+  // Queries per Sᵀ / dPᵀ pass (the N of those wgmmas): two passes per q tile. Measured on the
+  // H200 (docs/performance.md, 2026-12-02): at head dim 64 (block_m 128) passes of 32 instead
+  // of 64 cost 5-10% (0.90-1.04x FlashAttention-2 against 1.01-1.12x), though they spill
+  // nothing where 64 spills up to 24 bytes (a mask expression with a score_mod).
+  static constexpr int SQ = BM / 2;
   static constexpr int PASSES = BM / SQ;
   static constexpr int DQ_WG_M = BM / 64;
   static_assert(WARPGROUPS % DQ_WG_M == 0, "dQ: warpgroups must cover block_m / 64 query slabs");
