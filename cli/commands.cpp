@@ -34,28 +34,26 @@ std::string tile_string(const TileConfig& t) {
 }
 }  // namespace
 
-// --kind (kernel_kind.h), fwd by default.
-KernelKind kind_of(const Args& args) {
+// --kind (kernel_kind.h), fwd by default; `all`: every kernel of the spec.
+std::vector<KernelKind> kinds_of(const Args& args, const AttentionSpec& spec) {
   const std::string name = args.get("--kind").value_or("fwd");
+  if (name == "all") return spec_kernel_kinds(spec);
   const std::optional<KernelKind> kind = kernel_kind_from_string(name);
-  if (!kind) throw UsageError(fmt::format("unknown kernel kind '{}' for --kind; allowed: {}", name, kernel_kind_names()));
-  return *kind;
+  if (!kind)
+    throw UsageError(fmt::format("unknown kernel kind '{}' for --kind; allowed: {}, all", name, kernel_kind_names()));
+  return {*kind};
 }
 
-int run_compile(const Args& args) {
-  const AttentionSpec spec = load_spec(args);
-  const KernelKind kind = kind_of(args);
-  CompileOptions options;
-  if (auto arch = args.get("--arch")) {
-    options.arch = *arch;
-  } else if (!gpu_available()) {
-    throw ArgumentError("arch", fmt::format("no GPU to compile for ({}); pass --arch, e.g. --arch sm_80, "
-                                            "to compile without one",
-                                            gpu_unavailable_reason()));
-  }
-  options.use_cache = !args.flag("--no-cache");
+namespace {
 
-  const CompiledKernel k = compile_kind(kind, spec, options);
+// The spec a kind's kernel is made from. With --kind all the spec's tile is the forward's, so
+// the backward's tiled kinds (which would read it as theirs) take their heuristic tile.
+AttentionSpec spec_for(const Args& args, const AttentionSpec& spec, KernelKind kind) {
+  const bool all = args.get("--kind").value_or("fwd") == "all";
+  return all && (kind == KernelKind::bwd_dkdv || kind == KernelKind::bwd_dq) ? without_tile(spec) : spec;
+}
+
+void print_compiled(KernelKind kind, const CompiledKernel& k) {
   const ResourceUsage& r = k.resources;
   fmt::print("kernel:        {}\n", k.kernel_name);
   fmt::print("arch:          {}\n", k.arch);
@@ -74,21 +72,53 @@ int run_compile(const Args& args) {
                               : kind == KernelKind::bwd_preprocess
                                   ? fmt::format("none ({} query rows per thread block)", codegen::kBwdPreprocessRows)
                                   : fmt::format("none ({} query rows per thread block)", codegen::kBwdDqConvertRows);
-  const bool tiled = kind == KernelKind::fwd || kind == KernelKind::bwd_dkdv;
+  const bool tiled = kind == KernelKind::fwd || kind == KernelKind::bwd_dkdv || kind == KernelKind::bwd_dq;
   fmt::print("tile:          {}\n", tiled ? tile_string(k.tile) : untiled);
+}
+
+}  // namespace
+
+int run_compile(const Args& args) {
+  const AttentionSpec spec = load_spec(args);
+  const std::vector<KernelKind> kinds = kinds_of(args, spec);
+  CompileOptions options;
+  if (auto arch = args.get("--arch")) {
+    options.arch = *arch;
+  } else if (!gpu_available()) {
+    throw ArgumentError("arch", fmt::format("no GPU to compile for ({}); pass --arch, e.g. --arch sm_80, "
+                                            "to compile without one",
+                                            gpu_unavailable_reason()));
+  }
+  options.use_cache = !args.flag("--no-cache");
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    if (i > 0) fmt::print("\n");
+    print_compiled(kinds[i], compile_kind(kinds[i], spec_for(args, spec, kinds[i]), options));
+  }
   return 0;
 }
 
 int run_emit(const Args& args) {
   const AttentionSpec spec = load_spec(args);
   const std::string arch = arch_or_default(args);
-  fmt::print("{}", emit_kind_cuda(kind_of(args), spec, arch));
+  const std::vector<KernelKind> kinds = kinds_of(args, spec);
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    if (kinds.size() > 1) fmt::print("{}// ===== --kind {} =====\n", i > 0 ? "\n" : "", to_string(kinds[i]));
+    fmt::print("{}", emit_kind_cuda(kinds[i], spec_for(args, spec, kinds[i]), arch));
+  }
   return 0;
 }
 
 int run_ir(const Args& args) {
   const AttentionSpec spec = load_spec(args);
   const std::string arch = arch_or_default(args);
+  // The tile IR is the forward's; the other kinds are device skeletons with a generated variant.
+  const std::string kind = args.get("--kind").value_or("fwd");
+  if (kind != "fwd" && kind != "all") {
+    kinds_of(args, spec);  // an unknown name gets the list
+    throw UsageError(fmt::format("--kind {}: only the forward kernel (fwd) has a tile IR; the other kinds are device "
+                                 "skeletons instantiated with the spec's variant (see `flashjit emit --kind {}`)",
+                                 kind, kind));
+  }
   // "lower" = as lowered, before any pass; a pass name = stop after it; absent = all passes.
   const std::string after = args.get("--after").value_or("");
   if (!after.empty() && after != "lower") {

@@ -21,7 +21,10 @@ void print_usage(std::FILE* out) {
              "                                                  compile with NVRTC (cached) and show\n"
              "                                                  the kernel's name, cache entry and resources\n"
              "  emit    --spec SPEC [--arch ARCH] [--kind KIND] print the generated CUDA source\n"
-             "  ir      --spec SPEC [--arch ARCH] [--after PASS]\n"
+             "                                                  (KIND: fwd, block_mask, bwd_preprocess, bwd_dkdv,\n"
+             "                                                  bwd_dq_convert, bwd_dq, or all: every kernel\n"
+             "                                                  of the spec)\n"
+             "  ir      --spec SPEC [--arch ARCH] [--after PASS] [--kind fwd]\n"
              "                                                  print the tile IR after all passes, or after\n"
              "                                                  PASS (lower = before any pass)\n"
              "  tune    --specs FILE --shapes SHAPES [--arch ARCH] [--cache-dir DIR] [--compile-only]\n"
@@ -75,7 +78,7 @@ int dispatch(const std::vector<std::string>& argv) {
   Args args;
   if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch", "--kind"}, {"--no-cache"});
   else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch", "--kind"}, {});
-  else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after"}, {});
+  else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after", "--kind"}, {});
   else if (cmd == "mask") args = parse_args(cmd, rest, {"--spec", "--sq", "--sk", "--png"}, {});
   else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {"--verify"}));
   else if (cmd == "tune")

@@ -34,4 +34,11 @@ CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const Co
   return {};
 }
 
+std::vector<KernelKind> spec_kernel_kinds(const AttentionSpec& spec) {
+  std::vector<KernelKind> out;
+  for (KernelKind k : kernel_kinds())
+    if (k != KernelKind::block_mask || spec.normalized().mask.kind == MaskKind::custom) out.push_back(k);
+  return out;
+}
+
 }  // namespace flashjit

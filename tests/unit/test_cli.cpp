@@ -136,6 +136,31 @@ TEST_CASE("cli: --kind block_mask emits and compiles the block-mask builder", "[
   CHECK(has(bad.out, "allowed: fwd, block_mask"));
 }
 
+// --kind all: every kernel of the spec, the forward with the spec's tile, the backward's with
+// their own (heuristic) tiles; ir takes --kind fwd (or all) only.
+TEST_CASE("cli: --kind all emits and compiles every kernel of the spec", "[cli][backward]") {
+  const std::string tiled = R"({"dtype":"bf16","head_dim":64,"mask":{"kind":"causal"},"tile":{"block_m":128,"block_n":64,"warps":4,"stages":2}})";
+  Result e = run_cli({"emit", "--kind", "all", "--spec", tiled, "--arch", "sm_90a"});
+  REQUIRE(e.status == 0);
+  for (const char* k : {"fwd", "bwd_preprocess", "bwd_dkdv", "bwd_dq_convert", "bwd_dq"})
+    CHECK(has(e.out, std::string("// ===== --kind ") + k + " =====\n"));
+  CHECK_FALSE(has(e.out, "--kind block_mask"));  // a band: no block-mask builder
+  CHECK(has(e.out, "flashjit::bwd_dkdv_sm90<T, Variant>(params, smem);"));
+  Result c = run_cli({"compile", "--kind", "all", "--spec", tiled, "--arch", "sm_80", "--no-cache"});
+  INFO(c.out);
+  REQUIRE(c.status == 0);
+  CHECK(has(c.out, "tile:          block_m=128 block_n=64 warps=4 stages=2 mma=mma_sync"));  // the forward's
+  CHECK(has(c.out, "kernel:        flashjit_bwd_dq_bf16_d64x64_causal_br_"));
+  const std::string doc =
+      R"({"dtype":"bf16","head_dim":64,"mask":{"kind":"custom","expr":"doc[q_idx] == doc[kv_idx]"},"captures":[{"name":"doc","dtype":"i32","rank":1}]})";
+  CHECK(has(run_cli({"emit", "--kind", "all", "--spec", doc}).out, "// ===== --kind block_mask =====\n"));
+  Result ir = run_cli({"ir", "--kind", "bwd_dkdv", "--spec", tiled});
+  CHECK(ir.status == 2);
+  CHECK(has(ir.out, "only the forward kernel (fwd) has a tile IR"));
+  CHECK(run_cli({"ir", "--kind", "all", "--spec", tiled}).status == 0);
+  CHECK(has(run_cli({"emit", "--kind", "bwd", "--spec", tiled}).out, "bwd_dq_convert, bwd_dq, all"));
+}
+
 TEST_CASE("cli: ir after lowering and after the passes", "[cli]") {
   Result lowered = run_cli({"ir", "--spec", kCausal, "--after", "lower"});
   REQUIRE(lowered.status == 0);

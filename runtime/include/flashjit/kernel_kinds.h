@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "flashjit/compiled_kernel.h"
 #include "flashjit/kernel_kind.h"
@@ -19,5 +20,9 @@ std::string emit_kind_cuda(KernelKind kind, const AttentionSpec& spec, const std
 void validate_for_kind(KernelKind kind, const AttentionSpec& spec);
 // Its compile, as compile() does for the forward.
 CompiledKernel compile_kind(KernelKind kind, const AttentionSpec& spec, const CompileOptions& options = {});
+// Every kind the spec has a kernel of, in kernel_kinds() order: fwd; block_mask when its mask
+// is an expression (the builder create_block_mask runs); the backward's bwd_preprocess,
+// bwd_dkdv, bwd_dq_convert; bwd_dq (the deterministic backward). The CLI's --kind all.
+std::vector<KernelKind> spec_kernel_kinds(const AttentionSpec& spec);
 
 }  // namespace flashjit
