@@ -37,18 +37,18 @@ run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLAS
    --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include") &
 run build 300 ninja -C build
 wait
-cd /tmp && run bench 200 python3 "$root/bench/bench_backward.py" --out "$OUT" "$@"; cd "$root"
+cd /tmp && run bench 400 python3 "$root/bench/bench_backward.py" --out "$OUT" "$@"; cd "$root"
 
 export FLASHJIT_AUTOTUNE=0
 tests=./build/tests/flashjit_tests
-run variants 220 $tests "backward: every variant against the float64 reference" &
-run random 220 $tests "backward: random expressions against the float64 reference" &
-run mma_sync 220 $tests "backward: the mma.sync skeleton on every arch against the float64 reference" &
-run deterministic 220 $tests "backward: deterministic mode is bit-identical over 10 runs" &
+run variants 420 $tests "backward: every variant against the float64 reference" &
+run random 420 $tests "backward: random expressions against the float64 reference" &
+run mma_sync 420 $tests "backward: the mma.sync skeleton on every arch against the float64 reference" &
+run deterministic 420 $tests "backward: deterministic mode is bit-identical over 10 runs" &
 (run preprocess 120 $tests "bwd_preprocess: D = rowsum(dO * O) against float64, dQ accumulator zeroed"
  run memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $tests "[sanitize][backward]"
  run racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $tests "[sanitize][backward]") &
-(cd /tmp && run pytest 160 python3 -m pytest -q "$root/python/tests/test_backward_gpu.py" \
+(cd /tmp && run pytest 300 python3 -m pytest -q "$root/python/tests/test_backward_gpu.py" \
    "$root/python/tests/test_torch_compile_gpu.py" "$root/python/tests/test_gpu.py"
- cd /tmp && run train 80 python3 "$root/examples/train_tiny_lm.py" --out "$OUT") &
+ cd /tmp && run train 200 python3 "$root/examples/train_tiny_lm.py" --out "$OUT") &
 wait

@@ -294,8 +294,9 @@ std::vector<fjtest::Variant> backward_variants() {
 }  // namespace
 
 // Every variant (built-ins, expressions recognised as bands, interval-classified masks,
-// score_mods with their derivatives) over dtypes, head dims, GQA ratios (3:1 included),
-// odd lengths, seqlen_q != seqlen_k and both layouts. Each spec runs several shapes.
+// score_mods with their derivatives) over dtypes, head dims, GQA ratios (3:1 and 5:1
+// included), odd lengths, seqlen_q != seqlen_k and both layouts: 4 specs per variant and
+// dtype, each over 3 shapes (384 cases).
 TEST_CASE("backward: every variant against the float64 reference", "[gpu][backward][bwd_variants]") {
   FJ_REQUIRE_GPU_OR_SKIP();
   struct Shape {
@@ -304,14 +305,14 @@ TEST_CASE("backward: every variant against the float64 reference", "[gpu][backwa
   };
   const std::vector<Shape> shapes = {{1, 1, 1}, {17, 17, 2}, {100, 257, 1}, {257, 100, 2}, {1000, 130, 1}, {64, 1000, 1}};
   const std::vector<std::pair<int, int>> dims = {{64, 64}, {128, 128}, {32, 32}, {96, 96}, {256, 256}, {128, 64}, {192, 192}};
-  const std::vector<std::pair<int, int>> heads = {{2, 2}, {3, 1}, {4, 2}};
+  const std::vector<std::pair<int, int>> heads = {{2, 2}, {3, 1}, {4, 2}, {5, 1}, {6, 2}};
   std::map<std::string, BwdErrors> worst;
   int n = 0;
   uint32_t seed = 11;
   const std::vector<fjtest::Variant> vars = backward_variants();
   for (size_t vi = 0; vi < vars.size(); ++vi)
     for (DType dt : {DType::bf16, DType::f16})
-      for (int pick = 0; pick < 2; ++pick) {
+      for (int pick = 0; pick < 4; ++pick) {
         const size_t k = vi * 5 + pick * 3 + (dt == DType::f16 ? 1 : 0);
         fjtest::Case c{vars[vi], dt, dims[k % dims.size()].first, heads[k % heads.size()].first,
                        heads[k % heads.size()].second, 0, 0, 1, std::nullopt};
@@ -338,11 +339,13 @@ TEST_CASE("backward: the mma.sync skeleton on every arch against the float64 ref
   for (size_t vi = 0; vi < vars.size(); ++vi)
     for (DType dt : {DType::bf16, DType::f16}) {
       const auto [d, dv] = dims[(vi + (dt == DType::f16 ? 1 : 0)) % dims.size()];
-      fjtest::Case c{vars[vi], dt, d, 3, 1, vi % 2 ? 100 : 257, vi % 2 ? 257 : 100, 2, std::nullopt};
-      c.dv = dv;
-      const flashjit::TileConfig tile = flashjit::default_bwd_tile(fjtest::spec_of(c), "sm_80");
-      check_backward_errors(run_backward_case(c, vi % 3 == 0, 500 + static_cast<uint32_t>(n), tile), dt, worst);
-      ++n;
+      for (int layout = 0; layout < 2; ++layout) {
+        fjtest::Case c{vars[vi], dt, d, 3, 1, (vi + layout) % 2 ? 100 : 257, (vi + layout) % 2 ? 257 : 100, 2, std::nullopt};
+        c.dv = dv;
+        const flashjit::TileConfig tile = flashjit::default_bwd_tile(fjtest::spec_of(c), "sm_80");
+        check_backward_errors(run_backward_case(c, layout == 1, 500 + static_cast<uint32_t>(n), tile), dt, worst);
+        ++n;
+      }
     }
   print_worst("mma.sync skeleton", n, worst);
 }
@@ -378,7 +381,7 @@ TEST_CASE("backward: random expressions against the float64 reference", "[gpu][b
   const std::vector<std::pair<int64_t, int64_t>> lens = {{17, 17}, {200, 333}, {333, 200}, {129, 129}};
   std::map<std::string, BwdErrors> worst;
   int n = 0, skipped = 0;
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 64; ++i) {
     fjtest::Variant var;
     var.name = "random " + std::to_string(i);
     var.caps = caps;
