@@ -8,6 +8,7 @@
 #include <string>
 
 #include "flashjit/codegen.h"
+#include "flashjit/error.h"
 #include "flashjit/expr.h"
 #include "flashjit/ir.h"
 #include "flashjit/spec.h"
@@ -40,20 +41,23 @@ int bwd_dkdv_smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   return plan_bytes(spec.head_dim, spec.head_dim_v, t) + (bwd_dkdv_listed(spec) ? kTileListBytes : 0);
 }
 
-std::string bwd_dkdv_kernel_name(const AttentionSpec& spec0, bool dq_partials) {
+std::string bwd_dkdv_kernel_name(const AttentionSpec& spec0, bool dq_partials, bool capture_grads) {
   const AttentionSpec spec = spec0.normalized();
-  return fmt::format("flashjit_bwd_dkdv_{}_d{}x{}_{}_{:08x}{}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
-                     mask_tag(spec.mask), static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu), dq_partials ? "" : "_nodq");
+  return fmt::format("flashjit_bwd_dkdv_{}_d{}x{}_{}_{:08x}{}{}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
+                     mask_tag(spec.mask), static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu), dq_partials ? "" : "_nodq",
+                     capture_grads ? "_dcap" : "");
 }
 
-std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0, bool dq_partials) {
+std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0, bool dq_partials, bool capture_grads) {
   const AttentionSpec spec = spec0.normalized();
   const TileConfig& t = spec.tile.value();
   const ir::LoopMask lm = ir::loop_mask(spec);  // a band, or an expression to classify
   const std::string& mask_expr = lm.expr;
   const bool listed = !mask_expr.empty();
   const bool score = !spec.score_mod.empty();
-  const std::string name = bwd_dkdv_kernel_name(spec, dq_partials);
+  if (capture_grads && score_grad_captures(spec.score_mod, spec.captures).empty())
+    throw SpecError("spec.score_mod", "no captured tensor is read on a differentiable path, so none can get a gradient");
+  const std::string name = bwd_dkdv_kernel_name(spec, dq_partials, capture_grads);
   const int smem = bwd_dkdv_smem_bytes(spec, t);
   const bool wgmma = t.mma == MmaKind::wgmma;
   const char* skeleton = wgmma ? "bwd_dkdv_sm90" : "bwd_dkdv_sm80";
@@ -76,7 +80,7 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0, bool dq_partials)
                      spec.head_dim_v, t.block_m, t.block_n, t.warps, t.stages);
   out += fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
                      listed ? " + flashjit::kTileListBytes" : "", smem);
-  out += bwd_variant_text(spec);
+  out += bwd_variant_text(spec, capture_grads);
   out += "}  // namespace\n\n";
   out += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::BwdParams params) {{\n",
                      32 * t.warps, name);

@@ -22,7 +22,7 @@ std::string band_text(const ir::BandMask& b) {
 
 }  // namespace
 
-std::string bwd_variant_text(const AttentionSpec& spec0) {
+std::string bwd_variant_text(const AttentionSpec& spec0, bool capture_grads) {
   const AttentionSpec spec = spec0.normalized();
   const ir::LoopMask lm = ir::loop_mask(spec);  // a band, or an expression to classify
   const std::string& mask_expr = lm.expr;
@@ -33,6 +33,7 @@ std::string bwd_variant_text(const AttentionSpec& spec0) {
   out += capture_comments(spec.captures);
   if (listed) out += mask_hooks(mask_expr, spec.captures, /*factored=*/false);
   if (score) out += score_hook(spec.score_mod, spec.captures, /*factored=*/false) + score_grad_hook(spec.score_mod, spec.captures);
+  if (capture_grads) out += capture_grad_hook(spec.score_mod, spec.captures);
 
   out += "// The variant the skeleton calls (bwd_block.cuh, top).\n";
   out += "struct Variant {\n";
@@ -40,6 +41,8 @@ std::string bwd_variant_text(const AttentionSpec& spec0) {
                 : fmt::format("  // Mask {}: tiles in closed form (band_q_tiles, band_kv_tiles).\n", to_string(spec.mask.kind));
   out += fmt::format("  static constexpr bool kListed = {};\n", listed ? "true" : "false");
   out += fmt::format("  static constexpr bool kScoreMod = {};\n", score ? "true" : "false");
+  out += fmt::format("  static constexpr bool kCaptureGrads = {};  // gradients into captured tensors\n",
+                     capture_grads ? "true" : "false");
   out += fmt::format("  static constexpr float kScale = {};      // softmax_scale\n", float_literal(scale));
   out += fmt::format("  static constexpr float kScaleLog2 = {};  // softmax_scale * log2(e)\n", float_literal(scale * M_LOG2E));
   out += "  static __device__ __forceinline__ flashjit::Band band(const flashjit::FwdParams& params) {\n";
@@ -70,6 +73,10 @@ std::string bwd_variant_text(const AttentionSpec& spec0) {
   out += "  static __device__ __forceinline__ float dscore(const flashjit::FwdParams& params, float x, int b, int h, "
          "int q_idx, int kv_idx) {\n";
   out += score ? "    return score_mod_grad(params, x, b, h, q_idx, kv_idx);\n" : "    return 1.0f;\n";
+  out += "  }\n";
+  out += "  static __device__ __forceinline__ void capture_grads(const flashjit::BwdParams& bp, float g, float x, int b, "
+         "int h, int q_idx, int kv_idx) {\n";
+  out += capture_grads ? "    score_mod_capture_grads(bp, g, x, b, h, q_idx, kv_idx);\n" : "    // none: kCaptureGrads is false\n";
   out += "  }\n};\n\n";
   return out;
 }

@@ -3,6 +3,7 @@
 // text, so they agree on what each element is.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -134,6 +135,34 @@ std::string score_grad_hook(const std::string& score_mod, const std::vector<expr
   if (d.type() == expr::Type::integer) value = "fj_i2f(" + value + ")";
   out += "  return " + value + ";\n}\n";
   return out + "\n";
+}
+
+std::vector<int> score_grad_captures(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures) {
+  std::vector<int> out;
+  if (score_mod.empty()) return out;
+  for (const expr::ReadGradient& g :
+       expr::read_gradients(expr::parse(score_mod, expr::Context{true, captures}), captures))
+    if (std::find(out.begin(), out.end(), g.capture) == out.end()) out.push_back(g.capture);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string capture_grad_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures) {
+  const expr::Expr e = expr::parse(score_mod, expr::Context{true, captures});
+  const std::vector<expr::CaptureDType> dtypes = dtypes_of(captures);
+  std::string out = "// Gradients into the captured tensors the score_mod reads (one atomic add per read and\n"
+                    "// element, warp-aggregated: fj_grad_add). g = dL / d(score_mod's value).\n";
+  out += "__device__ __forceinline__ void score_mod_capture_grads(const flashjit::BwdParams& bp, float g, float score, "
+         "int b, int h, int q_idx, int kv_idx) {\n  using namespace flashjit;\n  const FwdParams& params = bp.fwd;\n";
+  for (const expr::ReadGradient& r : expr::read_gradients(e, captures)) {
+    std::vector<std::string> idx;
+    for (const expr::Expr& i : r.index) idx.push_back(expr::emit_value(i, dtypes, expr::FloatMath::fast));
+    std::string d = expr::emit_value(r.derivative, dtypes, expr::FloatMath::fast);
+    if (r.derivative.type() == expr::Type::integer) d = "fj_i2f(" + d + ")";
+    out += fmt::format("  // d / d {}[...]: {}\n", captures[static_cast<size_t>(r.capture)].name, expr::print(r.derivative, captures));
+    out += fmt::format("  fj_grad_add(bp.dcaps[{}], g * {}, {});\n", r.capture, d, join(idx, ", "));
+  }
+  return out + "}\n\n";
 }
 
 }  // namespace flashjit::codegen

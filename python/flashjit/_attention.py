@@ -396,7 +396,9 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     When q, k or v require grad (and grad mode is on), the call is recorded for autograd:
     o.backward() runs flashjit's backward for the same variant (masks, mask_mod, block_mask,
     score_mod through its symbolic derivative, GQA). The returned lse carries no gradient.
-    Tensors captured by mask_mod / score_mod do not get gradients yet.
+    Float tensors captured by score_mod that require grad (a learnable bias table, ALiBi
+    slopes) get their gradient too (fp32 atomics: not bit-identical run to run); tensors
+    read only by the mask get None.
     deterministic: the backward gives bit-identical dq, dk, dv run to run (dQ by a
       q-stationary kernel instead of fp32 atomics; slower: docs/performance.md). By default
       dQ may differ in its last bits between runs; dk and dv never do.
@@ -482,12 +484,18 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         caps = [_follow(mask_mod, score_mod, path) for path in caps]
     else:
         caps = list(caps)
-    if needs_grad:
-        for t in caps:
-            if getattr(t, "requires_grad", False):
-                raise NotImplementedError(
-                    "flashjit.attention: gradients into tensors captured by score_mod / mask_mod are not "
-                    "supported yet; detach them (q, k and v get their gradients)")
+    # A captured tensor that requires grad (a learnable bias) makes the call differentiable
+    # too: the backward gives it its gradient (fp32 atomics) when the score_mod reads it
+    # differentiably, and None otherwise (a mask's document ids).
+    if is_torch and not needs_grad and torch.is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in caps):
+        if out is not None or lse_out is not None:
+            raise ValueError("flashjit.attention: out= and lse_out= cannot be used when a captured tensor requires "
+                             "grad (autograd owns the outputs); drop them or call under torch.no_grad()")
+        needs_grad = True
+        if not want_lse:  # the backward recomputes P from the LSE: the spec must return it
+            want_lse = True
+            spec_json, _ = _plan(dtype, d, dv, hq, hkv, mask, win, align, scale, want_lse, _tile_key(tile), mask_form,
+                                 score_form, block, compiling, deps)
     if bm is not None:
         caps.append(bm.cells)
 

@@ -5,14 +5,17 @@ autograd formula:
     flashjit::attention_fwd(Tensor q, Tensor k, Tensor v, str spec_json, Tensor[] captures,
         bool deterministic=False) -> (Tensor out, Tensor lse)
     flashjit::attention_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
-        str spec_json, Tensor[] captures, bool deterministic=False) -> (Tensor dq, Tensor dk, Tensor dv)
+        str spec_json, Tensor[] captures, bool deterministic=False, int[] capture_grad_index=[])
+        -> (Tensor dq, Tensor dk, Tensor dv, Tensor[] dcaptures)
 
 ``spec_json`` is the variant (docs/spec.md, as attention() builds it: dtype, head dims, heads,
 mask, expressions, capture declarations, block mask); ``captures`` the tensors its
 expressions read, in the order of its declarations (a block mask's cells last). ``out`` has
 q's dtype and shape (b, hq, nq, dv); ``lse`` is float32 (b, hq, nq) when the spec has
 ``return_lse``, else an empty (0,) tensor. ``lse`` is not differentiable. Every output is a
-fresh tensor; nothing is mutated. ``deterministic`` is the backward's (bit-identical dQ, dK,
+fresh tensor; nothing is mutated. ``dcaptures[i]`` is the float32 gradient of
+``captures[capture_grad_index[i]]`` (a learnable bias read by score_mod; fp32 atomics, so not
+bit-identical run to run). ``deterministic`` is the backward's (bit-identical dQ, dK,
 dV run to run: the bwd_dq kernel instead of atomics); the forward only hands it on.
 
 The CUDA implementations launch on torch's current stream of q's device. The first call of
@@ -35,7 +38,8 @@ __all__ = ["ops"]
 FWD_SCHEMA = ("(Tensor q, Tensor k, Tensor v, str spec_json, Tensor[] captures, bool deterministic=False) "
               "-> (Tensor, Tensor)")
 BWD_SCHEMA = ("(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, str spec_json, "
-              "Tensor[] captures, bool deterministic=False) -> (Tensor, Tensor, Tensor)")
+              "Tensor[] captures, bool deterministic=False, int[] capture_grad_index=[]) "
+              "-> (Tensor, Tensor, Tensor, Tensor[])")
 
 _OPS = None
 _LOCK = threading.Lock()
@@ -51,6 +55,11 @@ def ops(torch: Any) -> Any:
         if _OPS is None:
             _OPS = _define(torch)
     return _OPS
+
+
+@functools.lru_cache(maxsize=1024)
+def _grad_captures(spec_json: str) -> frozenset:
+    return frozenset(_C.score_grad_captures(spec_json))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -95,12 +104,16 @@ def _define(torch: Any) -> Any:
         out_shape, lse_shape = fwd_shapes(q, k, v, spec_json)
         return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
 
+    def capture_grad_buffers(captures: Any, capture_grad_index: Any, like: Any) -> list:
+        return [like.new_empty(tuple(captures[i].shape), dtype=torch.float32) for i in capture_grad_index]
+
     def attention_bwd(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
-                      captures: Any, deterministic: bool = False) -> Any:
+                      captures: Any, deterministic: bool = False, capture_grad_index: Any = ()) -> Any:
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        dcaps = capture_grad_buffers(captures, capture_grad_index, q)
         b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
         if not (b and hq and nq and nk):
-            return dq.zero_(), dk.zero_(), dv.zero_()
+            return dq.zero_(), dk.zero_(), dv.zero_(), [g.zero_() for g in dcaps]
         if lse.dim() != 3:
             raise ValueError("flashjit::attention_bwd: lse must be the forward's (batch, heads_q, seqlen_q) "
                              "log-sum-exp; the forward's spec needs return_lse")
@@ -111,12 +124,14 @@ def _define(torch: Any) -> Any:
         stream = torch.cuda.current_stream(q.device).cuda_stream
         with torch.cuda.device(q.device):
             _C.backward(spec_json, q, k, v, out, lse, dout, dq, dk, dv, stream, list(captures), ws,
-                        deterministic=bool(deterministic))
-        return dq, dk, dv
+                        deterministic=bool(deterministic), capture_grad_index=[int(i) for i in capture_grad_index],
+                        capture_grads=dcaps)
+        return dq, dk, dv, dcaps
 
     def attention_bwd_fake(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
-                           captures: Any, deterministic: bool = False) -> Any:
-        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+                           captures: Any, deterministic: bool = False, capture_grad_index: Any = ()) -> Any:
+        return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+                capture_grad_buffers(captures, capture_grad_index, q))
 
     fwd = torch.library.custom_op(f"{lib}::attention_fwd", attention_fwd, mutates_args=(),
                                   device_types="cuda", schema=FWD_SCHEMA)
@@ -142,10 +157,18 @@ def _define(torch: Any) -> Any:
                                "differentiated (flashjit.attention sets it when q, k or v require grad)")
         if dout is None:
             dout = torch.zeros_like(out)
-        dq, dk, dv = bwd_op(dout, q, k, v, out, lse, ctx.spec_json, captures, ctx.deterministic)
+        # Captures that require grad and that the score_mod reads differentiably get one (the
+        # others, e.g. a mask's document ids, are piecewise constant in the loss: None).
+        needs = ctx.needs_input_grad[4] if len(ctx.needs_input_grad) > 4 else []
+        wanted = _grad_captures(ctx.spec_json)
+        index = [i for i, need in enumerate(needs) if need and i in wanted]
+        dq, dk, dv, dcaps = bwd_op(dout, q, k, v, out, lse, ctx.spec_json, captures, ctx.deterministic, index)
+        cap_grads = [None] * ctx.num_captures
+        for i, g in zip(index, dcaps):
+            cap_grads[i] = g.to(captures[i].dtype)
         # One gradient per argument the call passed: inputs above has the schema's defaults
         # filled in, needs_input_grad has what the caller gave (deterministic may be absent).
-        return (dq, dk, dv, None, [None] * ctx.num_captures) + (None,) * (len(ctx.needs_input_grad) - 5)
+        return (dq, dk, dv, None, cap_grads) + (None,) * (len(ctx.needs_input_grad) - 5)
 
     fwd.register_autograd(backward, setup_context=setup_context)
     return types.SimpleNamespace(attention_fwd=torch.ops.flashjit.attention_fwd.default, attention_bwd=bwd_op)

@@ -14,6 +14,7 @@
 #include "bindings.h"
 #include "flashjit/backward.h"
 #include "flashjit/block_mask.h"
+#include "flashjit/codegen.h"
 #include "flashjit/cuda_driver.h"
 #include "flashjit/error.h"
 #include "flashjit/runtime.h"
@@ -233,7 +234,8 @@ void bind_forward(nb::module_& m) {
       "backward",
       [](const std::string& spec_json, const Array& q, const Array& k, const Array& v, const Array& o,
          const Array& lse, const Array& dout, const Array& dq, const Array& dk, const Array& dv, uintptr_t stream,
-         const std::vector<Array>& captures, std::optional<Array> workspace, bool deterministic) {
+         const std::vector<Array>& captures, std::optional<Array> workspace, bool deterministic,
+         const std::vector<int>& capture_grad_index, const std::vector<Array>& capture_grads) {
         const AttentionSpec spec = parsed_spec(spec_json);
         int32_t device = -1;
         const TensorView qv = view_of(q, "q", 4, &device), kv = view_of(k, "k", 4, &device),
@@ -244,6 +246,18 @@ void bind_forward(nb::module_& m) {
         const std::vector<TensorView> cv = capture_views(spec, captures, &device);
         BackwardOptions options;
         options.deterministic = deterministic;
+        if (capture_grad_index.size() != capture_grads.size())
+          throw ArgumentError("capture_grads", "needs one index in capture_grad_index per tensor");
+        if (!capture_grads.empty()) {
+          options.capture_grads.resize(cv.size());
+          for (size_t i = 0; i < capture_grads.size(); ++i) {
+            const int c = capture_grad_index[i];
+            if (c < 0 || static_cast<size_t>(c) >= cv.size())
+              throw ArgumentError("capture_grad_index", "index " + std::to_string(c) + " is not a capture's");
+            options.capture_grads[static_cast<size_t>(c)] =
+                capture_view_of(capture_grads[i], "capture_grads[" + std::to_string(i) + "]", &device);
+          }
+        }
         if (workspace) {
           if (workspace->device_type() != kDLCUDA || workspace->device_id() != device)
             throw ArgumentError("workspace", "must be a CUDA tensor on q's device");
@@ -260,9 +274,12 @@ void bind_forward(nb::module_& m) {
       nb::arg("spec_json"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("o"), nb::arg("lse"), nb::arg("dout"),
       nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("stream") = 0, nb::arg("captures") = std::vector<Array>{},
       nb::arg("workspace").none() = nb::none(), nb::arg("deterministic") = false,
+      nb::arg("capture_grad_index") = std::vector<int>{}, nb::arg("capture_grads") = std::vector<Array>{},
       "Attention backward: fills dq, dk, dv for the upstream gradient dout, from q, k, v and the forward's o "
       "and lse (float32, natural log). `workspace`: a CUDA buffer of at least backward_workspace_bytes(); "
-      "None allocates it stream-ordered. Launches on `stream` and returns without synchronising.");
+      "None allocates it stream-ordered. `deterministic`: bit-identical gradients (bwd_dq). "
+      "`capture_grads[i]`: float32, contiguous, the shape of captures[capture_grad_index[i]]: gets "
+      "that capture's gradient (zeroed first). Launches on `stream` and returns without synchronising.");
 
   m.def(
       "backward_workspace_bytes",
@@ -271,6 +288,16 @@ void bind_forward(nb::module_& m) {
       },
       nb::arg("spec_json"), nb::arg("batch"), nb::arg("seqlen_q"),
       "Bytes of fp32 scratch one backward() call needs (D and the dQ accumulator).");
+
+  m.def(
+      "score_grad_captures",
+      [](const std::string& spec_json) {
+        const AttentionSpec spec = parsed_spec(spec_json).normalized();
+        return codegen::score_grad_captures(spec.score_mod, spec.captures);
+      },
+      nb::arg("spec_json"),
+      "Indices of the captures the score_mod reads on a differentiable path: the ones backward() can "
+      "give a gradient (capture_grads).");
 
   m.def(
       "build_block_mask",

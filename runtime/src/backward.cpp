@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "flashjit/codegen.h"
 #include "flashjit/cuda_driver.h"
 #include "flashjit/error.h"
@@ -29,6 +31,47 @@ AttentionSpec dkdv_spec(const AttentionSpec& spec, const std::string& arch, cons
 }
 
 size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
+
+int64_t elements(const TensorView& t) {
+  int64_t n = 1;
+  for (int d = 0; d < t.rank; ++d) n *= t.sizes[d];
+  return n;
+}
+
+// BackwardOptions::capture_grads against the captures: true when any gradient is wanted.
+bool check_capture_grads(const AttentionSpec& spec0, const std::vector<TensorView>& captures,
+                         const std::vector<TensorView>& grads) {
+  if (grads.empty()) return false;
+  const AttentionSpec spec = spec0.normalized();
+  if (grads.size() != captures.size())
+    throw ArgumentError("options.capture_grads",
+                        fmt::format("{} views given for {} captures; pass one per capture (null data for none) or none",
+                                    grads.size(), captures.size()));
+  const std::vector<int> differentiable = codegen::score_grad_captures(spec.score_mod, spec.captures);
+  bool any = false;
+  for (size_t c = 0; c < grads.size(); ++c) {
+    const TensorView& g = grads[c];
+    if (g.data == nullptr) continue;
+    const std::string name = fmt::format("options.capture_grads[{}] ({})", c, spec.captures[c].name);
+    if (std::find(differentiable.begin(), differentiable.end(), static_cast<int>(c)) == differentiable.end())
+      throw ArgumentError(name, "the score_mod does not read this capture on a differentiable path (a float tensor "
+                                "whose values the score depends on), so it has no gradient; pass null data for it");
+    if (g.dtype != ElemType::f32) throw ArgumentError(name, "must be float32");
+    if (g.rank != captures[c].rank) throw ArgumentError(name, fmt::format("has rank {}; the capture has {}", g.rank, captures[c].rank));
+    int64_t dense = 1;
+    for (int d = g.rank - 1; d >= 0; --d) {
+      if (g.sizes[d] != captures[c].sizes[d])
+        throw ArgumentError(name, fmt::format("size {} of dim {} differs from the capture's {}", g.sizes[d], d,
+                                              captures[c].sizes[d]));
+      if (g.sizes[d] > 1 && g.strides[d] != dense)
+        throw ArgumentError(name, "must be contiguous (row-major, dense)");
+      dense *= g.sizes[d];
+    }
+    if (reinterpret_cast<uintptr_t>(g.data) % 4 != 0) throw ArgumentError(name, "must be 4-byte aligned");
+    any = true;
+  }
+  return any;
+}
 
 CUcontext current_context(const char* what) {
   CudaDriver& drv = CudaDriver::get();
@@ -85,11 +128,11 @@ std::string emit_bwd_dkdv_cuda(const AttentionSpec& spec, const std::string& arc
 }
 
 CompiledKernel compile_bwd_dkdv(const AttentionSpec& spec, const CompileOptions& options,
-                                const std::optional<TileConfig>& tile, bool dq_partials) {
+                                const std::optional<TileConfig>& tile, bool dq_partials, bool capture_grads) {
   const std::string arch = resolve_arch(options.arch);
   const AttentionSpec s = dkdv_spec(spec, arch, tile);
-  return compile_source(codegen::bwd_dkdv_kernel_name(s, dq_partials), codegen::generate_bwd_dkdv_cuda(s, dq_partials), arch,
-                        spec_to_json(s),
+  return compile_source(codegen::bwd_dkdv_kernel_name(s, dq_partials, capture_grads),
+                        codegen::generate_bwd_dkdv_cuda(s, dq_partials, capture_grads), arch, spec_to_json(s),
                         32 * s.tile->warps, codegen::bwd_dkdv_smem_bytes(s, *s.tile), *s.tile, options.use_cache);
 }
 
@@ -168,11 +211,13 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   const CUstream st = reinterpret_cast<CUstream>(stream);
   const LoadedKernel& pre = preprocess_kernel(ctx, spec, arch);
   const bool dq_partials = !options.deterministic;
-  const LoadedKernel& dkdv = loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ds, dq_partials) + "@" + arch, [&] {
-    CompileOptions co;
-    co.arch = arch;
-    return compile_bwd_dkdv(ds, co, ds.tile, dq_partials);
-  });
+  const bool capture_grads = check_capture_grads(spec, captures, options.capture_grads);
+  const LoadedKernel& dkdv =
+      loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ds, dq_partials, capture_grads) + "@" + arch, [&] {
+        CompileOptions co;
+        co.arch = arch;
+        return compile_bwd_dkdv(ds, co, ds.tile, dq_partials, capture_grads);
+      });
   // The last step: the dQ convert, or (deterministic) the bwd_dq kernel.
   const AttentionSpec conv_meta = codegen::bwd_dq_convert_spec(spec);
   const AttentionSpec dqs = options.deterministic ? dq_spec(spec, arch) : AttentionSpec{};
@@ -215,6 +260,14 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
     p.dv_batch_stride = dv.strides[0], p.dv_head_stride = dv.strides[1], p.dv_row_stride = dv.strides[2];
     p.dq = dq.data;
     p.dq_batch_stride = dq.strides[0], p.dq_head_stride = dq.strides[1], p.dq_row_stride = dq.strides[2];
+    for (size_t c = 0; capture_grads && c < options.capture_grads.size(); ++c) {
+      const TensorView& g = options.capture_grads[c];
+      if (g.data == nullptr) continue;
+      p.dcaps[c].data = static_cast<float*>(g.data);
+      for (int d = 0; d < g.rank; ++d) p.dcaps[c].strides[d] = g.strides[d];
+      drv.check(drv.cuMemsetD32Async(reinterpret_cast<CUdeviceptr>(g.data), 0, static_cast<size_t>(elements(g)), st),
+                "cuMemsetD32Async(capture gradient)");
+    }
     void* args[] = {&p};
     const TileConfig& t = *ds.tile;
     if (s.seqlen_k > 0)

@@ -107,6 +107,7 @@ CudaDriver::CudaDriver() {
   FJ_RESOLVE(cuMemcpyHtoD)
   FJ_RESOLVE(cuMemcpyDtoH)
   FJ_RESOLVE(cuMemsetD8)
+  FJ_RESOLVE(cuMemsetD32Async)
   FJ_RESOLVE(cuMemAllocAsync)
   FJ_RESOLVE(cuMemFreeAsync)
   FJ_RESOLVE(cuEventCreate)

@@ -59,14 +59,36 @@ __device__ __forceinline__ void bwd_load_q_tile(const BwdParams& bp, u32 q_dst, 
   }
 }
 
+// grad[i...] += v for a capture gradient (CaptureGradArg), from lanes that may disagree on
+// the element: the lanes adding to one address (__match_any_sync) sum their values by
+// shuffles and the lowest of them adds once, so a read every lane shares (ALiBi's slopes[h])
+// costs one atomic per warp rather than 32. Call with the lanes that add (inside `if`s).
+template <class... I>
+__device__ __forceinline__ void fj_grad_add(const CaptureGradArg& c, float v, I... i) {
+  if (c.data == nullptr) return;  // uniform: no gradient wanted for this capture
+  long long off = 0, idx[] = {static_cast<long long>(i)...};
+#pragma unroll
+  for (int k = 0; k < static_cast<int>(sizeof...(I)); ++k) off += idx[k] * c.strides[k];
+  float* const addr = c.data + off;
+  const unsigned peers = __match_any_sync(__activemask(), reinterpret_cast<unsigned long long>(addr));
+  const int lane = threadIdx.x % 32, leader = __ffs(peers) - 1;
+  float sum = 0.f;
+  for (unsigned rest = peers; rest != 0; rest &= rest - 1) sum += __shfl_sync(peers, v, __ffs(rest) - 1);
+  if (lane == leader) atomicAdd(addr, sum);
+}
+
 // P and dS of one element, in place of its S and dP (dS with respect to S·scale): query i,
 // key j, the row's LSE l and D d. A row with no visible key has LSE −inf: +inf stands in, so
 // its P is exactly 0 (no −inf − −inf). Computed for every element and selected after (no
 // branch per element): the clamped indices keep score_mod's reads in bounds, and what it
 // gives a hidden pair is dropped.
+// V::kCaptureGrads (a `_dcap` bwd_dkdv kernel): the element's dL/d(score_mod's value),
+// P·(dP − D), is handed to V::capture_grads, which adds its share to the captured tensors'
+// gradients (the score_mod's derivative with respect to each float read).
 template <class V>
-__device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const FwdParams& p, const BandI32& band, int batch, int hq,
-                                            int i, int j, bool full, float l, float d) {
+__device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const BwdParams& bp, const BandI32& band, int batch,
+                                            int hq, int i, int j, bool full, float l, float d) {
+  const FwdParams& p = bp.fwd;
   const int ic = i < p.seqlen_q ? i : p.seqlen_q - 1, jc = j < p.seqlen_k ? j : p.seqlen_k - 1;
   const bool vis = full || ((i < p.seqlen_q) & (j < p.seqlen_k) && V::visible(p, band, batch, hq, ic, jc));
   const float lse2 = l == neg_inf() ? __int_as_float(0x7f800000) : l * 1.44269504088896341f;
@@ -75,6 +97,9 @@ __device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const FwdParams
     const float x = s * V::kScale;
     pe = fast_exp2(fmaf(V::score(p, x, batch, hq, ic, jc), 1.44269504088896341f, -lse2));
     ds = pe * (dp - d) * V::dscore(p, x, batch, hq, ic, jc);
+    if constexpr (V::kCaptureGrads) {
+      if (vis) V::capture_grads(bp, pe * (dp - d), x, batch, hq, ic, jc);
+    }
   } else {
     pe = fast_exp2(fmaf(s, V::kScaleLog2, -lse2));
     ds = pe * (dp - d);
@@ -88,7 +113,7 @@ __device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const FwdParams
 // query; q_w: the warp's first query in the tile; j_w: its first key (absolute). lse_s /
 // delta_s: the tile's LSE and D (in shared memory).
 template <class V, int NQ>
-__device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], const FwdParams& p, const BandI32& band,
+__device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], const BwdParams& p, const BandI32& band,
                                          int batch, int hq, int q0, int q_w, int j_w, bool full, const float* lse_s,
                                          const float* delta_s, int lane) {
   const int g = lane / 4, tq = lane % 4;
@@ -105,7 +130,7 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], 
 // The same for one warp's S and dP (16 queries × 8·NK keys; bwd_dq): i_w: the warp's first
 // query, k0: the key tile's first key, lse / delta: the LSE and D of the thread's two rows.
 template <class V, int NK>
-__device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK][4], const FwdParams& p, const BandI32& band,
+__device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK][4], const BwdParams& p, const BandI32& band,
                                               int batch, int hq, int i_w, int k0, bool full, const float (&lse)[2],
                                               const float (&delta)[2], int lane) {
   const int g = lane / 4, tq = lane % 4;

@@ -85,7 +85,7 @@ __device__ __forceinline__ void bwd_q_tile(const BwdParams& bp, const BwdSmem<T>
                                                      blk.lane);
   mma_ABt<E, 1, NQ, T::DV, T::PITCH_V, T::PITCH_V>(dp, sm.v + blk.key_w * T::PITCH_V * 2, do_s + q_w * T::PITCH_V * 2,
                                                     blk.lane);
-  bwd_p_ds<V, NQ>(s[0], dp[0], p, band, blk.batch, hq, q0, q_w, blk.k0 + blk.key_w, full, lse_s, delta_s, blk.lane);
+  bwd_p_ds<V, NQ>(s[0], dp[0], bp, band, blk.batch, hq, q0, q_w, blk.k0 + blk.key_w, full, lse_s, delta_s, blk.lane);
 
   if constexpr (T::WQ == 1) {
     // A warp holds all BM queries of its keys: Pᵀ and dSᵀ are the A operands as they are.

@@ -132,7 +132,7 @@ __device__ __forceinline__ void bwd_q_tile_sm90(const BwdParams& bp, const BwdSm
     pin(s[0]);
     pin(dp[0]);
     if (pass > 0) pin_operand(pa[pass - 1]);  // its dV has run: the registers are free from here
-    bwd_p_ds<V, NQ>(s[0], dp[0], p, band, blk.batch, hq, q0, row0, blk.k0 + blk.key_w, full, lse_s, delta_s, blk.lane);
+    bwd_p_ds<V, NQ>(s[0], dp[0], bp, band, blk.batch, hq, q0, row0, blk.k0 + blk.key_w, full, lse_s, delta_s, blk.lane);
     pack_acc_a<E, 1, NQ>(pa[pass], s);
     store_ds_t<T>(ds_s, dp[0], blk.key_w, row0, blk.lane);
     warpgroup_fence();

@@ -79,7 +79,7 @@ __device__ __forceinline__ void bwd_dq(const BwdParams& bp, unsigned char* smem)
     const u32 kt = k_s + slot * T::K_STAGE_BYTES, vt = v_s + slot * T::V_STAGE_BYTES;
     mma_ABt<E, 1, NK, T::D, T::PITCH_QK, T::PITCH_QK>(s, q_s + 16 * warp * T::PITCH_QK * 2, kt, lane);
     mma_ABt<E, 1, NK, T::DV, T::PITCH_V, T::PITCH_V>(dp, do_s + 16 * warp * T::PITCH_V * 2, vt, lane);
-    bwd_p_ds_rows<V, NK>(s[0], dp[0], p, band32, batch, hq, q0 + 16 * warp, t * T::BN, full, lse, delta, lane);
+    bwd_p_ds_rows<V, NK>(s[0], dp[0], bp, band32, batch, hq, q0 + 16 * warp, t * T::BN, full, lse, delta, lane);
     u32 a[NK / 2][1][4];
     pack_acc_a<E, 1, NK>(a, dp);
     mma_AB_rs<E, 1, T::D / 8, T::BN, T::PITCH_QK>(dq, a, kt, lane);

@@ -18,6 +18,14 @@ struct BwdPreprocessParams {
   int num_heads_q;
 };
 
+// The fp32 gradient of a captured float tensor (a learnable bias), accumulated with atomics
+// by the bwd_dkdv kernel of a spec whose score_mod reads it on a differentiable path. Null
+// data: no gradient wanted for it. Same index space as the capture (CaptureArg).
+struct CaptureGradArg {
+  float* data;
+  long long strides[4];  // in elements
+};
+
 // bwd_dkdv: dK and dV of one block of keys, and its share of dQ reduce-added into dq_accum;
 // bwd_dq: dQ of one block of queries.
 // Strides in elements, as in FwdParams; fwd.o is not read (D stands for it).
@@ -35,6 +43,8 @@ struct BwdParams {
   // bwd_dq writes dQ here, (batch, heads_q, seqlen_q, head_dim).
   void* dq;
   long long dq_batch_stride, dq_head_stride, dq_row_stride;
+  // Capture gradients (the `_dcap` bwd_dkdv kernels only), indexed like fwd.caps.
+  CaptureGradArg dcaps[kMaxCaptures];
 };
 
 // bwd_dq_convert: dQ = dq_accum · scale in the dtype.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <optional>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +14,7 @@
 
 #include "catch.hpp"
 #include "flashjit/backward.h"
+#include "flashjit/codegen.h"
 #include "flashjit/cpu_eval.h"
 #include "flashjit/heuristics.h"
 #include "gpu_harness.h"
@@ -125,6 +127,7 @@ namespace {
 
 struct BwdErrors {
   double dq = 0, dk = 0, dv = 0;  // ||got - ref|| / ||ref|| per gradient
+  double dcap = 0;                // the worst capture gradient's, when asked for
   int64_t masked_rows = 0;
   bool nan_reference = false;  // the score_mod's own arithmetic gives NaN / inf: not compared
 };
@@ -138,9 +141,11 @@ int64_t offset_of(bool bshd, int64_t B, int64_t H, int64_t S, int64_t C, int64_t
 // tile: the bwd_dkdv tile (and so the skeleton: mma.sync or wgmma); empty: the device's default.
 // deterministic: BackwardOptions::deterministic, with `runs` runs whose dq, dk, dv must all be
 // bit-identical (otherwise two runs, dk and dv bit-identical).
+// capture_grads: gradients into every capture the score_mod reads differentiably, compared
+// with the reference's dcaptures (BwdErrors::dcap).
 BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
                             const std::optional<flashjit::TileConfig>& tile = std::nullopt, bool deterministic = false,
-                            int runs = 2) {
+                            int runs = 2, bool capture_grads = false) {
   using flashjit::eval::HostTensor;
   const flashjit::AttentionSpec spec = fjtest::spec_of(c);
   const int d = c.d, dv = c.dv ? c.dv : c.d;
@@ -181,6 +186,27 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
   std::vector<fjtest::DeviceCapture> dcaps;
   for (const fjtest::HostCap& h : caps) dcaps.push_back(fjtest::upload_capture(h));
   const std::vector<TensorView> tcaps = fjtest::views_of(dcaps);
+  // Capture gradients: fp32, dense, poisoned (the call zeroes them).
+  std::vector<std::unique_ptr<fjtest::DeviceBuffer>> gcap_bufs(tcaps.size());
+  std::vector<TensorView> gcaps;
+  if (capture_grads) {
+    const std::vector<int> diff = flashjit::codegen::score_grad_captures(spec.score_mod, spec.captures);
+    REQUIRE(!diff.empty());
+    gcaps.resize(tcaps.size());
+    for (int ci : diff) {
+      const TensorView& t = tcaps[static_cast<size_t>(ci)];
+      int64_t n = 1;
+      TensorView g;
+      g.dtype = ElemType::f32;
+      g.rank = t.rank;
+      for (int r = t.rank - 1; r >= 0; --r) g.sizes[r] = t.sizes[r], g.strides[r] = n, n *= t.sizes[r];
+      gcap_bufs[static_cast<size_t>(ci)] = std::make_unique<fjtest::DeviceBuffer>(static_cast<size_t>(n) * 4);
+      gcap_bufs[static_cast<size_t>(ci)]->poison();
+      g.data = gcap_bufs[static_cast<size_t>(ci)]->data();
+      gcaps[static_cast<size_t>(ci)] = g;
+    }
+  }
+  options.capture_grads = gcaps;
 
   fjtest::DeviceBuffer bq(q.size() * 2), bk(k.size() * 2), bv(v.size() * 2), bo(dout.size() * 2), bdo(dout.size() * 2),
       blse(static_cast<size_t>(B * c.hq * c.sq) * 4), bdq(q.size() * 2), bdk(k.size() * 2), bdv(v.size() * 2);
@@ -247,6 +273,19 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
           }
     return ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
   };
+  for (size_t ci = 0; ci < gcaps.size(); ++ci) {
+    if (gcaps[ci].data == nullptr) continue;
+    const std::vector<double>& want = ref.dcaptures[ci];
+    std::vector<float> got(want.size());
+    gcap_bufs[ci]->download(got.data());
+    double err2 = 0, ref2 = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (!std::isfinite(got[i])) FAIL("capture gradient " << ci << " element " << i << " is " << got[i]);
+      err2 += (got[i] - want[i]) * (got[i] - want[i]);
+      ref2 += want[i] * want[i];
+    }
+    e.dcap = std::max(e.dcap, ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2));
+  }
   e.dq = compare(gq[0], ref.dq, "dq");
   e.dk = compare(gk[0], ref.dk, "dk");
   e.dv = compare(gv[0], ref.dv, "dv");
@@ -348,6 +387,38 @@ TEST_CASE("backward: the mma.sync skeleton on every arch against the float64 ref
       }
     }
   print_worst("mma.sync skeleton", n, worst);
+}
+
+// Gradients into captured tensors (ALiBi slopes, a relative-bias table, a mixed score_mod)
+// against the float64 reference's, on both skeletons and in the deterministic mode.
+TEST_CASE("backward: gradients into captured tensors against the float64 reference", "[gpu][backward][bwd_variants]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  using MK = flashjit::MaskKind;
+  const flashjit::expr::CaptureDecl slopes{"slopes", flashjit::expr::CaptureDType::f32, 1};
+  const flashjit::expr::CaptureDecl table{"table", flashjit::expr::CaptureDType::f32, 2};
+  const std::vector<fjtest::Variant> vars = {
+      {"ALiBi + causal", "", "score + slopes[h] * float(kv_idx - q_idx)", {slopes}, MK::causal},
+      {"relative bias table", "", "score + table[h, min(max(q_idx - kv_idx + 64, 0), 127)]", {table}, MK::none},
+      {"scaled + bias", "", "score * (1.0 + 0.1 * slopes[h]) + table[h, min(max(kv_idx - q_idx + 64, 0), 127)]",
+       {slopes, table}, MK::causal}};
+  std::map<std::string, BwdErrors> worst;
+  double worst_cap = 0;
+  int n = 0;
+  for (size_t vi = 0; vi < vars.size(); ++vi)
+    for (DType dt : {DType::bf16, DType::f16})
+      for (int mode = 0; mode < 3; ++mode) {  // default tile, mma.sync forced, deterministic
+        const int d = (vi + mode) % 2 ? 128 : 64;
+        fjtest::Case c{vars[vi], dt, d, 4, 2, mode == 1 ? 100 : 257, 200, 2, std::nullopt};
+        std::optional<flashjit::TileConfig> tile;
+        if (mode == 1) tile = flashjit::default_bwd_tile(fjtest::spec_of(c), "sm_80");
+        const BwdErrors e = run_backward_case(c, mode == 2, 1300 + static_cast<uint32_t>(n), tile, mode == 2, 2, true);
+        check_backward_errors(e, dt, worst);
+        CHECK(e.dcap < (dt == DType::bf16 ? 3e-2 : 6e-3));
+        worst_cap = std::max(worst_cap, e.dcap);
+        ++n;
+      }
+  print_worst("capture gradients", n, worst);
+  std::printf("  worst relative error of a capture gradient: %.2e\n", worst_cap);
 }
 
 // Deterministic mode: dq, dk, dv bit-identical over 10 runs (dQ by the q-stationary bwd_dq

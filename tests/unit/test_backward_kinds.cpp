@@ -308,6 +308,43 @@ TEST_CASE("backward kinds: bwd_dq (deterministic dQ) compiles for every head-dim
   CHECK(flashjit::emit_bwd_dq_cuda(doc, "sm_90a").find("static constexpr bool kListed = true;") != std::string::npos);
 }
 
+// Gradients into captured tensors: the `_dcap` bwd_dkdv kernels add g · d score_mod / d read
+// into bp.dcaps for every float read on a differentiable path; both skeletons compile.
+TEST_CASE("backward kinds: bwd_dkdv with capture gradients (a learnable bias) compiles on both skeletons", "[backward][nvrtc]") {
+  AttentionSpec spec = spec_of(DType::bf16, 128, 128);
+  spec.mask.kind = flashjit::MaskKind::causal;
+  spec.num_heads_q = 4, spec.num_heads_kv = 2;
+  spec.score_mod = "score * (1.0 + 0.1 * slopes[h]) + table[h, min(max(q_idx - kv_idx + 8, 0), 15)] + float(doc[q_idx])";
+  spec.captures = {{"slopes", flashjit::expr::CaptureDType::f32, 1}, {"table", flashjit::expr::CaptureDType::f32, 2},
+                   {"doc", flashjit::expr::CaptureDType::i32, 1}};
+  CHECK(flashjit::codegen::score_grad_captures(spec.score_mod, spec.captures) == std::vector<int>{0, 1});
+  for (const char* arch : {"sm_80", "sm_90a"}) {
+    AttentionSpec s = spec;
+    s.tile = flashjit::default_bwd_tile(spec, arch);
+    const std::string src = flashjit::codegen::generate_bwd_dkdv_cuda(s, true, true);
+    CHECK(src.find("static constexpr bool kCaptureGrads = true;") != std::string::npos);
+    CHECK(src.find("fj_grad_add(bp.dcaps[0], g * (0.100000001f * score), h);") != std::string::npos);
+    CHECK(src.find("fj_grad_add(bp.dcaps[1], g * 1.0f, h, fj_imin(fj_imax(fj_iadd(fj_isub(q_idx, kv_idx), 8), 0), 15));") !=
+          std::string::npos);
+    CHECK(src.find("bp.dcaps[2]") == std::string::npos);  // an int capture: no gradient
+    CHECK(flashjit::codegen::bwd_dkdv_kernel_name(s, true, true).find("_dcap") != std::string::npos);
+    flashjit::CompileOptions o;
+    o.arch = arch;
+    o.use_cache = false;
+    const flashjit::CompiledKernel k = flashjit::compile_bwd_dkdv(spec, o, std::nullopt, true, true);
+    INFO(arch << ": " << k.resources.registers << " registers, " << k.resources.spill_store_bytes << " bytes spilled");
+    CHECK(!k.image.empty());
+    CHECK(k.kernel_name.find("_dcap") != std::string::npos);
+    // The deterministic mode's kernel with capture gradients too.
+    CHECK(!flashjit::compile_bwd_dkdv(spec, o, std::nullopt, false, true).image.empty());
+  }
+  // A score_mod without a differentiable read has no capture gradient to compute.
+  AttentionSpec none = spec;
+  none.score_mod = "score + float(doc[q_idx])";
+  none.tile = flashjit::default_bwd_tile(none, "sm_80");
+  CHECK_THROWS_AS(flashjit::codegen::generate_bwd_dkdv_cuda(none, true, true), flashjit::SpecError);
+}
+
 TEST_CASE("backward kinds: backward() checks its tensors before needing a GPU", "[backward]") {
   AttentionSpec spec = spec_of(DType::bf16, 64, 64);
   spec.num_heads_q = 3, spec.num_heads_kv = 1;

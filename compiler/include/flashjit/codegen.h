@@ -36,6 +36,12 @@ std::string score_hook(const std::string& score_mod, const std::vector<expr::Cap
                        bool factored = true);
 // score_mod_grad(params, score, b, h, q_idx, kv_idx) -> d score_mod / d score (fast float math).
 std::string score_grad_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
+// The captures (indices into `captures`) the score_mod reads on a differentiable path: float
+// tensors whose values the score depends on smoothly (expr::read_gradients), sorted.
+std::vector<int> score_grad_captures(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
+// score_mod_capture_grads(bp, g, score, b, h, q_idx, kv_idx): g times the derivative with
+// respect to each such read, added into bp.dcaps (the backward's `_dcap` kernels).
+std::string capture_grad_hook(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
 bool score_hook_splits(const std::string& score_mod, const std::vector<expr::CaptureDecl>& captures);
 
 // The block-mask builder kernel for a mask expression (templates/flashjit/block_mask_build.cuh):
@@ -59,8 +65,9 @@ inline constexpr int kBwdPreprocessRows = 64, kBwdPreprocessThreads = 128;
 // backward's tile (default_bwd_tile, heuristics.h): the skeleton instantiated with the spec's
 // mask, score_mod and its derivative. Grid (ceil(seqlen_k / block_n), heads_kv, batch).
 // dq_partials false: the deterministic mode's kernel, without dQ (bwd_dq computes it).
-std::string bwd_dkdv_kernel_name(const AttentionSpec& spec, bool dq_partials = true);
-std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec, bool dq_partials = true);
+// capture_grads: the kernel also accumulates the score_mod's float captures' gradients ("_dcap").
+std::string bwd_dkdv_kernel_name(const AttentionSpec& spec, bool dq_partials = true, bool capture_grads = false);
+std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec, bool dq_partials = true, bool capture_grads = false);
 // Its dynamic shared memory: the traits' plan, plus the tile list when the mask is classified
 // by interval analysis.
 int bwd_dkdv_smem_bytes(const AttentionSpec& spec, const TileConfig& tile);
@@ -71,7 +78,8 @@ bool bwd_dkdv_listed(const AttentionSpec& spec);
 // The variant part shared by the backward's kernels: capture comments, mask and score hooks
 // and the `Variant` struct (bwd_block.cuh documents what the skeletons call). Refers to the
 // kernel's traits as T (T::BM, T::BN) for the full-tile rule.
-std::string bwd_variant_text(const AttentionSpec& spec);
+// capture_grads: the Variant also adds into the captures' gradients (kCaptureGrads).
+std::string bwd_variant_text(const AttentionSpec& spec, bool capture_grads = false);
 
 // The deterministic mode's dQ kernel (templates/flashjit/bwd_dq_sm80.cuh): q-stationary, each
 // block owns block_m query rows of one head and loops over the key tiles that they see,

@@ -36,6 +36,13 @@ struct BackwardOptions {
   // Bit-identical dQ, dK, dV run to run: dQ by the bwd_dq kernel instead of atomics (costs a
   // second computation of S and dP; docs/performance.md has the measured cost).
   bool deterministic = false;
+  // Gradients of captured tensors (a learnable bias table, ALiBi slopes): one view per capture,
+  // in the spec's order (empty: none); a view with null data skips its capture. Each is
+  // float32 with its capture's rank and sizes, contiguous. The call zeroes them and adds
+  // dL/d(capture) with fp32 atomics (not bit-identical run to run, deterministic or not).
+  // Only captures the score_mod reads on a differentiable path may have one
+  // (codegen::score_grad_captures; an ArgumentError names any other).
+  std::vector<TensorView> capture_grads;
 };
 
 // The fp32 scratch of one call: D (batch · heads_q · seqlen_q) and the dQ accumulator
@@ -61,7 +68,8 @@ std::string emit_bwd_dkdv_cuda(const AttentionSpec& spec, const std::string& arc
                                const std::optional<TileConfig>& tile = std::nullopt);
 // dq_partials false: the deterministic mode's bwd_dkdv (no dQ; its own kernel name).
 CompiledKernel compile_bwd_dkdv(const AttentionSpec& spec, const CompileOptions& options = {},
-                                const std::optional<TileConfig>& tile = std::nullopt, bool dq_partials = true);
+                                const std::optional<TileConfig>& tile = std::nullopt, bool dq_partials = true,
+                                bool capture_grads = false);
 std::string emit_bwd_dq_convert_cuda(const AttentionSpec& spec);
 CompiledKernel compile_bwd_dq_convert(const AttentionSpec& spec, const CompileOptions& options = {});
 // The deterministic mode's dQ kernel, with default_bwd_dq_tile() for arch (spec.tile not read).

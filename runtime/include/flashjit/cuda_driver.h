@@ -60,6 +60,7 @@ class CudaDriver {
   FLASHJIT_DRIVER_FN(cuMemcpyHtoD)
   FLASHJIT_DRIVER_FN(cuMemcpyDtoH)
   FLASHJIT_DRIVER_FN(cuMemsetD8)
+  FLASHJIT_DRIVER_FN(cuMemsetD32Async)  // the backward zeroes capture gradients in stream order
   FLASHJIT_DRIVER_FN(cuMemAllocAsync)  // stream-ordered: the backward's workspace (graph-capturable)
   FLASHJIT_DRIVER_FN(cuMemFreeAsync)
   FLASHJIT_DRIVER_FN(cuEventCreate)
