@@ -27,8 +27,9 @@ void print_usage(std::FILE* out) {
              "  ir      --spec SPEC [--arch ARCH] [--after PASS] [--kind fwd]\n"
              "                                                  print the tile IR after all passes, or after\n"
              "                                                  PASS (lower = before any pass)\n"
-             "  tune    --specs FILE --shapes SHAPES [--arch ARCH] [--cache-dir DIR] [--compile-only]\n"
-             "                                                  autotune each spec x shape on the GPU and store\n"
+             "  tune    --specs FILE --shapes SHAPES [--arch ARCH] [--cache-dir DIR] [--compile-only] [--forward-only]\n"
+             "                                                  autotune each spec x shape on the GPU (forward, and\n"
+             "                                                  the backward's bwd_dkdv unless --forward-only) and store\n"
              "                                                  the winners; without a GPU, compile each spec's\n"
              "                                                  heuristic kernel for ARCH into the cache instead\n"
              "  mask    --spec SPEC --sq N [--sk N] [--png FILE]\n"
@@ -82,7 +83,7 @@ int dispatch(const std::vector<std::string>& argv) {
   else if (cmd == "mask") args = parse_args(cmd, rest, {"--spec", "--sq", "--sk", "--png"}, {});
   else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {"--verify"}));
   else if (cmd == "tune")
-    args = parse_args(cmd, rest, {"--specs", "--shapes", "--arch", "--cache-dir"}, {"--compile-only"});
+    args = parse_args(cmd, rest, {"--specs", "--shapes", "--arch", "--cache-dir"}, {"--compile-only", "--forward-only"});
   else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, tune, mask, cache", cmd));
 
   if (!args.positional.empty())

@@ -2,14 +2,17 @@
 // (spec, shape) pair is tuned on random tensors of that shape and the winner stored, so a
 // later process launches tuned kernels without tuning or compiling. Without a GPU (or
 // for an arch that is not the GPU's) it fills the kernel cache with each spec's heuristic
-// kernel for --arch instead: compile-only mode, no tuning records.
+// kernel for --arch instead: compile-only mode, no tuning records. The backward's bwd_dkdv
+// tile is tuned too (and its kernels compiled in compile-only mode) unless --forward-only.
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <optional>
 #include <random>
 
 #include "cli.h"
 #include "flashjit/autotune.h"
+#include "flashjit/backward.h"
 #include "flashjit/cuda_driver.h"
 #include "flashjit/disk_cache.h"
 #include "flashjit/error.h"
@@ -83,7 +86,10 @@ void ensure_cached(const AttentionSpec& spec, const TuneResult& r) {
 }
 
 // Tunes one pair on fresh random tensors (BHSD layout) and stores the record.
-TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt19937_64& rng) {
+// backward_too: then tune the backward's bwd_dkdv tile too; *backward_record gets its record
+// (null when FLASHJIT_AUTOTUNE=0 kept backward() on the heuristic).
+TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt19937_64& rng, bool backward_too,
+                    std::optional<TuningRecord>* backward_record) {
   const AttentionSpec s = spec0.normalized();
   const ElemType et = s.dtype == DType::bf16 ? ElemType::bf16 : ElemType::f16;
   const int64_t b = shape.batch, hq = s.num_heads_q, hkv = s.num_heads_kv;
@@ -100,13 +106,36 @@ TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt1
                TensorView::bhsd(v.data(), et, b, hkv, shape.seqlen_k, s.head_dim_v),
                TensorView::bhsd(o.data(), et, b, hq, shape.seqlen_q, s.head_dim_v), s.return_lse ? &tl : nullptr,
                nullptr);
-  for (DeviceBuffer* buf : {&q, &k, &v, &o, &lse}) buf->free();
   TuningDb::default_db().store(r.key, r.record());
   ensure_cached(s, r);
+  if (backward_too) {
+    // The backward's bwd_dkdv tile: backward() on this problem tunes it (FLASHJIT_AUTOTUNE
+    // permitting) and stores the record under kind bwd_dkdv; the forward runs first for the
+    // o and lse it reads.
+    AttentionSpec with_lse = s;
+    with_lse.return_lse = true;
+    const TensorView tq = TensorView::bhsd(q.data(), et, b, hq, shape.seqlen_q, s.head_dim),
+                     tk = TensorView::bhsd(k.data(), et, b, hkv, shape.seqlen_k, s.head_dim),
+                     tv = TensorView::bhsd(v.data(), et, b, hkv, shape.seqlen_k, s.head_dim_v),
+                     to = TensorView::bhsd(o.data(), et, b, hq, shape.seqlen_q, s.head_dim_v);
+    forward(with_lse, tq, tk, tv, to, &tl, nullptr);
+    DeviceBuffer dout(no * 2), dq(nq * 2), dk(nk * 2), dv(nv * 2);
+    fill_random(dout, no, s.dtype, rng);
+    backward(with_lse, tq, tk, tv, to, tl, TensorView::bhsd(dout.data(), et, b, hq, shape.seqlen_q, s.head_dim_v),
+             TensorView::bhsd(dq.data(), et, b, hq, shape.seqlen_q, s.head_dim),
+             TensorView::bhsd(dk.data(), et, b, hkv, shape.seqlen_k, s.head_dim),
+             TensorView::bhsd(dv.data(), et, b, hkv, shape.seqlen_k, s.head_dim_v), nullptr);
+    CudaDriver& d = CudaDriver::get();
+    d.check(d.cuCtxSynchronize(), "cuCtxSynchronize after backward");
+    for (DeviceBuffer* buf : {&dout, &dq, &dk, &dv}) buf->free();
+    const TuningKey bk = make_tuning_key(with_lse, r.key.bucket, current_device_info(), "bwd_dkdv");
+    *backward_record = TuningDb::default_db().lookup(bk);
+  }
+  for (DeviceBuffer* buf : {&q, &k, &v, &o, &lse}) buf->free();
   return r;
 }
 
-int tune_all(const std::vector<AttentionSpec>& specs, const std::vector<TuneShape>& shapes) {
+int tune_all(const std::vector<AttentionSpec>& specs, const std::vector<TuneShape>& shapes, bool backward_too) {
   const DeviceInfo device = current_device_info();
   fmt::print("tuning {} spec(s) x {} shape(s) on {} ({}, {} SMs, driver {}, NVRTC {})\n", specs.size(), shapes.size(),
              device.gpu_name, device.arch, device.sm_count, device.driver_version, nvrtc_version_string());
@@ -123,13 +152,21 @@ int tune_all(const std::vector<AttentionSpec>& specs, const std::vector<TuneShap
       fmt::print("[{}/{}] {} | {} ... ", ++done, total, row.spec, row.shape);
       std::fflush(stdout);
       try {
-        const TuneResult r = tune_one(spec, shape, rng);
+        std::optional<TuningRecord> bwd;
+        const TuneResult r = tune_one(spec, shape, rng, backward_too, &bwd);
         int timed = 0;
         for (const CandidateTiming& c : r.candidates) timed += c.ok;
         row.bucket = to_string(r.key.bucket);
         row.result = fmt::format("{} ({:.4f} ms)", to_string(r.best), r.best_ms);
-        fmt::print("-> {} ({:.4f} ms; {}/{} candidates timed)\n", to_string(r.best), r.best_ms, timed,
+        fmt::print("-> {} ({:.4f} ms; {}/{} candidates timed)", to_string(r.best), r.best_ms, timed,
                    r.candidates.size());
+        if (backward_too) {
+          const std::string b = bwd ? fmt::format("{} ({:.4f} ms)", to_string(bwd->tile), bwd->median_ms)
+                                    : std::string("heuristic (FLASHJIT_AUTOTUNE=0: not tuned)");
+          row.result += " | bwd " + b;
+          fmt::print("; backward bwd_dkdv -> {}", b);
+        }
+        fmt::print("\n");
       } catch (const std::exception& e) {
         ++failed;
         row.result = "FAILED";
@@ -144,7 +181,8 @@ int tune_all(const std::vector<AttentionSpec>& specs, const std::vector<TuneShap
   return failed ? 1 : 0;
 }
 
-int compile_only(const std::vector<AttentionSpec>& specs, const std::string& arch, const std::string& why) {
+int compile_only(const std::vector<AttentionSpec>& specs, const std::string& arch, const std::string& why,
+                 bool backward_too) {
   const std::string dir = DiskCache::default_dir().string();
   fmt::print("not tuning: {}\n", why);
   fmt::print("compile-only mode: compiling each spec's heuristic tile for {} into {}; no tuning records are written\n",
@@ -159,8 +197,18 @@ int compile_only(const std::vector<AttentionSpec>& specs, const std::string& arc
       const CompiledKernel k = compile(specs[i], options);
       if (k.cache_hit) ++cached;
       else ++compiled;
-      fmt::print("-> {} ({})\n", to_string(k.tile),
+      fmt::print("-> {} ({})", to_string(k.tile),
                  k.cache_hit ? std::string("already cached") : fmt::format("compiled in {:.0f} ms", k.compile_ms));
+      if (backward_too) {  // the backward's kernels with their heuristic tiles
+        const AttentionSpec untiled = without_tile(specs[i]);
+        for (const CompiledKernel& bk : {compile_bwd_preprocess(untiled, options), compile_bwd_dkdv(untiled, options),
+                                         compile_bwd_dq_convert(untiled, options)}) {
+          if (bk.cache_hit) ++cached;
+          else ++compiled;
+        }
+        fmt::print("; backward kernels compiled");
+      }
+      fmt::print("\n");
     } catch (const std::exception& e) {
       ++failed;
       fmt::print("FAILED: {}\n", e.what());
@@ -188,8 +236,9 @@ int run_tune(const Args& args) {
 
   if (!args.flag("--compile-only") && gpu_available()) {
     const std::string gpu_arch = current_device_info().arch;
-    if (!arch || *arch == gpu_arch) return tune_all(specs, shapes);
-    return compile_only(specs, *arch, fmt::format("--arch {} is not this GPU's arch {}", *arch, gpu_arch));
+    if (!arch || *arch == gpu_arch) return tune_all(specs, shapes, !args.flag("--forward-only"));
+    return compile_only(specs, *arch, fmt::format("--arch {} is not this GPU's arch {}", *arch, gpu_arch),
+                        !args.flag("--forward-only"));
   }
   const std::string why = args.flag("--compile-only") ? std::string("--compile-only")
                                                       : fmt::format("no GPU: {}", gpu_unavailable_reason());
@@ -197,7 +246,7 @@ int run_tune(const Args& args) {
     throw ArgumentError("arch", fmt::format("{}; pass --arch, e.g. --arch sm_90a, to fill the kernel cache "
                                             "for that arch without tuning",
                                             why));
-  return compile_only(specs, *arch, why);
+  return compile_only(specs, *arch, why, !args.flag("--forward-only"));
 }
 
 }  // namespace flashjit::cli

@@ -23,7 +23,7 @@ summary() {
   sed -n '/^forward+backward/,$p' "$OUT/bench.log" 2>/dev/null
   echo "---- C++"
   grep -hE "cases checked|skipped\)|FAILED|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY" \
-    "$OUT"/{preprocess,variants,random,mma_sync,deterministic,capture_grads,memcheck,racecheck}.log 2>/dev/null
+    "$OUT"/{preprocess,variants,random,mma_sync,deterministic,capture_grads,bwd_tuning,bwd_candidates,memcheck,racecheck}.log 2>/dev/null
   echo "---- pytest / training"
   tail -2 "$OUT/pytest.log" 2>/dev/null
   tail -4 "$OUT/train.log" 2>/dev/null
@@ -46,6 +46,8 @@ run random 420 $tests "backward: random expressions against the float64 referenc
 run mma_sync 420 $tests "backward: the mma.sync skeleton on every arch against the float64 reference" &
 run deterministic 420 $tests "backward: deterministic mode is bit-identical over 10 runs" &
 run capture_grads 420 $tests "backward: gradients into captured tensors against the float64 reference" &
+run bwd_tuning 420 $tests "backward: the bwd_dkdv tile is tuned once, stored and correct" &
+run bwd_candidates 420 $tests "backward: every bwd_dkdv tuning candidate against the float64 reference" &
 (run preprocess 120 $tests "bwd_preprocess: D = rowsum*"
  run memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $tests "[sanitize][backward]"
  run racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $tests "[sanitize][backward]") &

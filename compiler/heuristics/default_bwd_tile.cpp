@@ -42,7 +42,7 @@ void check_bwd_wgmma_tile(const AttentionSpec& spec, const TileConfig& t, const 
   if (t.block_m != 64 && t.block_m != 128) bad("with mma = wgmma, block_m must be 64 or 128");
   for (const auto& [name, d] : {std::pair<const char*, int>{"head_dim", spec.head_dim}, {"head_dim_v", spec.head_dim_v}})
     if (d != 64 && d != 128)
-      throw SpecError("spec.tile", fmt::format("the wgmma backward takes {} 64 or 128; got {} (use mma = mma_sync)", name, d));
+      throw SpecError("tile", fmt::format("the wgmma backward takes {} 64 or 128; got {} (use mma = mma_sync)", name, d));
   const int wgs = t.warps / 4, wg_m = t.block_m / 64;
   if (wgs % wg_m != 0 || spec.head_dim % (wgs / wg_m) != 0 || (spec.head_dim / (wgs / wg_m)) % 64 != 0)
     bad(fmt::format("the dQ tile (block_m x head_dim = {} x {}) does not split over {} warpgroup(s) in 64 x 64 slabs",
@@ -59,7 +59,7 @@ void check_bwd_wgmma_tile(const AttentionSpec& spec, const TileConfig& t, const 
 void check_bwd_tile(const AttentionSpec& spec0, const TileConfig& t, const std::string& arch) {
   const AttentionSpec spec = spec0.normalized();
   const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={}", t.block_m, t.block_n, t.warps, t.stages);
-  auto bad = [&](const std::string& why) { throw SpecError("spec.tile", "backward tile " + tile + ": " + why); };
+  auto bad = [&](const std::string& why) { throw SpecError("tile", "backward tile " + tile + ": " + why); };
   if (t.stages != 1 && t.stages != 2) bad("stages must be 1 or 2");
   if (t.mma == MmaKind::wgmma) {
     check_bwd_wgmma_tile(spec, t, arch, bad);

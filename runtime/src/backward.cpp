@@ -12,6 +12,7 @@
 #include "flashjit/heuristics.h"
 #include "flashjit/tuning.h"
 #include "kernel_pipeline.h"
+#include "autotune_backward.h"
 #include "launch.h"
 #include "validate_args.h"
 #include "flashjit/bwd_params.cuh"
@@ -206,18 +207,13 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   }
   const CUcontext ctx = current_context("flashjit::backward");
   CudaDriver& drv = CudaDriver::get();
-  const std::string arch = current_device_info().arch;
-  const AttentionSpec ds = dkdv_spec(spec, arch, options.tile);  // the tile is checked before any launch
+  const DeviceInfo device = current_device_info();
+  const std::string arch = device.arch;
+  if (options.tile) (void)dkdv_spec(spec, arch, options.tile);  // a given tile is checked before anything runs
   const CUstream st = reinterpret_cast<CUstream>(stream);
   const LoadedKernel& pre = preprocess_kernel(ctx, spec, arch);
   const bool dq_partials = !options.deterministic;
   const bool capture_grads = check_capture_grads(spec, captures, options.capture_grads);
-  const LoadedKernel& dkdv =
-      loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ds, dq_partials, capture_grads) + "@" + arch, [&] {
-        CompileOptions co;
-        co.arch = arch;
-        return compile_bwd_dkdv(ds, co, ds.tile, dq_partials, capture_grads);
-      });
   // The last step: the dQ convert, or (deterministic) the bwd_dq kernel.
   const AttentionSpec conv_meta = codegen::bwd_dq_convert_spec(spec);
   const AttentionSpec dqs = options.deterministic ? dq_spec(spec, arch) : AttentionSpec{};
@@ -242,13 +238,12 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   }
   const size_t rows = static_cast<size_t>(s.batch * s.heads_q * s.seqlen_q);
   float* delta = reinterpret_cast<float*>(ws);
+  float* accum = reinterpret_cast<float*>(ws + round_up(rows * 4));
   // Deterministic: no accumulator (bwd_preprocess and bwd_dkdv see null and leave dQ alone).
-  float* dq_accum = options.deterministic ? nullptr : reinterpret_cast<float*>(ws + round_up(rows * 4));
+  float* dq_accum = options.deterministic ? nullptr : accum;
   // No query: dK, dV are 0 (bwd_dkdv stores its zero accumulators). No key: every row is
   // fully masked, so dQ is 0 (the zeroed accumulator, converted).
   try {
-    if (s.seqlen_q > 0) launch_preprocess(pre, o, dout, delta, dq_accum, s, st);
-
     BwdParams p{};
     p.fwd = make_params(q, k, v, o, &lse, s, captures);
     p.dout = dout.data;
@@ -260,6 +255,29 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
     p.dv_batch_stride = dv.strides[0], p.dv_head_stride = dv.strides[1], p.dv_row_stride = dv.strides[2];
     p.dq = dq.data;
     p.dq_batch_stride = dq.strides[0], p.dq_head_stride = dq.strides[1], p.dq_row_stride = dq.strides[2];
+
+    // The bwd_dkdv tile: the given one, or the tuning database's / autotuner's / heuristic's
+    // (detail::choose_bwd_tile). Tuning times candidates on these buffers before anything is
+    // computed: they overwrite dk, dv and add into the accumulator, which bwd_preprocess
+    // zeroes afterwards; capture gradients are not touched (the candidates have none).
+    AttentionSpec ds;
+    if (options.tile) {
+      ds = dkdv_spec(spec, arch, options.tile);
+    } else {
+      ds = without_tile(spec).normalized();
+      BwdParams tp = p;
+      tp.dq_accum = accum;
+      ds.tile = detail::choose_bwd_tile(ds, tp, s, ctx, device, st);
+      check_bwd_tile(ds, *ds.tile, arch);
+    }
+    const LoadedKernel& dkdv =
+        loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ds, dq_partials, capture_grads) + "@" + arch, [&] {
+          CompileOptions co;
+          co.arch = arch;
+          return compile_bwd_dkdv(ds, co, ds.tile, dq_partials, capture_grads);
+        });
+
+    if (s.seqlen_q > 0) launch_preprocess(pre, o, dout, delta, dq_accum, s, st);
     for (size_t c = 0; capture_grads && c < options.capture_grads.size(); ++c) {
       const TensorView& g = options.capture_grads[c];
       if (g.data == nullptr) continue;

@@ -17,6 +17,7 @@
 #include "flashjit/limits.h"
 #include "flashjit/passes.h"
 #include "flashjit/tuning.h"
+#include "flashjit/heuristics.h"
 #include "strict_json.h"
 
 namespace fs = std::filesystem;
@@ -98,6 +99,7 @@ fs::path record_rel_path(const std::string& file_name) { return fs::path("tuning
 
 std::string tuning_record_to_json(const TuningRecord& r) {
   Json key;
+  if (r.key.kind != "fwd") key["kind"] = r.key.kind;
   key["spec"] = json::parse(r.key.spec_json);
   key["bucket"] = {{"seqlen_q", r.key.bucket.seqlen_q},
                    {"seqlen_k", r.key.bucket.seqlen_k},
@@ -142,6 +144,8 @@ std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
     const AttentionSpec spec = spec_from_json(key.at("spec").dump());
     validate(spec);
     r.key.spec_json = spec_to_json(without_tile(spec));
+    r.key.kind = key.contains("kind") ? key.at("kind").get<std::string>() : "fwd";
+    if (r.key.kind != "fwd" && r.key.kind != "bwd_dkdv") return std::nullopt;
     const Json& b = key.at("bucket");
     r.key.bucket.seqlen_q = int_field(b, "seqlen_q", 1, INT64_MAX);
     r.key.bucket.seqlen_k = int_field(b, "seqlen_k", 1, INT64_MAX);
@@ -155,13 +159,17 @@ std::optional<TuningRecord> tuning_record_from_json(const std::string& text) {
     if (j.at("digest").get<std::string>() != r.key.digest()) return std::nullopt;
 
     r.tile = tile_from(j.at("tile"));
-    validate(r.tile, spec);
-    // A tile that cannot run on the record's arch (too much shared memory, too many
-    // registers, wgmma off Hopper) would fail in forward(): through the legality pass,
-    // such a record is a miss, and tuning or the heuristic decides instead.
-    AttentionSpec tiled = spec.normalized();
-    tiled.tile = r.tile;
-    (void)passes::run_pipeline(ir::lower(tiled), r.key.arch);
+    if (r.key.kind == "bwd_dkdv") {
+      check_bwd_tile(spec, r.tile, r.key.arch);  // the backward's rules, on the record's arch
+    } else {
+      validate(r.tile, spec);
+      // A tile that cannot run on the record's arch (too much shared memory, too many
+      // registers, wgmma off Hopper) would fail in forward(): through the legality pass,
+      // such a record is a miss, and tuning or the heuristic decides instead.
+      AttentionSpec tiled = spec.normalized();
+      tiled.tile = r.tile;
+      (void)passes::run_pipeline(ir::lower(tiled), r.key.arch);
+    }
     r.median_ms = finite_ms(j.at("median_ms"));
     for (const Json& cj : j.at("candidates")) {
       CandidateTiming c;

@@ -87,6 +87,7 @@ DeviceInfo current_device_info() {
 
 std::string TuningKey::digest() const {
   std::string m = "flashjit-tuning-key\nschema=" + std::to_string(kTuningSchemaVersion) + "\n";
+  if (kind != "fwd") m += field("kind", kind);  // fwd keys keep their digests
   m += field("spec", spec_json);
   m += "bucket=" + std::to_string(bucket.seqlen_q) + "," + std::to_string(bucket.seqlen_k) + "," +
        std::to_string(bucket.batch_heads) + "\n";
@@ -100,13 +101,15 @@ std::string TuningKey::digest() const {
 }
 
 bool TuningKey::operator==(const TuningKey& o) const {
-  return spec_json == o.spec_json && bucket == o.bucket && gpu_name == o.gpu_name && sm_count == o.sm_count &&
+  return kind == o.kind && spec_json == o.spec_json && bucket == o.bucket && gpu_name == o.gpu_name && sm_count == o.sm_count &&
          driver_version == o.driver_version && nvrtc_version == o.nvrtc_version && arch == o.arch &&
          code_version == o.code_version;
 }
 
-TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, const DeviceInfo& device) {
+TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, const DeviceInfo& device,
+                          const std::string& kind) {
   TuningKey k;
+  k.kind = kind;
   k.spec_json = spec_to_json(without_tile(spec));
   k.bucket = bucket;
   k.gpu_name = device.gpu_name;

@@ -13,6 +13,9 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "cli_runner.h"
+#include "flashjit/autotune.h"
+#include "flashjit/tuning.h"
 #include "flashjit/backward.h"
 #include "flashjit/codegen.h"
 #include "flashjit/cpu_eval.h"
@@ -419,6 +422,68 @@ TEST_CASE("backward: gradients into captured tensors against the float64 referen
       }
   print_worst("capture gradients", n, worst);
   std::printf("  worst relative error of a capture gradient: %.2e\n", worst_cap);
+}
+
+// Every tile the backward's tuner may pick (bwd_tile_candidates on this GPU's arch: both
+// skeletons on sm_90a) against float64, so a winner is never a wrong kernel.
+TEST_CASE("backward: every bwd_dkdv tuning candidate against the float64 reference", "[gpu][backward][tuning]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::string arch = flashjit::current_device_info().arch;
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  std::map<std::string, BwdErrors> worst;
+  int n = 0;
+  for (size_t vi : {size_t{1}, size_t{7}})  // causal; document + causal (interval-classified)
+    for (const auto& [d, dv] : std::vector<std::pair<int, int>>{{64, 64}, {128, 128}, {128, 64}}) {
+      const DType dt = n % 2 ? DType::f16 : DType::bf16;
+      fjtest::Case c{vars[vi], dt, d, 3, 1, 300, 257, 2, std::nullopt};
+      c.dv = dv;
+      for (const flashjit::TileConfig& t : flashjit::bwd_tile_candidates(fjtest::spec_of(c), arch)) {
+        INFO("candidate " << flashjit::to_string(t));
+        check_backward_errors(run_backward_case(c, n % 3 == 0, 6000 + static_cast<uint32_t>(n), t), dt, worst);
+        ++n;
+      }
+    }
+  print_worst("bwd_dkdv tuning candidates", n, worst);
+}
+
+// With FLASHJIT_AUTOTUNE on, the first backward() of an untiled spec and shape bucket times
+// every bwd_tile_candidates() tile, stores the winner under kind bwd_dkdv and runs with it
+// (correct against float64); the next call reuses the decision without tuning.
+TEST_CASE("backward: the bwd_dkdv tile is tuned once, stored and correct", "[gpu][backward][tuning]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  fjtest::ScratchDir cache("bwd-autotune-gpu");
+  fjtest::ScopedEnv cache_env("FLASHJIT_CACHE_DIR", cache.path.string());
+  fjtest::ScopedEnv tune_env("FLASHJIT_AUTOTUNE", "1");
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  std::map<std::string, BwdErrors> worst;
+  for (int d : {64, 128}) {
+    fjtest::Case c{vars[1], DType::bf16, d, 6, 2, 1000, 1000, 2, std::nullopt};  // causal, GQA 3:1
+    const flashjit::AttentionSpec spec = fjtest::spec_of(c);
+    const flashjit::RuntimeStats s0 = flashjit::runtime_stats();
+    check_backward_errors(run_backward_case(c, false, 4000 + static_cast<uint32_t>(d)), DType::bf16, worst);
+    const flashjit::RuntimeStats s1 = flashjit::runtime_stats();
+    CHECK(s1.tunings >= s0.tunings + 2);  // the forward's tile and the backward's
+    flashjit::AttentionSpec key_spec = spec;
+    key_spec.return_lse = true;
+    const flashjit::TuningKey key = flashjit::make_tuning_key(key_spec, flashjit::shape_bucket(2, 6, 1000, 1000),
+                                                              flashjit::current_device_info(), "bwd_dkdv");
+    const auto rec = flashjit::TuningDb(cache.path).lookup(key);
+    REQUIRE(rec);
+    const auto candidates = flashjit::bwd_tile_candidates(spec, flashjit::current_device_info().arch);
+    REQUIRE(rec->candidates.size() == candidates.size());
+    int timed = 0;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      INFO(flashjit::to_string(rec->candidates[i].tile) << " " << rec->candidates[i].error);
+      CHECK(rec->candidates[i].tile == candidates[i]);
+      timed += rec->candidates[i].ok;
+    }
+    CHECK(timed == static_cast<int>(candidates.size()));
+    std::printf("backward autotune d%d: %d candidates, winner %s at %.4f ms (heuristic %s)\n", d, timed,
+                flashjit::to_string(rec->tile).c_str(), rec->median_ms, flashjit::to_string(candidates.front()).c_str());
+    // Again: remembered in-process, no tuning.
+    run_backward_case(c, true, 5000 + static_cast<uint32_t>(d));
+    CHECK(flashjit::runtime_stats().tunings == s1.tunings);
+  }
 }
 
 // Deterministic mode: dq, dk, dv bit-identical over 10 runs (dQ by the q-stationary bwd_dq

@@ -27,7 +27,7 @@ TEST_CASE("cli tune: compile-only mode without a GPU fills the kernel cache for 
   write_text(specs, "[" + kSpecA + ", " + kSpecB + "]");
   const std::vector<std::string> args = {"tune",        "--specs",         specs.string(), "--shapes",
                                          "b=4,sq=4096,sk=4096;b=1,sq=16384", "--cache-dir",  cache.string(),
-                                         "--arch",      "sm_90a"};
+                                         "--arch",      "sm_90a",          "--forward-only"};
 
   fjtest::CliResult r = run_cli(args, fjtest::kNoGpuEnv);
   INFO(r.out);
@@ -66,6 +66,16 @@ TEST_CASE("cli tune: compile-only mode without a GPU fills the kernel cache for 
   REQUIRE(r.status == 0);
   CHECK(has(r.out, "not tuning: --compile-only"));
   CHECK(has(r.out, "2 already cached"));
+
+  // Without --forward-only the backward's kernels (preprocess, bwd_dkdv, dQ convert) with
+  // their heuristic tiles go into the cache too: 3 more per spec here.
+  std::vector<std::string> both(args.begin(), args.end() - 1);
+  r = run_cli(both, fjtest::kNoGpuEnv);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  CHECK(has(r.out, "backward kernels compiled"));
+  CHECK(has(r.out, "8 kernel(s) for sm_90a in the cache (6 compiled, 2 already cached, 0 failed)"));
+  CHECK(flashjit::DiskCache(cache).list().size() == 8);
 }
 
 TEST_CASE("cli tune: argument errors", "[cli][tuning]") {

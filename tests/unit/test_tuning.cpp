@@ -366,7 +366,8 @@ TEST_CASE("tuning: cache export / import through the CLI", "[tuning][cli]") {
 
   // Compile-only mode (no GPU seen) fills cache a with each spec's heuristic kernel.
   fjtest::CliResult r = fjtest::run_cli(
-      {"tune", "--specs", specs.string(), "--shapes", "b=1,sq=128", "--cache-dir", a.string(), "--arch", "sm_80"},
+      {"tune", "--specs", specs.string(), "--shapes", "b=1,sq=128", "--cache-dir", a.string(), "--arch", "sm_80",
+       "--forward-only"},
       fjtest::kNoGpuEnv);
   INFO(r.out);
   REQUIRE(r.status == 0);
@@ -435,4 +436,57 @@ TEST_CASE("tuning: cache export / import through the CLI", "[tuning][cli]") {
   CHECK(fjtest::run_cli({"cache", "import", (work.path / "missing").string(), "--dir", c.string()}).status == 2);
   CHECK(fjtest::run_cli({"cache", "export", "--dir", c.string()}).status == 2);
   CHECK(fjtest::run_cli({"cache", "export", a.string(), "--dir", a.string()}).status == 2);
+}
+
+// The backward's tile is tuned as its own kind: bwd_dkdv candidates, keys whose digest differs
+// from the forward's (while a forward key's digest stays what it was), records that round
+// trip and are checked by the backward's tile rules.
+TEST_CASE("tuning: the backward's bwd_dkdv tiles are candidates, keys and records of their own kind", "[tuning][backward]") {
+  for (const std::string& arch : kArchs)
+    for (const std::string& js : kSpecs) {
+      const AttentionSpec s = spec(js);
+      const std::vector<TileConfig> c = flashjit::bwd_tile_candidates(s, arch);
+      INFO(arch << " " << js);
+      REQUIRE(!c.empty());
+      CHECK(c.front() == flashjit::default_bwd_tile(s, arch));
+      for (size_t i = 0; i < c.size(); ++i) {
+        CHECK_NOTHROW(flashjit::check_bwd_tile(s, c[i], arch));
+        for (size_t j = 0; j < i; ++j) CHECK_FALSE(c[i] == c[j]);
+      }
+      const bool wgmma = std::any_of(c.begin(), c.end(), [](const TileConfig& t) { return t.mma == flashjit::MmaKind::wgmma; });
+      const auto n = s.normalized();
+      CHECK(wgmma == (arch == "sm_90a" && (n.head_dim == 64 || n.head_dim == 128) && (n.head_dim_v == 64 || n.head_dim_v == 128)));
+      CHECK(flashjit::bwd_tile_candidates(s, arch) == c);  // deterministic
+    }
+  const flashjit::DeviceInfo dev{"NVIDIA Test GPU", 132, 13000, "sm_90a"};
+  const AttentionSpec s = spec(kSpecs[0]);
+  const auto bucket = flashjit::shape_bucket(2, 4, 1000, 1000);
+  const TuningKey fwd = flashjit::make_tuning_key(s, bucket, dev);
+  const TuningKey bwd = flashjit::make_tuning_key(s, bucket, dev, "bwd_dkdv");
+  CHECK(fwd.kind == "fwd");
+  CHECK(fwd.digest() == flashjit::make_tuning_key(s, bucket, dev, "fwd").digest());
+  CHECK(bwd.digest() != fwd.digest());
+  CHECK_FALSE(bwd == fwd);
+
+  fjtest::ScratchDir dir;
+  const TuningDb db(dir.path);
+  flashjit::TuningRecord rec;
+  rec.key = bwd;
+  rec.tile = TileConfig{128, 128, 8, 2, flashjit::MmaKind::wgmma};
+  rec.median_ms = 0.5;
+  rec.candidates = {{rec.tile, true, 0.5, 10, ""}, {TileConfig{64, 128, 8, 2}, false, 0.0, 0, "spilled"}};
+  db.store(bwd, rec);
+  const auto got = db.lookup(bwd);
+  REQUIRE(got);
+  CHECK(got->key == bwd);
+  CHECK(got->key.kind == "bwd_dkdv");
+  CHECK(got->tile == rec.tile);
+  CHECK(!db.lookup(fwd));  // the forward's key does not see the backward's record
+  CHECK(has(read_text(db.record_path(bwd)), "\"kind\": \"bwd_dkdv\""));
+  // A backward record whose tile the backward cannot run (wgmma, head dim 64, block_m 64:
+  // the dQ slabs do not split) reads as a miss.
+  flashjit::TuningRecord bad = rec;
+  bad.tile = TileConfig{64, 128, 8, 2, flashjit::MmaKind::wgmma};
+  db.store(bwd, bad);
+  CHECK(!db.lookup(bwd));
 }

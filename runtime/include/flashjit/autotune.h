@@ -19,6 +19,13 @@ namespace flashjit {
 // first (so it wins ties), the rest in that fixed order. No GPU needed.
 std::vector<TileConfig> tile_candidates(const AttentionSpec& spec, const std::string& arch);
 
+// The bwd_dkdv tiles worth timing for (spec, arch): the heuristic first (default_bwd_tile),
+// then on sm_90a the wgmma shapes (block_m 64/128, one or two warpgroups, 1 or 2 stages),
+// then FlashAttention-2's mma.sync shapes, each kept when check_bwd_tile accepts it. backward()
+// times them on the first call of an untiled spec and shape bucket (unless
+// FLASHJIT_AUTOTUNE=0) and stores the winner under kind "bwd_dkdv". No GPU needed.
+std::vector<TileConfig> bwd_tile_candidates(const AttentionSpec& spec, const std::string& arch);
+
 struct TuneResult {
   TuningKey key;
   TileConfig best;

@@ -47,7 +47,8 @@ struct DeviceInfo {
 DeviceInfo current_device_info();
 
 struct TuningKey {
-  std::string spec_json;  // spec_to_json(without_tile(spec)): canonical
+  std::string kind = "fwd";  // the kernel kind tuned: "fwd" or "bwd_dkdv" (kernel_kind.h)
+  std::string spec_json;     // spec_to_json(without_tile(spec)): canonical
   ShapeBucket bucket;
   std::string gpu_name;
   int sm_count = 0;
@@ -64,8 +65,11 @@ struct TuningKey {
 };
 // This build's TuningKey::code_version (computed once per process).
 const std::string& code_version();
-// Key for `spec` (its tile is dropped) with this process's NVRTC version.
-TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, const DeviceInfo& device);
+// Key for `spec` (its tile is dropped) with this process's NVRTC version. kind: "fwd" (the
+// forward's tile) or "bwd_dkdv" (the backward's); a fwd key's digest is what it was before
+// kinds existed, so older records still match.
+TuningKey make_tuning_key(const AttentionSpec& spec, const ShapeBucket& bucket, const DeviceInfo& device,
+                          const std::string& kind = "fwd");
 
 // One timed (or failed) candidate.
 struct CandidateTiming {

@@ -1,0 +1,242 @@
+// The backward's tile decision and autotuner (autotune_backward.h): bwd_dkdv candidates
+// compiled in parallel, each timed with CUDA events on the caller's tensors, the fastest
+// stored in the tuning database under kind "bwd_dkdv".
+#include "autotune_backward.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "flashjit/autotune.h"
+#include "flashjit/backward.h"
+#include "flashjit/codegen.h"
+#include "flashjit/cuda_driver.h"
+#include "flashjit/error.h"
+#include "flashjit/heuristics.h"
+#include "flashjit/nvrtc_compiler.h"
+#include "launch.h"
+#include "runtime_stats.h"
+
+namespace flashjit {
+
+std::vector<TileConfig> bwd_tile_candidates(const AttentionSpec& spec0, const std::string& arch) {
+  check_arch(arch);
+  const AttentionSpec spec = without_tile(spec0.normalized());
+  validate(spec);
+  std::vector<TileConfig> out{default_bwd_tile(spec, arch)};
+  const auto consider = [&](const TileConfig& t) {
+    if (std::find(out.begin(), out.end(), t) != out.end()) return;
+    try {
+      check_bwd_tile(spec, t, arch);
+      out.push_back(t);
+    } catch (const SpecError&) {
+    } catch (const LegalityError&) {
+    }
+  };
+  if (arch == "sm_90a")
+    for (int block_m : {64, 128})
+      for (int warps : {8, 4})
+        for (int stages : {2, 1}) consider({block_m, 16 * warps, warps, stages, MmaKind::wgmma});
+  for (const TileConfig& t : std::vector<TileConfig>{{64, 128, 8, 2}, {64, 64, 8, 2}, {64, 64, 4, 2}, {128, 64, 8, 2},
+                                                     {64, 128, 8, 1}, {64, 64, 8, 1}, {64, 32, 8, 1}, {32, 32, 4, 1}})
+    consider(t);
+  return out;
+}
+
+namespace detail {
+namespace {
+
+constexpr int kWarmups = 2;
+constexpr double kTargetMs = 20.0;
+constexpr int kMinReps = 3;
+constexpr int kMaxReps = 30;
+
+bool autotune_enabled() {
+  const char* v = std::getenv("FLASHJIT_AUTOTUNE");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+struct Decisions {
+  std::mutex mu, decide_mu;
+  std::unordered_map<std::string, TileConfig> tiles;  // by tuning-key digest
+};
+Decisions& decisions() {
+  static Decisions d;
+  return d;
+}
+
+void launch_dkdv(const LoadedKernel& k, const TileConfig& t, const BwdParams& params, const ProblemShape& s,
+                 CUstream stream) {
+  BwdParams p = params;
+  void* args[] = {&p};
+  CudaDriver& drv = CudaDriver::get();
+  drv.check(drv.cuLaunchKernel(k.function, static_cast<unsigned>((s.seqlen_k + t.block_n - 1) / t.block_n),
+                               static_cast<unsigned>(s.heads_kv), static_cast<unsigned>(s.batch), k.info.threads, 1, 1,
+                               k.info.dynamic_smem_bytes, stream, args, nullptr),
+            "cuLaunchKernel(bwd_dkdv candidate)");
+}
+
+double elapsed(CudaDriver& drv, CUevent a, CUevent b) {
+  float ms = 0.f;
+  drv.check(drv.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
+  return ms;
+}
+
+// Warm-ups, one launch to size the run, then the timed launches; the median counts.
+CandidateTiming time_dkdv(const LoadedKernel& k, const TileConfig& t, const BwdParams& params, const ProblemShape& s,
+                          CUstream stream, const std::vector<CUevent>& ev) {
+  CudaDriver& drv = CudaDriver::get();
+  for (int i = 0; i < kWarmups; ++i) launch_dkdv(k, t, params, s, stream);
+  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
+  launch_dkdv(k, t, params, s, stream);
+  drv.check(drv.cuEventRecord(ev[1], stream), "cuEventRecord");
+  drv.check(drv.cuEventSynchronize(ev[1]), "cuEventSynchronize");
+  const double estimate = std::max(elapsed(drv, ev[0], ev[1]), 1e-3);
+  const int reps = std::clamp(static_cast<int>(std::ceil(kTargetMs / estimate)), kMinReps, kMaxReps);
+  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
+  for (int r = 0; r < reps; ++r) {
+    launch_dkdv(k, t, params, s, stream);
+    drv.check(drv.cuEventRecord(ev[static_cast<size_t>(r + 1)], stream), "cuEventRecord");
+  }
+  drv.check(drv.cuEventSynchronize(ev[static_cast<size_t>(reps)]), "cuEventSynchronize");
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) times.push_back(elapsed(drv, ev[static_cast<size_t>(r)], ev[static_cast<size_t>(r + 1)]));
+  std::sort(times.begin(), times.end());
+  CandidateTiming c;
+  c.tile = t;
+  c.ok = true;
+  c.median_ms = times.size() % 2 ? times[times.size() / 2] : 0.5 * (times[times.size() / 2 - 1] + times[times.size() / 2]);
+  c.repetitions = reps;
+  return c;
+}
+
+TuningRecord tune(const AttentionSpec& spec, const TuningKey& key, const BwdParams& params, const ProblemShape& s,
+                  CUcontext ctx, const std::string& arch, CUstream stream) {
+  ++counters().tunings;
+  const std::vector<TileConfig> tiles = bwd_tile_candidates(spec, arch);
+  // Compile in parallel (NVRTC is thread-safe; the caches are guarded), then time in order.
+  std::vector<std::string> errors(tiles.size());
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  const size_t workers = std::min<size_t>(tiles.size(), std::max(1u, std::thread::hardware_concurrency()));
+  for (size_t w = 0; w < workers; ++w)
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < tiles.size();) {
+        try {
+          CompileOptions o;
+          o.arch = arch;
+          compile_bwd_dkdv(spec, o, tiles[i]);
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      }
+    });
+  for (std::thread& t : pool) t.join();
+
+  CudaDriver& drv = CudaDriver::get();
+  std::vector<CUevent> ev(kMaxReps + 1, nullptr);
+  for (CUevent& e : ev) drv.check(drv.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+  TuningRecord rec;
+  rec.key = key;
+  int best = -1;
+  try {
+    for (size_t i = 0; i < tiles.size(); ++i) {
+      CandidateTiming c;
+      c.tile = tiles[i];
+      if (!errors[i].empty()) {
+        c.error = errors[i];
+      } else {
+        try {
+          AttentionSpec ts = spec;
+          ts.tile = tiles[i];
+          const LoadedKernel& k = loaded_module(ctx, codegen::bwd_dkdv_kernel_name(ts) + "@" + arch, [&] {
+            CompileOptions o;
+            o.arch = arch;
+            return compile_bwd_dkdv(spec, o, tiles[i]);
+          });
+          c = time_dkdv(k, tiles[i], params, s, stream, ev);
+        } catch (const std::exception& e) {
+          c.ok = false;
+          c.error = e.what();
+        }
+      }
+      if (log_enabled())
+        log_line(c.ok ? fmt::format("tune bwd_dkdv candidate {}: {:.4f} ms ({} launches)", to_string(c.tile), c.median_ms,
+                                    c.repetitions)
+                      : fmt::format("tune bwd_dkdv candidate {}: failed: {}", to_string(c.tile), c.error));
+      if (c.ok && (best < 0 || c.median_ms < rec.candidates[static_cast<size_t>(best)].median_ms)) best = static_cast<int>(i);
+      rec.candidates.push_back(std::move(c));
+    }
+  } catch (...) {
+    for (CUevent e : ev) (void)drv.cuEventDestroy(e);
+    throw;
+  }
+  for (CUevent e : ev) drv.check(drv.cuEventDestroy(e), "cuEventDestroy");
+  if (best < 0) {
+    std::string why;
+    for (const CandidateTiming& c : rec.candidates) why += "\n  " + to_string(c.tile) + ": " + c.error;
+    throw CudaError("flashjit: autotune: no bwd_dkdv tile could be compiled and timed for " + key.spec_json + ":" + why);
+  }
+  rec.tile = rec.candidates[static_cast<size_t>(best)].tile;
+  rec.median_ms = rec.candidates[static_cast<size_t>(best)].median_ms;
+  if (log_enabled())
+    log_line(fmt::format("tuned bwd_dkdv {} bucket {} -> tile {} ({:.4f} ms, best of {})", key.spec_json,
+                         to_string(key.bucket), to_string(rec.tile), rec.median_ms, tiles.size()));
+  return rec;
+}
+
+}  // namespace
+
+TileConfig choose_bwd_tile(const AttentionSpec& spec, const BwdParams& params, const ProblemShape& s, CUcontext ctx,
+                           const DeviceInfo& device, CUstream stream) {
+  // The backward always reads the LSE: its key is the spec with return_lse, however the
+  // caller spelled it, so `flashjit tune` and backward() meet in one record.
+  AttentionSpec key_spec = spec;
+  key_spec.return_lse = true;
+  const TuningKey key =
+      make_tuning_key(key_spec, shape_bucket(s.batch, s.heads_q, s.seqlen_q, s.seqlen_k), device, "bwd_dkdv");
+  const std::string digest = key.digest();
+  Decisions& d = decisions();
+  const auto remembered = [&]() -> std::optional<TileConfig> {
+    std::lock_guard<std::mutex> lock(d.mu);
+    auto it = d.tiles.find(digest);
+    if (it == d.tiles.end()) return std::nullopt;
+    return it->second;
+  };
+  if (std::optional<TileConfig> t = remembered()) return *t;
+  std::lock_guard<std::mutex> deciding(d.decide_mu);
+  if (std::optional<TileConfig> t = remembered()) return *t;  // decided while we waited
+  TileConfig tile;
+  const TuningDb db = TuningDb::default_db();
+  if (std::optional<TuningRecord> rec = db.lookup(key)) {
+    ++counters().tuning_db_hits;
+    if (log_enabled())
+      log_line(fmt::format("tuning db hit bwd_dkdv {} bucket {} -> tile {}", key.spec_json, to_string(key.bucket),
+                           to_string(rec->tile)));
+    tile = rec->tile;
+  } else if (autotune_enabled() && s.seqlen_k > 0 && s.seqlen_q > 0) {
+    const TuningRecord r = tune(spec, key, params, s, ctx, device.arch, stream);
+    try {
+      db.store(key, r);
+    } catch (const std::exception& e) {
+      log_line(fmt::format("warning: backward tuning result not saved: {}", e.what()));
+    }
+    tile = r.tile;
+  } else {
+    tile = default_bwd_tile(spec, device.arch);
+  }
+  std::lock_guard<std::mutex> lock(d.mu);
+  d.tiles.emplace(digest, tile);
+  return tile;
+}
+
+}  // namespace detail
+}  // namespace flashjit
