@@ -48,37 +48,6 @@ bool legal(const AttentionSpec& spec, const TileConfig& t, const std::string& ar
   return true;
 }
 
-// CUDA events for one tuning run. destroy() on the normal path reports errors; the
-// destructor only cleans up after an exception, which is then the error worth reporting.
-class Events {
- public:
-  Events(CudaDriver& drv, int n) : drv_(drv) {
-    for (int i = 0; i < n; ++i) {
-      CUevent e = nullptr;
-      drv_.check(drv_.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
-      ev_.push_back(e);
-    }
-  }
-  ~Events() {
-    for (CUevent e : ev_) (void)drv_.cuEventDestroy(e);
-  }
-  Events(const Events&) = delete;
-  Events& operator=(const Events&) = delete;
-
-  CUevent operator[](int i) const { return ev_[static_cast<std::size_t>(i)]; }
-  void destroy() {
-    while (!ev_.empty()) {
-      const CUevent e = ev_.back();
-      ev_.pop_back();
-      drv_.check(drv_.cuEventDestroy(e), "cuEventDestroy");
-    }
-  }
-
- private:
-  CudaDriver& drv_;
-  std::vector<CUevent> ev_;
-};
-
 double elapsed_ms(CudaDriver& drv, CUevent a, CUevent b) {
   float ms = 0.0f;
   drv.check(drv.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
@@ -91,30 +60,13 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Times one loaded candidate: warm-ups, one launch to size the run, then the timed run
-// with an event between consecutive launches so each launch has its own time.
+// One loaded forward candidate (time_launches).
 void time_candidate(const LoadedKernel& kernel, const TileConfig& tile, const FwdParams& params,
-                    const ProblemShape& shape, CUstream stream, Events& ev, CandidateTiming& out) {
-  CudaDriver& drv = CudaDriver::get();
-  for (int i = 0; i < kWarmups; ++i) launch(kernel, tile, params, shape, stream);
-  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
-  launch(kernel, tile, params, shape, stream);
-  drv.check(drv.cuEventRecord(ev[1], stream), "cuEventRecord");
-  drv.check(drv.cuEventSynchronize(ev[1]), "cuEventSynchronize");
-  const double estimate = std::max(elapsed_ms(drv, ev[0], ev[1]), 1e-3);
-  const int reps = std::clamp(static_cast<int>(std::ceil(kTargetMs / estimate)), kMinReps, kMaxReps);
-
-  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
-  for (int r = 0; r < reps; ++r) {
-    launch(kernel, tile, params, shape, stream);
-    drv.check(drv.cuEventRecord(ev[r + 1], stream), "cuEventRecord");
-  }
-  drv.check(drv.cuEventSynchronize(ev[reps]), "cuEventSynchronize");
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) times.push_back(elapsed_ms(drv, ev[r], ev[r + 1]));
-  out.ok = true;
-  out.median_ms = median(times);
-  out.repetitions = reps;
+                    const ProblemShape& shape, CUstream stream, detail::Events& ev, CandidateTiming& out) {
+  const CandidateTiming t = detail::time_launches([&] { launch(kernel, tile, params, shape, stream); }, stream, ev);
+  out.ok = t.ok;
+  out.median_ms = t.median_ms;
+  out.repetitions = t.repetitions;
 }
 
 // NVRTC is thread-safe and compile() guards its caches: one worker per core.
@@ -144,6 +96,57 @@ std::vector<std::string> compile_all(const AttentionSpec& spec, const std::vecto
 }
 
 }  // namespace
+
+namespace detail {
+
+Events::Events(int n) {
+  CudaDriver& drv = CudaDriver::get();
+  for (int i = 0; i < n; ++i) {
+    CUevent e = nullptr;
+    drv.check(drv.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+    ev_.push_back(e);
+  }
+}
+
+Events::~Events() {
+  for (CUevent e : ev_) (void)CudaDriver::get().cuEventDestroy(e);
+}
+
+void Events::destroy() {
+  CudaDriver& drv = CudaDriver::get();
+  while (!ev_.empty()) {
+    const CUevent e = ev_.back();
+    ev_.pop_back();
+    drv.check(drv.cuEventDestroy(e), "cuEventDestroy");
+  }
+}
+
+CandidateTiming time_launches(const std::function<void()>& launch_once, CUstream stream, Events& ev) {
+  CudaDriver& drv = CudaDriver::get();
+  for (int i = 0; i < kWarmups; ++i) launch_once();
+  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
+  launch_once();
+  drv.check(drv.cuEventRecord(ev[1], stream), "cuEventRecord");
+  drv.check(drv.cuEventSynchronize(ev[1]), "cuEventSynchronize");
+  const double estimate = std::max(elapsed_ms(drv, ev[0], ev[1]), 1e-3);
+  const int reps = std::clamp(static_cast<int>(std::ceil(kTargetMs / estimate)), kMinReps, ev.size() - 1);
+
+  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
+  for (int r = 0; r < reps; ++r) {
+    launch_once();
+    drv.check(drv.cuEventRecord(ev[r + 1], stream), "cuEventRecord");
+  }
+  drv.check(drv.cuEventSynchronize(ev[reps]), "cuEventSynchronize");
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) times.push_back(elapsed_ms(drv, ev[r], ev[r + 1]));
+  CandidateTiming out;
+  out.ok = true;
+  out.median_ms = median(times);
+  out.repetitions = reps;
+  return out;
+}
+
+}  // namespace detail
 
 std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::string& arch) {
   check_arch(arch);
@@ -197,7 +200,7 @@ TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const Tenso
   const std::vector<std::string> compile_errors = compile_all(spec, tiles, device.arch);
 
   const FwdParams params = make_params(q, k, v, o, lse, shape, captures);
-  Events events(drv, kMaxReps + 1);
+  detail::Events events(kMaxReps + 1);
   int best = -1;
   for (std::size_t i = 0; i < tiles.size(); ++i) {
     CandidateTiming c;

@@ -24,6 +24,7 @@
 #include "flashjit/nvrtc_compiler.h"
 #include "launch.h"
 #include "runtime_stats.h"
+#include "tuning_internal.h"
 
 namespace flashjit {
 
@@ -54,10 +55,7 @@ std::vector<TileConfig> bwd_tile_candidates(const AttentionSpec& spec0, const st
 namespace detail {
 namespace {
 
-constexpr int kWarmups = 2;
-constexpr double kTargetMs = 20.0;
-constexpr int kMinReps = 3;
-constexpr int kMaxReps = 30;
+constexpr int kMaxReps = 30;  // timed launches per candidate at most (time_launches)
 
 bool autotune_enabled() {
   const char* v = std::getenv("FLASHJIT_AUTOTUNE");
@@ -84,40 +82,6 @@ void launch_dkdv(const LoadedKernel& k, const TileConfig& t, const BwdParams& pa
             "cuLaunchKernel(bwd_dkdv candidate)");
 }
 
-double elapsed(CudaDriver& drv, CUevent a, CUevent b) {
-  float ms = 0.f;
-  drv.check(drv.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
-  return ms;
-}
-
-// Warm-ups, one launch to size the run, then the timed launches; the median counts.
-CandidateTiming time_dkdv(const LoadedKernel& k, const TileConfig& t, const BwdParams& params, const ProblemShape& s,
-                          CUstream stream, const std::vector<CUevent>& ev) {
-  CudaDriver& drv = CudaDriver::get();
-  for (int i = 0; i < kWarmups; ++i) launch_dkdv(k, t, params, s, stream);
-  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
-  launch_dkdv(k, t, params, s, stream);
-  drv.check(drv.cuEventRecord(ev[1], stream), "cuEventRecord");
-  drv.check(drv.cuEventSynchronize(ev[1]), "cuEventSynchronize");
-  const double estimate = std::max(elapsed(drv, ev[0], ev[1]), 1e-3);
-  const int reps = std::clamp(static_cast<int>(std::ceil(kTargetMs / estimate)), kMinReps, kMaxReps);
-  drv.check(drv.cuEventRecord(ev[0], stream), "cuEventRecord");
-  for (int r = 0; r < reps; ++r) {
-    launch_dkdv(k, t, params, s, stream);
-    drv.check(drv.cuEventRecord(ev[static_cast<size_t>(r + 1)], stream), "cuEventRecord");
-  }
-  drv.check(drv.cuEventSynchronize(ev[static_cast<size_t>(reps)]), "cuEventSynchronize");
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) times.push_back(elapsed(drv, ev[static_cast<size_t>(r)], ev[static_cast<size_t>(r + 1)]));
-  std::sort(times.begin(), times.end());
-  CandidateTiming c;
-  c.tile = t;
-  c.ok = true;
-  c.median_ms = times.size() % 2 ? times[times.size() / 2] : 0.5 * (times[times.size() / 2 - 1] + times[times.size() / 2]);
-  c.repetitions = reps;
-  return c;
-}
-
 TuningRecord tune(const AttentionSpec& spec, const TuningKey& key, const BwdParams& params, const ProblemShape& s,
                   CUcontext ctx, const std::string& arch, CUstream stream) {
   ++counters().tunings;
@@ -141,13 +105,11 @@ TuningRecord tune(const AttentionSpec& spec, const TuningKey& key, const BwdPara
     });
   for (std::thread& t : pool) t.join();
 
-  CudaDriver& drv = CudaDriver::get();
-  std::vector<CUevent> ev(kMaxReps + 1, nullptr);
-  for (CUevent& e : ev) drv.check(drv.cuEventCreate(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+  Events ev(kMaxReps + 1);
   TuningRecord rec;
   rec.key = key;
   int best = -1;
-  try {
+  {
     for (size_t i = 0; i < tiles.size(); ++i) {
       CandidateTiming c;
       c.tile = tiles[i];
@@ -162,7 +124,8 @@ TuningRecord tune(const AttentionSpec& spec, const TuningKey& key, const BwdPara
             o.arch = arch;
             return compile_bwd_dkdv(spec, o, tiles[i]);
           });
-          c = time_dkdv(k, tiles[i], params, s, stream, ev);
+          c = time_launches([&] { launch_dkdv(k, tiles[i], params, s, stream); }, stream, ev);
+          c.tile = tiles[i];
         } catch (const std::exception& e) {
           c.ok = false;
           c.error = e.what();
@@ -175,11 +138,8 @@ TuningRecord tune(const AttentionSpec& spec, const TuningKey& key, const BwdPara
       if (c.ok && (best < 0 || c.median_ms < rec.candidates[static_cast<size_t>(best)].median_ms)) best = static_cast<int>(i);
       rec.candidates.push_back(std::move(c));
     }
-  } catch (...) {
-    for (CUevent e : ev) (void)drv.cuEventDestroy(e);
-    throw;
   }
-  for (CUevent e : ev) drv.check(drv.cuEventDestroy(e), "cuEventDestroy");
+  ev.destroy();
   if (best < 0) {
     std::string why;
     for (const CandidateTiming& c : rec.candidates) why += "\n  " + to_string(c.tile) + ": " + c.error;

@@ -3,11 +3,35 @@
 
 #include <cuda.h>
 
+#include <functional>
+#include <vector>
+
 #include "flashjit/tuning.h"
 
 namespace flashjit::detail {
 
 // The device's identity for tuning keys, queried once per device.
 DeviceInfo device_info(CUdevice dev);
+
+// CUDA events for one tuning run. destroy() on the normal path reports errors; the
+// destructor only cleans up after an exception, which is then the error worth reporting.
+class Events {
+ public:
+  Events(int n);
+  ~Events();
+  Events(const Events&) = delete;
+  Events& operator=(const Events&) = delete;
+  CUevent operator[](int i) const { return ev_[static_cast<std::size_t>(i)]; }
+  int size() const { return static_cast<int>(ev_.size()); }
+  void destroy();
+
+ private:
+  std::vector<CUevent> ev_;
+};
+
+// Times launch() (one kernel launch on `stream`): 2 warm-ups, one launch to size the run,
+// then timed launches adding up to about 20 ms (at least 3, at most events.size() - 1), each
+// between two events; the median counts. Returns ok with median_ms and repetitions set.
+CandidateTiming time_launches(const std::function<void()>& launch, CUstream stream, Events& events);
 
 }  // namespace flashjit::detail

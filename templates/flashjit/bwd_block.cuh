@@ -35,6 +35,20 @@ __device__ __forceinline__ BwdBlock bwd_block(const FwdParams& p, int block_n, i
   return blk;
 }
 
+// Starts the copies of the block's BN keys of K and V (rows past seqlen_k zeroed) into k_dst
+// and v_dst, in the layouts the skeleton's GEMMs read, as one cp.async group: it is waited for
+// with the first q tile.
+template <int BN, int D, int DV, int THREADS, class KLayout, class VLayout>
+__device__ __forceinline__ void bwd_load_kv(const FwdParams& p, const BwdBlock& blk, u32 k_dst, u32 v_dst) {
+  const u16* k = static_cast<const u16*>(p.k) + blk.batch * p.k_batch_stride + blk.head_kv * p.k_head_stride +
+                 (long long)blk.k0 * p.k_row_stride;
+  const u16* v = static_cast<const u16*>(p.v) + blk.batch * p.v_batch_stride + blk.head_kv * p.v_head_stride +
+                 (long long)blk.k0 * p.v_row_stride;
+  load_tile_async_to<BN, D, THREADS, KLayout>(k_dst, k, p.k_row_stride, blk.k_rows, blk.tid);
+  load_tile_async_to<BN, DV, THREADS, VLayout>(v_dst, v, p.v_row_stride, blk.k_rows, blk.tid);
+  cp_async_commit();
+}
+
 // Starts the copies of q tile t of head hq into the given buffers: Q and dO rows (rows past
 // seqlen_q zeroed) in shared-memory layout Layout (smem_tile.cuh), the rows' LSE then D
 // (zero past seqlen_q) as 2·BM floats at `rowstat`.

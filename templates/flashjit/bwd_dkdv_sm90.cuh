@@ -193,13 +193,7 @@ __device__ __forceinline__ void bwd_dkdv_sm90(const BwdParams& bp, unsigned char
   const BwdBlock blk = bwd_block(p, T::BN, 1, 1);
   const BwdSmemSm90<T> sm(smem);
 
-  const u16* k = static_cast<const u16*>(p.k) + blk.batch * p.k_batch_stride + blk.head_kv * p.k_head_stride +
-                 (long long)blk.k0 * p.k_row_stride;
-  const u16* v = static_cast<const u16*>(p.v) + blk.batch * p.v_batch_stride + blk.head_kv * p.v_head_stride +
-                 (long long)blk.k0 * p.v_row_stride;
-  load_tile_sw128_async<T::BN, T::D, T::THREADS>(sm.k, k, p.k_row_stride, blk.k_rows, blk.tid);
-  load_tile_sw128_async<T::BN, T::DV, T::THREADS>(sm.v, v, p.v_row_stride, blk.k_rows, blk.tid);
-  cp_async_commit();  // waited for with the first q tile
+  bwd_load_kv<T::BN, T::D, T::DV, T::THREADS, Swizzle128, Swizzle128>(p, blk, sm.k, sm.v);
 
   float dk[1][T::D / 8][4], dv[1][T::DV / 8][4];
   zero_acc(dk);
