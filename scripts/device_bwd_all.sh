@@ -5,8 +5,13 @@
 # case: the float64 reference is CPU-bound), compute-sanitizer memcheck and racecheck on
 # [sanitize][backward], and the Python package with its backward / torch.compile tests and
 # the training example. Logs go to $OUT; a summary prints last.
-# Usage: scripts/device_bwd_all.sh [extra bench_backward.py args...]
+# Usage: scripts/device_bwd_all.sh [all|bench|tests] [extra bench_backward.py args...]
+#   bench: build, install, the benchmark only; tests: build, install, every test, no benchmark.
+#   With the 528-case matrix and backward tuning in the benchmark, `all` may pass a 10-minute
+#   call: run `tests`, then `bench`.
 set -u
+mode=all
+case "${1:-}" in all|bench|tests) mode=$1; shift ;; esac
 OUT=${OUT:-/tmp/flashjit-out}
 mkdir -p "$OUT"
 export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache PYTHONUNBUFFERED=1
@@ -37,7 +42,10 @@ run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLAS
    --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include") &
 run build 300 ninja -C build
 wait
-cd /tmp && run bench 400 python3 "$root/bench/bench_backward.py" --out "$OUT" "$@"; cd "$root"
+if [ "$mode" != tests ]; then
+  cd /tmp && run bench 400 python3 "$root/bench/bench_backward.py" --out "$OUT" "$@"; cd "$root"
+fi
+[ "$mode" = bench ] && exit 0
 
 export FLASHJIT_AUTOTUNE=0
 tests=./build/tests/flashjit_tests
