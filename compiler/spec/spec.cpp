@@ -48,7 +48,7 @@ bool AttentionSpec::operator==(const AttentionSpec& o) const {
          a.num_heads_q == b.num_heads_q && a.num_heads_kv == b.num_heads_kv && a.mask == b.mask &&
          a.softmax_scale == b.softmax_scale && a.return_lse == b.return_lse &&
          a.dropout_p == b.dropout_p && a.score_mod == b.score_mod && a.captures == b.captures &&
-         a.direction == b.direction && a.tile == b.tile;
+         a.tile == b.tile;
 }
 
 uint64_t spec_hash(const AttentionSpec& spec) {
@@ -90,14 +90,6 @@ const char* to_string(MaskAlign a) {
   switch (a) {
     case MaskAlign::top_left: return "top_left";
     case MaskAlign::bottom_right: return "bottom_right";
-  }
-  return "unknown";
-}
-
-const char* to_string(Direction d) {
-  switch (d) {
-    case Direction::fwd: return "fwd";
-    case Direction::bwd: return "bwd";
   }
   return "unknown";
 }

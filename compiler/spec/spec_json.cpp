@@ -171,10 +171,12 @@ AttentionSpec spec_from_json(const std::string& json_text) {
   if (j.contains("dropout_p")) s.dropout_p = read_number(j["dropout_p"], "dropout_p");
   if (j.contains("score_mod") && !j["score_mod"].is_null()) s.score_mod = read_string(j["score_mod"], "score_mod");
   if (j.contains("captures")) s.captures = read_captures(j["captures"]);
-  if (j.contains("direction"))
-    s.direction = read_enum<Direction>(j["direction"], "direction",
-                                       {{"fwd", Direction::fwd}, {"bwd", Direction::bwd}},
-                                       "fwd, bwd");
+  // A spec is one variant, forward and backward alike (the backward is a set of kernel kinds
+  // of the same spec, kernel_kind.h). Older JSON said "direction": "fwd"; that still reads.
+  if (j.contains("direction") && !(j["direction"].is_string() && j["direction"].get<std::string>() == "fwd"))
+    throw SpecError("direction", "a spec has no direction: the backward's kernels are kinds of the same spec "
+                                 "(flashjit::backward(), `flashjit compile --kind bwd_dkdv`); drop the field "
+                                 "(\"fwd\" is accepted and ignored)");
   if (j.contains("tile") && !j["tile"].is_null()) s.tile = read_tile(j["tile"]);
   return s;
 }
@@ -206,7 +208,6 @@ std::string spec_to_json(const AttentionSpec& spec, bool pretty) {
       caps.push_back(Json::object({{"name", c.name}, {"dtype", expr::to_string(c.dtype)}, {"rank", c.rank}}));
     j["captures"] = std::move(caps);
   }
-  j["direction"] = to_string(n.direction);
   if (n.tile) {
     Json tile = Json::object();
     tile["block_m"] = n.tile->block_m;

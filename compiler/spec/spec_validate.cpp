@@ -149,10 +149,6 @@ void validate(const AttentionSpec& spec) {
   if (n.dropout_p != 0.0)
     throw SpecError("dropout_p", fmt::format("{}: dropout is not supported yet by the forward kernel; allowed: 0",
                                              n.dropout_p));
-  if (n.direction == Direction::bwd)
-    throw SpecError("direction", "\"bwd\": backward is not available yet; allowed: fwd");
-  if (n.direction != Direction::fwd)
-    throw SpecError("direction", fmt::format("{} is not a direction; allowed: fwd", static_cast<int>(n.direction)));
   if (n.tile) validate(*n.tile, n);
 }
 

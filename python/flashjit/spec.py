@@ -85,7 +85,8 @@ class Spec:
       return_lse: also write the float32 log-sum-exp per query row (natural log).
       dropout_p: dropout probability (the kernels have none yet: must be 0).
       tile: a Tile (or dict) to force a kernel configuration; None = tuned/heuristic.
-      direction: 'fwd' ('bwd' is reserved).
+    A spec is one variant: its backward kernels are kinds of the same spec (flashjit's
+    backward, `flashjit compile --kind bwd_dkdv`), so a spec has no direction.
     """
 
     dtype: str
@@ -100,7 +101,6 @@ class Spec:
     return_lse: bool = False
     dropout_p: float = 0.0
     tile: Optional[Tile] = None
-    direction: str = "fwd"
     mask_expr: Optional[str] = None
     score_mod: Any = None
     captures: Tuple[Tuple[str, str, int], ...] = ()
@@ -187,8 +187,6 @@ class Spec:
             d["captures"] = [{"name": n, "dtype": t, "rank": r} for n, t, r in self.captures]
         if self.tile is not None:
             d["tile"] = self.tile.to_dict() if isinstance(self.tile, Tile) else dict(self.tile)
-        if self.direction != "fwd":
-            d["direction"] = self.direction
         return d
 
     def to_json(self, indent: Optional[int] = None) -> str:

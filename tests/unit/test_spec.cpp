@@ -61,7 +61,6 @@ TEST_CASE("spec defaults and normalization", "[spec]") {
   CHECK_FALSE(s.softmax_scale.has_value());
   CHECK_FALSE(s.return_lse);
   CHECK(s.dropout_p == 0.0);
-  CHECK(s.direction == Direction::fwd);
   CHECK_FALSE(s.tile.has_value());
 
   s = base();
@@ -104,8 +103,6 @@ TEST_CASE("spec enum names", "[spec]") {
   CHECK(std::string(to_string(MaskKind::sliding_window)) == "sliding_window");
   CHECK(std::string(to_string(MaskAlign::top_left)) == "top_left");
   CHECK(std::string(to_string(MaskAlign::bottom_right)) == "bottom_right");
-  CHECK(std::string(to_string(Direction::fwd)) == "fwd");
-  CHECK(std::string(to_string(Direction::bwd)) == "bwd");
   CHECK(dtype_size(DType::bf16) == 2);
   CHECK(dtype_size(DType::f16) == 2);
 }
@@ -141,7 +138,6 @@ TEST_CASE("spec_from_json: minimal and full", "[spec]") {
     REQUIRE(s.softmax_scale);
     CHECK(*s.softmax_scale == 0.088);
     CHECK(s.return_lse);
-    CHECK(s.direction == Direction::fwd);
     REQUIRE(s.tile);
     CHECK(*s.tile == TileConfig{64, 32, 4, 3});
     validate(s);
@@ -195,7 +191,8 @@ TEST_CASE("spec_from_json: errors name the field", "[spec]") {
       {R"({"dtype":"bf16","head_dim":128,"return_lse":1})", "return_lse", "expected a boolean"},
       {R"({"dtype":"bf16","head_dim":128,"softmax_scale":"auto"})", "softmax_scale", "expected a number"},
       {R"({"dtype":"bf16","head_dim":128,"dropout_p":"0"})", "dropout_p", "expected a number"},
-      {R"({"dtype":"bf16","head_dim":128,"direction":"backward"})", "direction", "allowed: fwd, bwd"},
+      {R"({"dtype":"bf16","head_dim":128,"direction":"backward"})", "direction", "a spec has no direction"},
+      {R"({"dtype":"bf16","head_dim":128,"direction":"bwd"})", "direction", "kinds of the same spec"},
       {R"({"dtype":"bf16","head_dim":128,"mask":"diagonal"})", "mask", "\"diagonal\" is not supported"},
       {R"({"dtype":"bf16","head_dim":128,"mask":7})", "mask", "expected an object or a mask kind string"},
       {R"({"dtype":"bf16","head_dim":128,"mask":{"align":"top_left"}})", "mask.kind", "required"},
@@ -226,7 +223,7 @@ TEST_CASE("spec_to_json: canonical form", "[spec]") {
   const std::string expected =
       R"({"dtype":"bf16","head_dim":128,"head_dim_v":128,"num_heads_q":16,"num_heads_kv":16,)"
       R"("mask":{"kind":"causal","align":"bottom_right","left":-1,"right":-1},)"
-      R"("return_lse":false,"dropout_p":0.0,"direction":"fwd"})";
+      R"("return_lse":false,"dropout_p":0.0})";
   CHECK(spec_to_json(s) == expected);
   // The hash is FNV-1a of exactly that text: the same on every platform and run.
   CHECK(spec_hash(s) == fnv1a(expected));
@@ -238,7 +235,7 @@ TEST_CASE("spec_to_json: canonical form", "[spec]") {
   CHECK(spec_to_json(s) ==
         R"({"dtype":"fp16","head_dim":128,"head_dim_v":128,"num_heads_q":16,"num_heads_kv":16,)"
         R"("mask":{"kind":"causal","align":"bottom_right","left":-1,"right":-1},"softmax_scale":0.125,)"
-        R"("return_lse":true,"dropout_p":0.0,"direction":"fwd",)"
+        R"("return_lse":true,"dropout_p":0.0,)"
         R"("tile":{"block_m":128,"block_n":64,"warps":4,"stages":2,"mma":"mma_sync"}})");
 
   const std::string pretty = spec_to_json(s, true);
@@ -325,7 +322,6 @@ TEST_CASE("spec_hash: stable and sensitive to every field", "[spec]") {
       {"softmax_scale unset", [](AttentionSpec& x) { x.softmax_scale.reset(); }},
       {"return_lse", [](AttentionSpec& x) { x.return_lse = true; }},
       {"dropout_p", [](AttentionSpec& x) { x.dropout_p = 0.1; }},
-      {"direction", [](AttentionSpec& x) { x.direction = Direction::bwd; }},
       {"tile unset", [](AttentionSpec& x) { x.tile.reset(); }},
       {"tile.block_m", [](AttentionSpec& x) { x.tile->block_m = 64; }},
       {"tile.block_n", [](AttentionSpec& x) { x.tile->block_n = 128; }},
@@ -403,8 +399,6 @@ TEST_CASE("validate: every error names its field", "[spec]") {
        {"dropout is not supported yet by the forward kernel; allowed: 0"}},
       {"dropout 1", [](AttentionSpec& s) { s.dropout_p = 1.0; }, "dropout_p", {"0 <= dropout_p < 1"}},
       {"dropout negative", [](AttentionSpec& s) { s.dropout_p = -0.5; }, "dropout_p", {"0 <= dropout_p < 1"}},
-      {"backward", [](AttentionSpec& s) { s.direction = Direction::bwd; }, "direction",
-       {"backward is not available yet", "allowed: fwd"}},
       {"block_m 48", [](AttentionSpec& s) { s.tile = TileConfig{48, 64, 4, 2}; }, "tile.block_m",
        {"48", "16, 32, 64, 128, 256"}},
       {"block_m per warp", [](AttentionSpec& s) { s.tile = TileConfig{32, 64, 4, 2}; }, "tile.block_m",

@@ -20,7 +20,6 @@ enum class MaskKind { none, causal, sliding_window, custom };
 //   top_left:     query i sees key j iff j <= i                      (PyTorch SDPA is_causal)
 //   bottom_right: query i sees key j iff j <= i + seqlen_k - seqlen_q (FlashAttention >= 2.1)
 enum class MaskAlign { top_left, bottom_right };
-enum class Direction { fwd, bwd };
 // Which tensor-core instructions the kernel's GEMMs use.
 //   mma_sync: warp-level mma.sync m16n8k16 (sm_80 and later), each warp owns its Q rows
 //   wgmma:    warpgroup-level wgmma.mma_async (sm_90a only), each warpgroup of 4 warps
@@ -70,7 +69,6 @@ struct AttentionSpec {
   std::string score_mod;
   // Tensors the mask and score expressions read, by name, dtype and rank (not their sizes).
   std::vector<expr::CaptureDecl> captures;
-  Direction direction = Direction::fwd;
   std::optional<TileConfig> tile;
 
   // Defaults filled in (head_dim_v, num_heads_kv), expressions in canonical text (those that
@@ -102,7 +100,6 @@ AttentionSpec without_tile(const AttentionSpec& spec);
 const char* to_string(DType);
 const char* to_string(MaskKind);
 const char* to_string(MaskAlign);
-const char* to_string(Direction);
 const char* to_string(MmaKind);
 int dtype_size(DType);
 
