@@ -32,6 +32,7 @@ summary() {
   echo "---- pytest / training"
   tail -2 "$OUT/pytest.log" 2>/dev/null
   tail -4 "$OUT/train.log" 2>/dev/null
+  tail -2 "$OUT/example_bwd.log" 2>/dev/null
   echo "---- steps"
   cat "$OUT/steps.txt"
 }
@@ -56,6 +57,7 @@ run deterministic 420 $tests "backward: deterministic mode is bit-identical over
 run capture_grads 420 $tests "backward: gradients into captured tensors against the float64 reference" &
 run bwd_tuning 420 $tests "backward: the bwd_dkdv tile is tuned once, stored and correct" &
 run bwd_candidates 420 $tests "backward: every bwd_dkdv tuning candidate against the float64 reference" &
+run example_bwd 120 ./build/examples/backward_bf16 &
 (run preprocess 120 $tests "bwd_preprocess: D = rowsum*"
  run memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $tests "[sanitize][backward]"
  run racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $tests "[sanitize][backward]") &
