@@ -80,8 +80,7 @@ std::string generate_bwd_dkdv_cuda(const AttentionSpec& spec0, bool dq_partials,
                      spec.head_dim_v, t.block_m, t.block_n, t.warps, t.stages);
   out += fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
                      listed ? " + flashjit::kTileListBytes" : "", smem);
-  out += bwd_variant_text(spec, capture_grads);
-  out += "}  // namespace\n\n";
+  out += bwd_variant_text(spec, capture_grads);  // closes the anonymous namespace
   out += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::BwdParams params) {{\n",
                      32 * t.warps, name);
   if (wgmma) {

@@ -52,8 +52,7 @@ std::string generate_bwd_dq_cuda(const AttentionSpec& spec0) {
                      t.warps, t.stages);
   out += fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
                      listed ? " + flashjit::kTileListBytes" : "", smem);
-  out += bwd_variant_text(spec);
-  out += "}  // namespace\n\n";
+  out += bwd_variant_text(spec);  // closes the anonymous namespace
   out += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::BwdParams params) {{\n",
                      32 * t.warps, name);
   out += "  extern __shared__ __align__(128) unsigned char smem[];\n";

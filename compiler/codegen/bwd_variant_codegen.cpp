@@ -35,6 +35,10 @@ std::string bwd_variant_text(const AttentionSpec& spec0, bool capture_grads) {
   if (score) out += score_hook(spec.score_mod, spec.captures, /*factored=*/false) + score_grad_hook(spec.score_mod, spec.captures);
   if (capture_grads) out += capture_grad_hook(spec.score_mod, spec.captures);
 
+  // The struct goes outside the anonymous namespace: with external linkage, the members a
+  // variant does not call (classify of a band, score without a score_mod) draw no
+  // "declared but never referenced" warning into the compile log.
+  out += "}  // namespace\n\n";
   out += "// The variant the skeleton calls (bwd_block.cuh, top).\n";
   out += "struct Variant {\n";
   out += listed ? "  // Mask custom: tiles classified by interval analysis of mask_mod.\n"

@@ -241,6 +241,15 @@ TEST_CASE("backward kinds: bwd_dkdv compiles with NVRTC for every head-dim pair,
         CHECK(!k.image.empty());
         CHECK(k.resources.spill_store_bytes <= kMaxSpillBytes);
         CHECK(k.dynamic_smem_bytes == flashjit::codegen::bwd_dkdv_smem_bytes(spec, k.tile));
+        // sm_90a with head dims 64/128: the wgmma skeleton, and no ptxas warning (a serialised
+        // wgmma is a silent performance cliff, HOPPER-NOTES.md).
+        const bool wgmma_dims = (d == 64 || d == 128) && (dv == 64 || dv == 128);
+        CHECK((k.tile.mma == flashjit::MmaKind::wgmma) == (std::string(arch) == "sm_90a" && wgmma_dims));
+        if (k.tile.mma == flashjit::MmaKind::wgmma) {
+          INFO(k.log);
+          CHECK(k.log.find("wgmma") == std::string::npos);
+          CHECK(k.log.find("arning") == std::string::npos);
+        }
         ++compiled;
       }
   CHECK(compiled == 28);

@@ -188,9 +188,9 @@ TEST_CASE("backward: the float64 backward reference agrees with finite differenc
 
 TEST_CASE("backward: the tiled backward matches the reference, classified or not", "[backward][eval]") {
   const std::vector<expr::CaptureDecl> caps = {{"doc", expr::CaptureDType::i32, 1}};
-  std::vector<int32_t> doc(80);
+  std::vector<int32_t> doc(320);
   for (size_t i = 0; i < doc.size(); ++i) doc[i] = static_cast<int32_t>(i / 23);
-  const std::vector<expr::HostCapture> host = {{doc.data(), expr::CaptureDType::i32, 1, {80, 0, 0, 0}, {1, 0, 0, 0}}};
+  const std::vector<expr::HostCapture> host = {{doc.data(), expr::CaptureDType::i32, 1, {320, 0, 0, 0}, {1, 0, 0, 0}}};
   struct Variant {
     MaskKind kind;
     flashjit::MaskAlign align;
@@ -207,8 +207,10 @@ TEST_CASE("backward: the tiled backward matches the reference, classified or not
       {MaskKind::custom, A::bottom_right, -1, -1, "(doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx) & (q_idx != 4)", ""},
       {MaskKind::causal, A::bottom_right, -1, -1, "", "8.0 * tanh(score / 8.0)"},
   };
-  const std::vector<std::pair<int64_t, int64_t>> lens = {{1, 1}, {17, 33}, {33, 17}, {70, 45}};
-  const std::vector<std::pair<int, int>> tiles = {{16, 16}, {32, 16}, {16, 32}};
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{1, 1}, {17, 33}, {33, 17}, {70, 45}, {200, 300}, {300, 130}};
+  // Small tiles, and the kernels' own: 64 x 128 (wgmma, D128; mma.sync, D64), 128 x 128 (wgmma,
+  // D64), 64 x 64 (mma.sync, D128; one warpgroup), 128 x 64.
+  const std::vector<std::pair<int, int>> tiles = {{16, 16}, {32, 16}, {16, 32}, {64, 128}, {128, 128}, {64, 64}, {128, 64}};
   std::mt19937 rng(23);
   int64_t skipped = 0, full = 0, partial = 0;
   int n = 0;

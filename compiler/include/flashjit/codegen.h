@@ -77,7 +77,8 @@ bool bwd_dkdv_listed(const AttentionSpec& spec);
 
 // The variant part shared by the backward's kernels: capture comments, mask and score hooks
 // and the `Variant` struct (bwd_block.cuh documents what the skeletons call). Refers to the
-// kernel's traits as T (T::BM, T::BN) for the full-tile rule.
+// kernel's traits as T (T::BM, T::BN) for the full-tile rule. Emitted inside the caller's
+// anonymous namespace, which it closes before the struct.
 // capture_grads: the Variant also adds into the captures' gradients (kCaptureGrads).
 std::string bwd_variant_text(const AttentionSpec& spec, bool capture_grads = false);
 
