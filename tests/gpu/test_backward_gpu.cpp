@@ -555,4 +555,11 @@ TEST_CASE("backward under the sanitizers", "[gpu][sanitize][backward]") {
   check_backward_errors(run_backward_case(b, false, 4, std::nullopt, /*deterministic=*/true), DType::f16, worst);
   fjtest::Case e{vars[1], DType::bf16, 128, 3, 1, 70, 90, 1, std::nullopt};
   check_backward_errors(run_backward_case(e, true, 5, std::nullopt, /*deterministic=*/true), DType::bf16, worst);
+  // Gradients into a captured bias table (the _dcap kernel's warp-aggregated atomics).
+  const flashjit::expr::CaptureDecl table{"table", flashjit::expr::CaptureDType::f32, 2};
+  const fjtest::Variant bias{"relative bias table", "", "score + table[h, min(max(q_idx - kv_idx + 64, 0), 127)]",
+                             {table}, flashjit::MaskKind::causal};
+  fjtest::Case f{bias, DType::bf16, 64, 2, 1, 70, 90, 1, std::nullopt};
+  check_backward_errors(run_backward_case(f, false, 6, std::nullopt, false, 2, /*capture_grads=*/true), DType::bf16,
+                        worst);
 }
