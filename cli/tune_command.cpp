@@ -118,7 +118,9 @@ TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt1
                      tk = TensorView::bhsd(k.data(), et, b, hkv, shape.seqlen_k, s.head_dim),
                      tv = TensorView::bhsd(v.data(), et, b, hkv, shape.seqlen_k, s.head_dim_v),
                      to = TensorView::bhsd(o.data(), et, b, hq, shape.seqlen_q, s.head_dim_v);
-    forward(with_lse, tq, tk, tv, to, &tl, nullptr);
+    AttentionSpec tuned = with_lse;  // the forward's winner, so the forward is not tuned again
+    tuned.tile = r.best;
+    forward(tuned, tq, tk, tv, to, &tl, nullptr);
     DeviceBuffer dout(no * 2), dq(nq * 2), dk(nk * 2), dv(nv * 2);
     fill_random(dout, no, s.dtype, rng);
     backward(with_lse, tq, tk, tv, to, tl, TensorView::bhsd(dout.data(), et, b, hq, shape.seqlen_q, s.head_dim_v),
