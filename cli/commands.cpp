@@ -72,8 +72,9 @@ void print_compiled(KernelKind kind, const CompiledKernel& k) {
                               : kind == KernelKind::bwd_preprocess
                                   ? fmt::format("none ({} query rows per thread block)", codegen::kBwdPreprocessRows)
                                   : fmt::format("none ({} query rows per thread block)", codegen::kBwdDqConvertRows);
-  const bool tiled = kind == KernelKind::fwd || kind == KernelKind::bwd_dkdv || kind == KernelKind::bwd_dq;
-  fmt::print("tile:          {}\n", tiled ? tile_string(k.tile) : untiled);
+  const KernelKindInfo& info = kind_info(kind);
+  fmt::print("tile:          {}\n", info.tiled ? tile_string(k.tile) : untiled);
+  fmt::print("kind:          {}: {}; grid {}; templates/flashjit/{}\n", info.name, info.tensors, info.grid, info.skeleton);
 }
 
 }  // namespace

@@ -212,8 +212,18 @@ TEST_CASE("block mask: build_block_mask checks its arguments before needing a GP
 }
 
 TEST_CASE("kernel kinds: names round-trip and kernels are recognised by name", "[block_mask]") {
-  for (flashjit::KernelKind k : flashjit::kernel_kinds())
+  for (flashjit::KernelKind k : flashjit::kernel_kinds()) {
     CHECK(flashjit::kernel_kind_from_string(flashjit::to_string(k)) == k);
+    // Each kind's declaration (kind_info) names it, its templates, grid and tensors.
+    const flashjit::KernelKindInfo& info = flashjit::kind_info(k);
+    CHECK(info.kind == k);
+    CHECK(std::string(info.name) == flashjit::to_string(k));
+    CHECK(std::string(info.skeleton).find(".cuh") != std::string::npos);
+    CHECK(std::string(info.grid).size() > 0);
+    CHECK(std::string(info.tensors).find("->") != std::string::npos);
+    CHECK(info.tiled == (k == flashjit::KernelKind::fwd || k == flashjit::KernelKind::bwd_dkdv ||
+                         k == flashjit::KernelKind::bwd_dq));
+  }
   CHECK_FALSE(flashjit::kernel_kind_from_string("bwd").has_value());
   CHECK(flashjit::kernel_kind_names() == "fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert, bwd_dq");
   AttentionSpec s;

@@ -13,6 +13,17 @@ namespace flashjit {
 enum class KernelKind { fwd, block_mask, bwd_preprocess, bwd_dkdv, bwd_dq_convert, bwd_dq };
 
 const char* to_string(KernelKind k);
+
+// What a kind is, declared once: the CLI (`compile` prints it), the docs and the tests read it.
+struct KernelKindInfo {
+  KernelKind kind;
+  const char* name;       // to_string(kind)
+  const char* skeleton;   // the device template(s) under templates/flashjit/
+  const char* grid;       // the launch grid
+  const char* tensors;    // what it reads -> what it writes
+  bool tiled;             // has a tile config (spec.tile read as its own with --kind)
+};
+const KernelKindInfo& kind_info(KernelKind k);
 // "fwd" / "block_mask" / "bwd_preprocess" / "bwd_dkdv" / "bwd_dq_convert" / "bwd_dq"; nullopt
 // otherwise.
 std::optional<KernelKind> kernel_kind_from_string(const std::string& name);
