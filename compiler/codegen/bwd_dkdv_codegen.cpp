@@ -16,8 +16,6 @@
 namespace flashjit::codegen {
 namespace {
 
-constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap + 32) ints
-
 // BwdTraits::SMEM_BYTES (bwd_traits.cuh) on the host; every generated kernel static_asserts
 // that the two agree.
 int plan_bytes(int d, int dv, const TileConfig& t) {
@@ -38,7 +36,7 @@ bool bwd_dkdv_listed(const AttentionSpec& spec) { return !ir::loop_mask(spec).ex
 
 int bwd_dkdv_smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
-  return plan_bytes(spec.head_dim, spec.head_dim_v, t) + (bwd_dkdv_listed(spec) ? kTileListBytes : 0);
+  return plan_bytes(spec.head_dim, spec.head_dim_v, t) + (bwd_dkdv_listed(spec) ? ir::kTileListBytes : 0);
 }
 
 std::string bwd_dkdv_kernel_name(const AttentionSpec& spec0, bool dq_partials, bool capture_grads) {

@@ -10,17 +10,12 @@
 #include "flashjit/spec.h"
 
 namespace flashjit::codegen {
-namespace {
-
-constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap + 32) ints
-
-}  // namespace
 
 int bwd_dq_smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
   const int pitch_qk = spec.head_dim + 8, pitch_v = spec.head_dim_v + 8;  // BwdDqTraits::SMEM_BYTES
   const int plan = t.block_m * (pitch_qk + pitch_v) * 2 + 2 * t.block_m * 4 + t.stages * t.block_n * (pitch_qk + pitch_v) * 2;
-  return plan + (bwd_dkdv_listed(spec) ? kTileListBytes : 0);
+  return plan + (bwd_dkdv_listed(spec) ? ir::kTileListBytes : 0);
 }
 
 std::string bwd_dq_kernel_name(const AttentionSpec& spec0) {

@@ -21,7 +21,6 @@ constexpr int kMaxRegisters = 255;
 // one k-step of A/B operands. (ptxas measured 255 with no spills at 232 fragment registers:
 // d128, 128x64, 4 warps.)
 constexpr int kRegisterOverhead = 24;
-constexpr int kTileListBytes = (256 + 32) * 4;  // kv_tiles.cuh: (kTileListCap + 32) ints
 }  // namespace
 
 bool needs_tile_list(const AttentionSpec& spec) {
@@ -33,8 +32,8 @@ int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
   const AttentionSpec spec = spec0.normalized();
   const int e = dtype_size(spec.dtype);
   // A mask expression classified per tile keeps its list of tiles in shared memory
-  // (kTileListBytes of templates/flashjit/kv_tiles.cuh; codegen asserts they agree).
-  const int list = needs_tile_list(spec) ? kTileListBytes : 0;
+  // (ir::kTileListBytes, the list of templates/flashjit/kv_tiles.cuh; codegen asserts they agree).
+  const int list = needs_tile_list(spec) ? ir::kTileListBytes : 0;
   if (t.mma == MmaKind::wgmma) {
     // Swizzled, unpadded tiles, 64 bytes of pipeline mbarriers, plus 1 KiB to align the
     // tiles to 1024 bytes (fwd_traits_sm90.cuh).

@@ -4,6 +4,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <unordered_map>
+#include <optional>
+#include <mutex>
+#include <cstring>
+#include <cstdlib>
 #include <atomic>
 #include <cmath>
 #include <exception>
@@ -69,21 +74,44 @@ void time_candidate(const LoadedKernel& kernel, const TileConfig& tile, const Fw
   out.repetitions = t.repetitions;
 }
 
-// NVRTC is thread-safe and compile() guards its caches: one worker per core.
-std::vector<std::string> compile_all(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
-                                     const std::string& arch) {
-  std::vector<std::string> errors(tiles.size());
+}  // namespace
+
+namespace detail {
+
+bool autotune_enabled() {
+  const char* v = std::getenv("FLASHJIT_AUTOTUNE");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+TileConfig remembered_or_decide(const std::string& digest, const std::function<TileConfig()>& decide) {
+  static std::mutex mu;         // guards `tiles`; held only for lookups and inserts
+  static std::mutex decide_mu;  // held while a new digest is decided, so it is tuned once
+  static std::unordered_map<std::string, TileConfig> tiles;
+  const auto remembered = [&]() -> std::optional<TileConfig> {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = tiles.find(digest);
+    if (it == tiles.end()) return std::nullopt;
+    return it->second;
+  };
+  if (std::optional<TileConfig> t = remembered()) return *t;
+  std::lock_guard<std::mutex> deciding(decide_mu);
+  if (std::optional<TileConfig> t = remembered()) return *t;  // decided while we waited
+  const TileConfig t = decide();
+  std::lock_guard<std::mutex> lock(mu);
+  tiles.emplace(digest, t);
+  return t;
+}
+
+std::vector<std::string> compile_in_parallel(std::size_t n, const std::function<void(std::size_t)>& compile_one) {
+  std::vector<std::string> errors(n);
   std::atomic<std::size_t> next{0};
-  const std::size_t workers =
-      std::min<std::size_t>(tiles.size(), std::max(1u, std::thread::hardware_concurrency()));
+  const std::size_t workers = std::min<std::size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
   for (std::size_t w = 0; w < workers; ++w)
     pool.emplace_back([&] {
-      for (std::size_t i; (i = next++) < tiles.size();) {
+      for (std::size_t i; (i = next++) < n;) {
         try {
-          CompileOptions options;
-          options.arch = arch;
-          compile(with_tile(spec, tiles[i]), options);
+          compile_one(i);
         } catch (const std::exception& e) {
           errors[i] = e.what();
         } catch (...) {
@@ -94,10 +122,6 @@ std::vector<std::string> compile_all(const AttentionSpec& spec, const std::vecto
   for (std::thread& t : pool) t.join();
   return errors;
 }
-
-}  // namespace
-
-namespace detail {
 
 Events::Events(int n) {
   CudaDriver& drv = CudaDriver::get();
@@ -197,7 +221,11 @@ TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const Tenso
   TuneResult result;
   result.key = make_tuning_key(spec, shape_bucket(shape.batch, shape.heads_q, shape.seqlen_q, shape.seqlen_k), device);
   const std::vector<TileConfig> tiles = tile_candidates(spec, device.arch);
-  const std::vector<std::string> compile_errors = compile_all(spec, tiles, device.arch);
+  const std::vector<std::string> compile_errors = detail::compile_in_parallel(tiles.size(), [&](std::size_t i) {
+    CompileOptions options;
+    options.arch = device.arch;
+    compile(with_tile(spec, tiles[i]), options);
+  });
 
   const FwdParams params = make_params(q, k, v, o, lse, shape, captures);
   detail::Events events(kMaxReps + 1);

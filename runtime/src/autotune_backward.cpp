@@ -6,14 +6,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
 #include <optional>
-#include <thread>
-#include <unordered_map>
 
 #include "flashjit/autotune.h"
 #include "flashjit/backward.h"
@@ -57,20 +51,6 @@ namespace {
 
 constexpr int kMaxReps = 30;  // timed launches per candidate at most (time_launches)
 
-bool autotune_enabled() {
-  const char* v = std::getenv("FLASHJIT_AUTOTUNE");
-  return v == nullptr || std::strcmp(v, "0") != 0;
-}
-
-struct Decisions {
-  std::mutex mu, decide_mu;
-  std::unordered_map<std::string, TileConfig> tiles;  // by tuning-key digest
-};
-Decisions& decisions() {
-  static Decisions d;
-  return d;
-}
-
 void launch_dkdv(const LoadedKernel& k, const TileConfig& t, const BwdParams& params, const ProblemShape& s,
                  CUstream stream) {
   BwdParams p = params;
@@ -86,24 +66,11 @@ TuningRecord tune(const AttentionSpec& spec, const TuningKey& key, const BwdPara
                   CUcontext ctx, const std::string& arch, CUstream stream) {
   ++counters().tunings;
   const std::vector<TileConfig> tiles = bwd_tile_candidates(spec, arch);
-  // Compile in parallel (NVRTC is thread-safe; the caches are guarded), then time in order.
-  std::vector<std::string> errors(tiles.size());
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  const size_t workers = std::min<size_t>(tiles.size(), std::max(1u, std::thread::hardware_concurrency()));
-  for (size_t w = 0; w < workers; ++w)
-    pool.emplace_back([&] {
-      for (size_t i; (i = next++) < tiles.size();) {
-        try {
-          CompileOptions o;
-          o.arch = arch;
-          compile_bwd_dkdv(spec, o, tiles[i]);
-        } catch (const std::exception& e) {
-          errors[i] = e.what();
-        }
-      }
-    });
-  for (std::thread& t : pool) t.join();
+  const std::vector<std::string> errors = compile_in_parallel(tiles.size(), [&](size_t i) {
+    CompileOptions o;
+    o.arch = arch;
+    compile_bwd_dkdv(spec, o, tiles[i]);
+  });
 
   Events ev(kMaxReps + 1);
   TuningRecord rec;
@@ -163,39 +130,26 @@ TileConfig choose_bwd_tile(const AttentionSpec& spec, const BwdParams& params, c
   key_spec.return_lse = true;
   const TuningKey key =
       make_tuning_key(key_spec, shape_bucket(s.batch, s.heads_q, s.seqlen_q, s.seqlen_k), device, "bwd_dkdv");
-  const std::string digest = key.digest();
-  Decisions& d = decisions();
-  const auto remembered = [&]() -> std::optional<TileConfig> {
-    std::lock_guard<std::mutex> lock(d.mu);
-    auto it = d.tiles.find(digest);
-    if (it == d.tiles.end()) return std::nullopt;
-    return it->second;
-  };
-  if (std::optional<TileConfig> t = remembered()) return *t;
-  std::lock_guard<std::mutex> deciding(d.decide_mu);
-  if (std::optional<TileConfig> t = remembered()) return *t;  // decided while we waited
-  TileConfig tile;
-  const TuningDb db = TuningDb::default_db();
-  if (std::optional<TuningRecord> rec = db.lookup(key)) {
-    ++counters().tuning_db_hits;
-    if (log_enabled())
-      log_line(fmt::format("tuning db hit bwd_dkdv {} bucket {} -> tile {}", key.spec_json, to_string(key.bucket),
-                           to_string(rec->tile)));
-    tile = rec->tile;
-  } else if (autotune_enabled() && s.seqlen_k > 0 && s.seqlen_q > 0) {
-    const TuningRecord r = tune(spec, key, params, s, ctx, device.arch, stream);
-    try {
-      db.store(key, r);
-    } catch (const std::exception& e) {
-      log_line(fmt::format("warning: backward tuning result not saved: {}", e.what()));
+  return remembered_or_decide(key.digest(), [&] {
+    const TuningDb db = TuningDb::default_db();
+    if (std::optional<TuningRecord> rec = db.lookup(key)) {
+      ++counters().tuning_db_hits;
+      if (log_enabled())
+        log_line(fmt::format("tuning db hit bwd_dkdv {} bucket {} -> tile {}", key.spec_json, to_string(key.bucket),
+                             to_string(rec->tile)));
+      return rec->tile;
     }
-    tile = r.tile;
-  } else {
-    tile = default_bwd_tile(spec, device.arch);
-  }
-  std::lock_guard<std::mutex> lock(d.mu);
-  d.tiles.emplace(digest, tile);
-  return tile;
+    if (autotune_enabled() && s.seqlen_k > 0 && s.seqlen_q > 0) {
+      const TuningRecord r = tune(spec, key, params, s, ctx, device.arch, stream);
+      try {
+        db.store(key, r);
+      } catch (const std::exception& e) {
+        log_line(fmt::format("warning: backward tuning result not saved: {}", e.what()));
+      }
+      return r.tile;
+    }
+    return default_bwd_tile(spec, device.arch);
+  });
 }
 
 }  // namespace detail

@@ -4,15 +4,11 @@
 //   1. the tuning database's record, if one exists (no tuning);
 //   2. else, unless FLASHJIT_AUTOTUNE=0, the autotuner's winner, which is then stored;
 //   3. else the heuristic default.
-// The decision is remembered in-process, so after the first call for a key a launch does
-// no disk I/O and no tuning. (It is not revisited when FLASHJIT_AUTOTUNE changes later.)
+// The decision is remembered in-process (detail::remembered_or_decide), so after the first
+// call for a key a launch does no disk I/O and no tuning. (It is not revisited when FLASHJIT_AUTOTUNE changes later.)
 #include <fmt/format.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
 #include <optional>
-#include <unordered_map>
 
 #include "flashjit/autotune.h"
 #include "flashjit/cuda_driver.h"
@@ -28,30 +24,6 @@ namespace flashjit {
 
 namespace {
 
-bool autotune_enabled() {
-  const char* v = std::getenv("FLASHJIT_AUTOTUNE");
-  return v == nullptr || std::strcmp(v, "0") != 0;
-}
-
-struct Decisions {
-  std::mutex mu;  // guards `tiles`; held only for lookups and inserts
-  std::unordered_map<std::string, TileConfig> tiles;  // by tuning-key digest
-  // Held while a new key is decided, so two threads meeting one new key tune it once.
-  std::mutex decide_mu;
-};
-Decisions& decisions() {
-  static Decisions d;
-  return d;
-}
-
-std::optional<TileConfig> remembered(const std::string& digest) {
-  Decisions& d = decisions();
-  std::lock_guard<std::mutex> lock(d.mu);
-  auto it = d.tiles.find(digest);
-  if (it == d.tiles.end()) return std::nullopt;
-  return it->second;
-}
-
 // The first decision for a key in this process: database, autotuner or heuristic.
 TileConfig first_decision(const AttentionSpec& spec, const TuningKey& key, const TensorView& q, const TensorView& k,
                           const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream,
@@ -65,7 +37,7 @@ TileConfig first_decision(const AttentionSpec& spec, const TuningKey& key, const
                                    db.record_path(key).string()));
     return rec->tile;
   }
-  if (autotune_enabled()) {
+  if (detail::autotune_enabled()) {
     const TuneResult r = autotune(spec, q, k, v, o, lse, stream, captures);
     try {
       db.store(key, r.record());
@@ -90,20 +62,8 @@ AttentionSpec choose_tile(const AttentionSpec& spec, const TensorView& q, const 
   AttentionSpec resolved = spec.normalized();
   const TuningKey key =
       make_tuning_key(resolved, shape_bucket(shape.batch, shape.heads_q, shape.seqlen_q, shape.seqlen_k), device);
-  const std::string digest = key.digest();
-  if (std::optional<TileConfig> t = remembered(digest)) {
-    resolved.tile = *t;
-    return resolved;
-  }
-  Decisions& d = decisions();
-  std::lock_guard<std::mutex> deciding(d.decide_mu);
-  if (std::optional<TileConfig> t = remembered(digest)) {  // decided while we waited
-    resolved.tile = *t;
-    return resolved;
-  }
-  resolved.tile = first_decision(resolved, key, q, k, v, o, lse, stream, captures);
-  std::lock_guard<std::mutex> lock(d.mu);
-  d.tiles.emplace(digest, *resolved.tile);
+  resolved.tile = detail::remembered_or_decide(
+      key.digest(), [&] { return first_decision(resolved, key, q, k, v, o, lse, stream, captures); });
   return resolved;
 }
 

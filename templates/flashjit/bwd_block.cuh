@@ -21,7 +21,8 @@ struct BwdBlock {
   int wq;     // its column in the warp grid (mma.sync; 0 on wgmma)
 };
 
-__device__ __forceinline__ BwdBlock bwd_block(const FwdParams& p, int block_n, int key_w_of_warp_div, int wq_of_warp_mod) {
+// wq: warps per row of 16 keys (warp w owns keys 16·(w / wq).. and is column w % wq).
+__device__ __forceinline__ BwdBlock bwd_block(const FwdParams& p, int block_n, int wq) {
   BwdBlock blk;
   blk.k0 = blockIdx.x * block_n;
   blk.k_rows = p.seqlen_k - blk.k0 < block_n ? p.seqlen_k - blk.k0 : block_n;
@@ -30,8 +31,8 @@ __device__ __forceinline__ BwdBlock bwd_block(const FwdParams& p, int block_n, i
   blk.tid = threadIdx.x;
   blk.warp = blk.tid / 32;
   blk.lane = blk.tid % 32;
-  blk.key_w = 16 * (blk.warp / key_w_of_warp_div);
-  blk.wq = blk.warp % wq_of_warp_mod;
+  blk.key_w = 16 * (blk.warp / wq);
+  blk.wq = blk.warp % wq;
   return blk;
 }
 

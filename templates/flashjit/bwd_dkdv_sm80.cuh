@@ -136,7 +136,7 @@ __device__ __forceinline__ void bwd_q_tile(const BwdParams& bp, const BwdSmem<T>
 template <class T, class V, bool kDq = true>
 __device__ __forceinline__ void bwd_dkdv(const BwdParams& bp, unsigned char* smem) {
   const FwdParams& p = bp.fwd;
-  const BwdBlock blk = bwd_block(p, T::BN, T::WQ, T::WQ);
+  const BwdBlock blk = bwd_block(p, T::BN, T::WQ);
   const BwdSmem<T> sm(smem);
 
   bwd_load_kv<T::BN, T::D, T::DV, T::THREADS, PaddedRows<T::D>, PaddedRows<T::DV>>(p, blk, sm.k, sm.v);

@@ -190,7 +190,7 @@ template <class T, class V, bool kDq = true>
 __device__ __forceinline__ void bwd_dkdv_sm90(const BwdParams& bp, unsigned char* smem) {
   const FwdParams& p = bp.fwd;
   // Warp w: keys 16w.. of the block (warpgroup w / 4, warp w % 4 inside it).
-  const BwdBlock blk = bwd_block(p, T::BN, 1, 1);
+  const BwdBlock blk = bwd_block(p, T::BN, 1);
   const BwdSmemSm90<T> sm(smem);
 
   bwd_load_kv<T::BN, T::D, T::DV, T::THREADS, Swizzle128, Swizzle128>(p, blk, sm.k, sm.v);

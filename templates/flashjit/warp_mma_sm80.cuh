@@ -60,15 +60,21 @@ __device__ __forceinline__ void mma_k_step(float (&c)[MT][NT][4], const u32 (&a)
   }
 }
 
+// The A fragments (MT m tiles) of k columns kk·16.. of A stored (M×K) row-major.
+template <int MT, int PITCH_A>
+__device__ __forceinline__ void load_a_mk(u32 (&a)[MT][4], u32 a_smem, int kk, int lane) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+    ldmatrix_x4(a[mt], a_smem + ((mt * 16 + a_frag_row(lane)) * PITCH_A + kk * 16 + a_frag_col(lane)) * 2);
+}
+
 template <class E, int MT, int NT, int K, int PITCH_A, int PITCH_B>
 __device__ __forceinline__ void mma_ABt(float (&c)[MT][NT][4], u32 a_smem, u32 b_smem, int lane) {
   static_assert(NT % 2 == 0 && K % 16 == 0, "mma_ABt: N a multiple of 16, K of 16");
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     u32 a[MT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-      ldmatrix_x4(a[mt], a_smem + ((mt * 16 + a_frag_row(lane)) * PITCH_A + kk * 16 + a_frag_col(lane)) * 2);
+    load_a_mk<MT, PITCH_A>(a, a_smem, kk, lane);
     mma_k_step<E, MT, NT>(c, a, [&](u32 (&b)[4], int np) {
       ldmatrix_x4(b, b_smem + ((np * 16 + bt_frag_row(lane)) * PITCH_B + kk * 16 + bt_frag_col(lane)) * 2);
     });
@@ -81,9 +87,7 @@ __device__ __forceinline__ void mma_AB(float (&c)[MT][NT][4], u32 a_smem, u32 b_
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     u32 a[MT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-      ldmatrix_x4(a[mt], a_smem + ((mt * 16 + a_frag_row(lane)) * PITCH_A + kk * 16 + a_frag_col(lane)) * 2);
+    load_a_mk<MT, PITCH_A>(a, a_smem, kk, lane);
     mma_k_step<E, MT, NT>(c, a, [&](u32 (&b)[4], int np) { load_b_kn<PITCH_B>(b, b_smem, kk, np, lane); });
   }
 }

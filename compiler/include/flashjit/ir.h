@@ -135,6 +135,11 @@ struct LoopMask {
 };
 LoopMask loop_mask(const AttentionSpec& spec);
 
+// Shared memory of the tile list a classified loop builds (templates/flashjit/kv_tiles.cuh:
+// kTileListCap + 32 ints), after the kernel's plan; generated kernels static_assert that the
+// host and device agree.
+inline constexpr int kTileListBytes = (256 + 32) * 4;
+
 // The textual form (stable; golden tests match it with FileCheck).
 std::string print(const Kernel& k);
 std::string print(const Op& op);  // one op, as in print(Kernel), without indent or newline
