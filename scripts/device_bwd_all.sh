@@ -35,6 +35,8 @@ summary() {
   tail -2 "$OUT/example_bwd.log" 2>/dev/null
   echo "---- steps"
   cat "$OUT/steps.txt"
+  # Few files come back from a device call: the logs travel as one archive.
+  (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
 }
 trap summary EXIT
 run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
@@ -55,7 +57,7 @@ run random 420 $tests "backward: random expressions against the float64 referenc
 run mma_sync 420 $tests "backward: the mma.sync skeleton on every arch against the float64 reference" &
 run deterministic 420 $tests "backward: deterministic mode is bit-identical over 10 runs" &
 run capture_grads 420 $tests "backward: gradients into captured tensors against the float64 reference" &
-run bwd_tuning 420 $tests "backward: the bwd_dkdv tile is tuned once, stored and correct" &
+run bwd_tuning 420 $tests "backward: the bwd_dkdv tile is tuned once\\, stored and correct" &
 run bwd_candidates 420 $tests "backward: every bwd_dkdv tuning candidate against the float64 reference" &
 run example_bwd 120 ./build/examples/backward_bf16 &
 (run preprocess 120 $tests "bwd_preprocess: D = rowsum*"

@@ -18,7 +18,7 @@ namespace flashjit::eval {
 
 Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                                    const HostTensor& v, const HostTensor& dout,
-                                   const std::vector<expr::HostCapture>& captures) {
+                                   const std::vector<expr::HostCapture>& captures, const HostTensor* o_for_delta) {
   const ReferenceDims dims(spec, q, k, v, &dout);
   const int head_dim = dims.head_dim, head_dim_v = dims.head_dim_v, heads_q = dims.heads_q, heads_kv = dims.heads_kv,
             group = dims.group;
@@ -72,7 +72,7 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
           for (int64_t j = 0; j < sk; ++j)
             if (vis[j]) acc += p[j] * v.at(b, hk, j, t);
           o[t] = acc;
-          d_row += dout.at(b, h, i, t) * acc;
+          d_row += dout.at(b, h, i, t) * (o_for_delta ? o_for_delta->at(b, h, i, t) : acc);
         }
         for (int64_t j = 0; j < sk; ++j) {
           if (!vis[j]) continue;

@@ -130,7 +130,8 @@ namespace {
 
 struct BwdErrors {
   double dq = 0, dk = 0, dv = 0;  // ||got - ref|| / ||ref|| per gradient
-  double dcap = 0;                // the worst capture gradient's, when asked for
+  double dcap = 0;                // the worst capture gradient's, when asked for (vs the backward of O)
+  double dcap_exact = 0;          // the same against the exact float64 reference (not bounded)
   int64_t masked_rows = 0;
   bool nan_reference = false;  // the score_mod's own arithmetic gives NaN / inf: not compared
 };
@@ -276,18 +277,40 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
           }
     return ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
   };
+  // Capture gradients against the float64 backward of the O the forward stored (its D from
+  // that O, as the kernels'): a capture gradient sums terms that cancel (every row of dS sums
+  // to 0), so O's rounding to the dtype moves it by up to tens of percent of itself, the
+  // same in any implementation; what is the kernel's own is then checked tightly.
+  // BwdErrors::dcap_exact: the distance to the exact reference, for the record.
+  flashjit::eval::Grads ref_of_o;
+  if (!gcaps.empty()) {
+    std::vector<uint16_t> obits(dout.size());
+    bo.download(obits.data());
+    HostTensor ho(B, c.hq, c.sq, dv);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < c.hq; ++h)
+        for (int64_t s = 0; s < c.sq; ++s)
+          for (int x = 0; x < dv; ++x)
+            ho.at(b, h, s, x) =
+                fjtest::from_bits(obits[static_cast<size_t>(offset_of(bshd, B, c.hq, c.sq, dv, b, h, s, x))], c.dtype);
+    ref_of_o = flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps, &ho);
+  }
   for (size_t ci = 0; ci < gcaps.size(); ++ci) {
     if (gcaps[ci].data == nullptr) continue;
-    const std::vector<double>& want = ref.dcaptures[ci];
+    const std::vector<double>& want = ref_of_o.dcaptures[ci];
+    const std::vector<double>& exact = ref.dcaptures[ci];
     std::vector<float> got(want.size());
     gcap_bufs[ci]->download(got.data());
-    double err2 = 0, ref2 = 0;
+    double err2 = 0, ref2 = 0, exact_err2 = 0, exact2 = 0;
     for (size_t i = 0; i < got.size(); ++i) {
       if (!std::isfinite(got[i])) FAIL("capture gradient " << ci << " element " << i << " is " << got[i]);
       err2 += (got[i] - want[i]) * (got[i] - want[i]);
       ref2 += want[i] * want[i];
+      exact_err2 += (got[i] - exact[i]) * (got[i] - exact[i]);
+      exact2 += exact[i] * exact[i];
     }
     e.dcap = std::max(e.dcap, ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2));
+    e.dcap_exact = std::max(e.dcap_exact, exact2 > 0 ? std::sqrt(exact_err2 / exact2) : std::sqrt(exact_err2));
   }
   e.dq = compare(gq[0], ref.dq, "dq");
   e.dk = compare(gk[0], ref.dk, "dk");
@@ -405,7 +428,7 @@ TEST_CASE("backward: gradients into captured tensors against the float64 referen
       {"scaled + bias", "", "score * (1.0 + 0.1 * slopes[h]) + table[h, min(max(kv_idx - q_idx + 64, 0), 127)]",
        {slopes, table}, MK::causal}};
   std::map<std::string, BwdErrors> worst;
-  double worst_cap = 0;
+  double worst_cap = 0, worst_cap_exact = 0;
   int n = 0;
   for (size_t vi = 0; vi < vars.size(); ++vi)
     for (DType dt : {DType::bf16, DType::f16})
@@ -416,12 +439,15 @@ TEST_CASE("backward: gradients into captured tensors against the float64 referen
         if (mode == 1) tile = flashjit::default_bwd_tile(fjtest::spec_of(c), "sm_80");
         const BwdErrors e = run_backward_case(c, mode == 2, 1300 + static_cast<uint32_t>(n), tile, mode == 2, 2, true);
         check_backward_errors(e, dt, worst);
-        CHECK(e.dcap < (dt == DType::bf16 ? 3e-2 : 6e-3));
+        CHECK(e.dcap < 5e-3);  // fp32 arithmetic on sums that cancel (6e-4 in a numpy emulation)
         worst_cap = std::max(worst_cap, e.dcap);
+        worst_cap_exact = std::max(worst_cap_exact, e.dcap_exact);
         ++n;
       }
   print_worst("capture gradients", n, worst);
-  std::printf("  worst relative error of a capture gradient: %.2e\n", worst_cap);
+  std::printf("  worst relative error of a capture gradient: %.2e against the backward of the stored O, %.2e against the "
+              "exact reference\n",
+              worst_cap, worst_cap_exact);
 }
 
 // Every tile the backward's tuner may pick (bwd_tile_candidates on this GPU's arch: both
@@ -560,6 +586,7 @@ TEST_CASE("backward under the sanitizers", "[gpu][sanitize][backward]") {
   const fjtest::Variant bias{"relative bias table", "", "score + table[h, min(max(q_idx - kv_idx + 64, 0), 127)]",
                              {table}, flashjit::MaskKind::causal};
   fjtest::Case f{bias, DType::bf16, 64, 2, 1, 70, 90, 1, std::nullopt};
-  check_backward_errors(run_backward_case(f, false, 6, std::nullopt, false, 2, /*capture_grads=*/true), DType::bf16,
-                        worst);
+  const BwdErrors ef = run_backward_case(f, false, 6, std::nullopt, false, 2, /*capture_grads=*/true);
+  check_backward_errors(ef, DType::bf16, worst);
+  CHECK(ef.dcap < 5e-3);
 }

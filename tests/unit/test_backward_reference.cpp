@@ -327,3 +327,45 @@ TEST_CASE("backward: gradients into captured float tensors (a learnable bias) ag
   }
   CHECK(nonzero > 10);
 }
+
+// o_for_delta: the backward of a stored (rounded) O. With the exact O it changes nothing; with
+// O + δ a per-head bias's gradient (zero exactly: softmax is shift-invariant) becomes
+// -Σ_i rowsum(dO ∘ δ)_i, since dW = P ∘ (dP − D) and each row of P sums to 1.
+TEST_CASE("backward reference: D from a given O", "[backward]") {
+  const std::vector<expr::CaptureDecl> caps = {{"bias", expr::CaptureDType::f32, 1}};
+  std::vector<float> bias = {0.3f, -0.2f, 0.1f};
+  const std::vector<expr::HostCapture> host = {{bias.data(), expr::CaptureDType::f32, 1, {3, 0, 0, 0}, {1, 0, 0, 0}}};
+  AttentionSpec spec;
+  spec.head_dim = 8;
+  spec.num_heads_q = 3;
+  spec.num_heads_kv = 1;
+  spec.mask.kind = MaskKind::causal;
+  spec.score_mod = "score + bias[h]";
+  spec.captures = caps;
+  std::mt19937 rng(9);
+  const eval::HostTensor q = random_tensor(rng, 2, 3, 7, 8), k = random_tensor(rng, 2, 1, 9, 8),
+                         v = random_tensor(rng, 2, 1, 9, 8), dout = random_tensor(rng, 2, 3, 7, 8);
+  const eval::Grads exact = eval::reference_attention_backward(spec, q, k, v, dout, host);
+  const eval::Result fwd = eval::reference_attention(spec, q, k, v, host);
+  const eval::Grads same = eval::reference_attention_backward(spec, q, k, v, dout, host, &fwd.o);
+  for (auto [a, b] : {std::pair{&exact.dq, &same.dq}, {&exact.dk, &same.dk}, {&exact.dv, &same.dv}})
+    for (size_t i = 0; i < a->data.size(); ++i) REQUIRE(std::abs(a->data[i] - b->data[i]) < 1e-12);
+  for (double g : exact.dcaptures[0]) CHECK(std::abs(g) < 1e-12);
+
+  eval::HostTensor o = fwd.o;
+  const eval::HostTensor delta = random_tensor(rng, 2, 3, 7, 8);
+  std::vector<double> want(3, 0.0);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < 3; ++h)
+      for (int64_t i = 0; i < 7; ++i)
+        for (int64_t t = 0; t < 8; ++t) {
+          o.at(b, h, i, t) += 1e-3 * delta.at(b, h, i, t);
+          want[static_cast<size_t>(h)] -= dout.at(b, h, i, t) * 1e-3 * delta.at(b, h, i, t);
+        }
+  const eval::Grads moved = eval::reference_attention_backward(spec, q, k, v, dout, host, &o);
+  for (size_t h = 0; h < 3; ++h) {
+    INFO("head " << h);
+    CHECK(std::abs(moved.dcaptures[0][h] - want[h]) < 1e-12);
+    CHECK(std::abs(want[h]) > 1e-4);
+  }
+}

@@ -49,13 +49,19 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
 // and give nothing to dk and dv.
 // dcaptures[c]: for a float capture c the score_mod reads, d loss / d each of its elements
 // (dense, row-major by its sizes); empty for the others.
+// o_for_delta: D_i = rowsum(dO ∘ O) from this output (b, heads_q, seqlen_q, head_dim_v)
+// rather than the exact one: the backward of the forward a kernel actually ran, whose O is
+// rounded to the dtype. A capture gradient is a sum whose terms cancel (each row of dS sums
+// to 0), so O's rounding alone moves it far more than the kernel's own fp32 arithmetic does;
+// against this reference the kernel's capture gradients are checked tightly.
 struct Grads {
   HostTensor dq, dk, dv;
   std::vector<std::vector<double>> dcaptures;
 };
 Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                                    const HostTensor& v, const HostTensor& dout,
-                                   const std::vector<expr::HostCapture>& captures = {});
+                                   const std::vector<expr::HostCapture>& captures = {},
+                                   const HostTensor* o_for_delta = nullptr);
 
 // The backward as its kernels will tile it (compiler/eval/tiled_backward.cpp): D =
 // rowsum(dO ∘ O), then per (batch, kv head, kv tile of spec.tile->block_n keys) dK and dV
