@@ -9,6 +9,7 @@
 #include "flashjit/codegen.h"
 #include "flashjit/expr.h"
 #include "flashjit/ir.h"
+#include "flashjit/philox.cuh"
 #include "flashjit/spec.h"
 
 namespace flashjit::codegen {
@@ -47,6 +48,12 @@ std::string bwd_variant_text(const AttentionSpec& spec0, bool capture_grads) {
   out += fmt::format("  static constexpr bool kScoreMod = {};\n", score ? "true" : "false");
   out += fmt::format("  static constexpr bool kCaptureGrads = {};  // gradients into captured tensors\n",
                      capture_grads ? "true" : "false");
+  const uint32_t threshold = dropout_threshold(spec.dropout_p);
+  out += fmt::format("  static constexpr bool kDropout = {};  // p = {:.9g} (philox.cuh)\n", spec.dropout_p > 0 ? "true" : "false",
+                     spec.dropout_p);
+  out += fmt::format("  static constexpr flashjit::u32 kDropThreshold = {};  // dropped below floor(p * 65536)\n", threshold);
+  out += fmt::format("  static constexpr float kDropScale = {};  // 1 / (1 - p) for the kept\n",
+                     float_literal(dropout_keep_scale(threshold)));
   out += fmt::format("  static constexpr float kScale = {};      // softmax_scale\n", float_literal(scale));
   out += fmt::format("  static constexpr float kScaleLog2 = {};  // softmax_scale * log2(e)\n", float_literal(scale * M_LOG2E));
   out += "  static __device__ __forceinline__ flashjit::Band band(const flashjit::FwdParams& params) {\n";

@@ -14,6 +14,7 @@
 #include "flashjit/expr.h"
 #include "flashjit/ir.h"
 #include "flashjit/passes.h"
+#include "flashjit/philox.cuh"
 
 namespace flashjit::codegen {
 namespace {
@@ -68,6 +69,7 @@ class Emitter {
     for (const char* h : {"apply_mask", "kv_tiles", "online_softmax", "epilogue"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
     if (has_hooks()) out_ << "#include \"flashjit/score_hooks.cuh\"\n";
+    if (dropout_op()) out_ << "#include \"flashjit/dropout.cuh\"\n";
     const ir::BandMask& b = k_.loop.mask;
     out_ << "\nnamespace {\n\n";
     out_ << fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
@@ -87,6 +89,15 @@ class Emitter {
                           spec_.effective_scale());
       out_ << fmt::format("constexpr float kScale = {:.9g}f;\n", spec_.effective_scale());
       out_ << fmt::format("constexpr float kScaleLog2 = {:.9g}f;  // log2(e)\n\n", scale_log2);
+    }
+    if (const ir::Op* d = dropout_op()) {
+      const int64_t threshold = d->int_attr("threshold");
+      out_ << fmt::format("// Dropout p = {:.9g}: an element is dropped when its 16-bit Philox number (philox.cuh) is\n"
+                          "// below floor(p * 65536); the kept ones are scaled by 65536 / (65536 - threshold).\n",
+                          d->float_attr("p"));
+      out_ << fmt::format("constexpr flashjit::u32 kDropThreshold = {};\n", threshold);
+      out_ << fmt::format("constexpr float kDropScale = {};\n\n",
+                          float_literal(dropout_keep_scale(static_cast<uint32_t>(threshold))));
     }
     hooks();
     if (!k_.loop.mask_expr.empty())
@@ -119,6 +130,13 @@ class Emitter {
   }
 
   bool has_hooks() const { return !k_.loop.mask_expr.empty() || !spec_.score_mod.empty(); }
+
+  const ir::Op* dropout_op() const { return find_op(ir::OpKind::dropout); }
+  // The dropout op on the P of the loop: before P is packed for (or fed to) the P·V GEMM.
+  void dropout(const ir::Op& op, const std::string& scores) {
+    out_ << fmt::format("    apply_dropout<T, kDropThreshold>({}, dkey, drop_bh, blk.q0, {}, blk.warp, blk.lane);  // {}\n",
+                        scores, k_.loop.induction, op.results[0] + " = P with the dropped elements 0");
+  }
 
   const ir::Op* find_op(ir::OpKind kind) const {
     for (const ir::Op& op : k_.loop.body)
@@ -162,7 +180,11 @@ class Emitter {
                           wgmma_ ? " + T::BARRIER_BYTES" : "");
     out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(params, /*reverse_tiles=*/{});\n",
                         k_.grid.reverse_q_tiles ? "true" : "false");
-    out_ << "  const Band band = make_band(params);\n\n";
+    out_ << "  const Band band = make_band(params);\n";
+    if (dropout_op())
+      out_ << "  const DropoutKey dkey = dropout_key(params);  // dropout's RNG state\n"
+              "  const u32 drop_bh = (u32)(blk.batch * params.num_heads_q + blk.head);\n";
+    out_ << "\n";
     for (const ir::Op& op : k_.prologue) prologue_op(op);
     // mma.sync: the FlashAttention-2 loop; wgmma: the loop with P·V one tile behind.
     if (wgmma_) loop_overlapped();
@@ -333,6 +355,7 @@ class Emitter {
     out_ << loop_header(kv);
     out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
     out_ << "    const bool has_prev = r > 0;\n";
+    std::string softmax_scores;  // the score tile that holds P after the softmax
     for (const ir::Op& op : loop.body) {
       out_ << op_comment(op, "    ");
       switch (op.kind) {
@@ -371,12 +394,23 @@ class Emitter {
           out_ << "    RowVec<T> alpha;\n";
           out_ << fmt::format("    softmax_rows<T>({}, {}, {}, alpha, kScaleLog2);\n", op.operands[0], op.operands[1],
                               op.operands[2]);
+          if (const ir::Op* d = dropout_op()) {  // the dropout op's code, here so that P·V hides it
+            out_ << op_comment(*d, "    ");
+            dropout(*d, op.operands[0]);
+          }
           out_ << "    warpgroup_wait<0>();  // the previous tile's P·V has landed in O\n";
           out_ << fmt::format("    pin({}.o[0]);\n", op.operands[3]);
           out_ << "    mbarrier_arrive(bars + 8 * (T::STAGES + slot));  // this thread is done with copy step r\n";
           out_ << fmt::format("    rescale_rows<T>({}, alpha);\n", op.operands[3]);
+          softmax_scores = op.operands[0];
+          if (!dropout_op())
+            out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
+                                op.operands[0], op.results[0]);
+          break;
+        case ir::OpKind::dropout:
+          out_ << "    //   (applied after the softmax above, while the previous tile's P·V ran)\n";
           out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
-                              op.operands[0], op.results[0]);
+                              softmax_scores, op.results[0]);
           break;
         default:
           throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
@@ -456,6 +490,9 @@ class Emitter {
                             op.operands[2], op.operands[3]);
         out_ << fmt::format("    ScoreTile<T>& {} = {};  // P overwrites S in place\n", op.results[0], op.operands[0]);
         break;
+      case ir::OpKind::dropout:
+        dropout(op, op.operands[0]);
+        break;
       default:
         throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
     }
@@ -465,8 +502,8 @@ class Emitter {
     out_ << op_comment(op, "  ");
     switch (op.kind) {
       case ir::OpKind::finalize:
-        out_ << fmt::format("  finalize<T>({}, {});\n  OutTile<T>& {} = {};\n", op.operands[0], op.operands[1],
-                            op.results[0], op.operands[0]);
+        out_ << fmt::format("  finalize<T>({}, {}{});\n  OutTile<T>& {} = {};\n", op.operands[0], op.operands[1],
+                            op.has_attr("dropout_scale") ? ", kDropScale" : "", op.results[0], op.operands[0]);
         break;
       case ir::OpKind::store_tile:
         out_ << fmt::format("  store_out<T>({}, o_rows_ptr(params, blk), params.o_row_stride, blk.q_rows, blk.warp, blk.lane);\n",
@@ -506,8 +543,9 @@ std::string mask_tag(const MaskSpec& m) {
 
 std::string kernel_name(const AttentionSpec& spec0) {
   const AttentionSpec spec = spec0.normalized();
-  return fmt::format("flashjit_fwd_{}_d{}x{}_{}_{:08x}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
-                     mask_tag(spec.mask), static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu));
+  return fmt::format("flashjit_fwd_{}_d{}x{}_{}{}_{:08x}", to_string(spec.dtype), spec.head_dim, spec.head_dim_v,
+                     mask_tag(spec.mask), spec.dropout_p > 0 ? "_drop" : "",
+                     static_cast<uint32_t>(spec_hash(spec) & 0xffffffffu));
 }
 
 std::string generate_cuda(const ir::Kernel& k) { return Emitter(k).run(); }

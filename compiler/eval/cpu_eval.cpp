@@ -199,6 +199,7 @@ struct Instance {
   const expr::Expr* mask_expr = nullptr;
   const expr::Expr* score_expr = nullptr;
   const std::vector<expr::HostCapture>* captures = nullptr;
+  const DropoutKey* dropout = nullptr;  // the call's RNG state (a kernel with a dropout op)
   int tile_class = -1;  // interval classification of the current kv tile (by_interval loops)
   std::map<std::string, Tile> values;
 
@@ -292,6 +293,7 @@ struct Instance {
       case ir::OpKind::apply_mask: apply_mask(op); break;
       case ir::OpKind::score_mod: score_mod(op); break;
       case ir::OpKind::online_softmax: online_softmax(op); break;
+      case ir::OpKind::dropout: apply_dropout(op); break;
       case ir::OpKind::finalize: finalize(op); break;
       case ir::OpKind::store_tile: store_tile(op); break;
       case ir::OpKind::store_lse: store_lse(op); break;
@@ -426,14 +428,35 @@ struct Instance {
     set(op, 3, std::move(o));
   }
 
+  // P of element (i, j) becomes 0 when its 16-bit number (philox.cuh, keyed on absolute
+  // indices: the tile does not matter) is below the threshold. Padding is left alone.
+  void apply_dropout(const ir::Op& op) {
+    if (kv_tile < 0) ir_error(op, "dropout outside the KV loop");
+    if (!dropout) ir_error(op, "a dropout op needs the call's RNG state (evaluate's dropout argument)");
+    Tile p = get(op, 0);
+    const auto threshold = static_cast<uint32_t>(number_attr(op, "threshold"));
+    const int64_t i0 = q_tile * k.grid.block_m, j0 = kv_tile * k.grid.block_n;
+    const auto bh = static_cast<uint32_t>(batch * out.o.h + head_q);
+    for (int r = 0; r < p.rows; ++r)
+      for (int c = 0; c < p.cols; ++c) {
+        if (i0 + r >= seqlen_q() || j0 + c >= seqlen_k()) continue;
+        if (dropout_element_number(*dropout, bh, static_cast<uint32_t>(i0 + r), static_cast<uint32_t>(j0 + c)) < threshold)
+          p.at(r, c) = 0.0;
+      }
+    check_type(op, p);
+    set(op, 0, std::move(p));
+  }
+
+  // O / l, times dropout_scale (1 / (1 - p)) after dropout.
   void finalize(const ir::Op& op) {
     const Tile& o = get(op, 0);
     const Tile& l = get(op, 1);
     if (l.rows != o.rows || l.cols != 1) ir_error(op, "l does not match o");
+    const double keep_scale = find_attr(op, "dropout_scale") ? number_attr(op, "dropout_scale") : 1.0;
     Tile out(o.rows, o.cols);
     for (int r = 0; r < o.rows; ++r) {
       const double lr = l.at(r, 0);
-      for (int c = 0; c < o.cols; ++c) out.at(r, c) = lr == 0.0 ? 0.0 : o.at(r, c) / lr;
+      for (int c = 0; c < o.cols; ++c) out.at(r, c) = lr == 0.0 ? 0.0 : o.at(r, c) * keep_scale / lr;
     }
     check_type(op, out);
     set(op, 0, std::move(out));
@@ -488,7 +511,7 @@ double round_to(DType dt, double x) {
 }
 
 Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v,
-                const std::vector<expr::HostCapture>& captures) {
+                const std::vector<expr::HostCapture>& captures, const DropoutKey* dropout) {
   const ir::Grid& g = k.grid;
   if (g.block_m <= 0 || g.block_n <= 0 || g.gqa_group <= 0)
     throw std::logic_error("cpu_eval: kernel grid has no block sizes / gqa group");
@@ -544,6 +567,7 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
         in.mask_expr = mask_expr ? &*mask_expr : nullptr;
         in.score_expr = score_expr ? &*score_expr : nullptr;
         in.captures = &captures;
+        in.dropout = dropout;
         for (const ir::Op& op : k.prologue) in.exec(op);
 
         int64_t begin = 0, end = kv_tiles;
@@ -574,8 +598,10 @@ Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, 
 }
 
 Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
-                           const HostTensor& v, const std::vector<expr::HostCapture>& captures) {
+                           const HostTensor& v, const std::vector<expr::HostCapture>& captures,
+                           const DropoutKey* dropout) {
   const ReferenceDims dims(spec, q, k, v);
+  const ReferenceDropout drop(spec.normalized(), dropout);
   const int head_dim = dims.head_dim, head_dim_v = dims.head_dim_v, heads_q = dims.heads_q, group = dims.group;
   const double scale = dims.scale;
   const int64_t sq = q.s, sk = k.s;
@@ -613,6 +639,8 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
           w[j] = vis[j] ? std::exp(w[j] - mx) : 0.0;
           sum += w[j];
         }
+        if (drop.active())  // O = (P ∘ Z) V: the softmax statistics (and the LSE) see the whole P
+          for (int64_t j = 0; j < sk; ++j) w[j] *= drop.factor(b, h, i, j);
         for (int t = 0; t < head_dim_v; ++t) {
           double acc = 0.0;
           for (int64_t j = 0; j < sk; ++j)
@@ -623,6 +651,24 @@ Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const
       }
     }
   return res;
+}
+
+std::vector<uint8_t> dropout_keep_mask(const AttentionSpec& spec0, int64_t batch, int64_t seqlen_q, int64_t seqlen_k,
+                                       const DropoutKey& key) {
+  const AttentionSpec spec = spec0.normalized();
+  validate(spec);
+  if (spec.dropout_p == 0) throw SpecError("dropout_p", "0: no dropout, so no keep-mask; allowed: 0 < dropout_p < 1");
+  if (batch < 1 || seqlen_q < 1 || seqlen_k < 1)
+    throw ArgumentError("shape", fmt::format("batch {}, seqlen_q {}, seqlen_k {}; allowed: each >= 1", batch, seqlen_q,
+                                             seqlen_k));
+  const ReferenceDropout drop(spec, &key);
+  std::vector<uint8_t> keep(static_cast<size_t>(batch * spec.num_heads_q * seqlen_q * seqlen_k));
+  size_t at = 0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < spec.num_heads_q; ++h)
+      for (int64_t i = 0; i < seqlen_q; ++i)
+        for (int64_t j = 0; j < seqlen_k; ++j) keep[at++] = drop.factor(b, h, i, j) != 0.0;
+  return keep;
 }
 
 }  // namespace flashjit::eval

@@ -5,6 +5,8 @@
 //
 // Per row i of each (batch, query head), with w_ij the (modified) score of visible keys:
 //   P = softmax(w),  O = P V,  dP = dO Vᵀ,  D_i = rowsum(dO ∘ O),  dW = P ∘ (dP − D)
+//   With dropout (factor Z: 0 or 1 / (1 − p) per element): O = (P ∘ Z) V, dV = (P ∘ Z)ᵀ dO,
+//   dP = Z ∘ (dO Vᵀ), and D_i = rowsum(dO ∘ O) is still Σ_j P_ij dP_ij.
 //   dS = dW ∘ dscore/draw (scale, times score_mod' with a score_mod),
 //   dQ = dS K,  dK = dSᵀ Q,  dV = Pᵀ dO;  dK and dV summed over the query heads of a kv head;
 //   d capture[x] = Σ dW ∘ d score_mod / d capture[x] for float tensors score_mod reads.
@@ -18,8 +20,10 @@ namespace flashjit::eval {
 
 Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                                    const HostTensor& v, const HostTensor& dout,
-                                   const std::vector<expr::HostCapture>& captures, const HostTensor* o_for_delta) {
+                                   const std::vector<expr::HostCapture>& captures, const HostTensor* o_for_delta,
+                                   const DropoutKey* dropout) {
   const ReferenceDims dims(spec, q, k, v, &dout);
+  const ReferenceDropout drop(spec.normalized(), dropout);
   const int head_dim = dims.head_dim, head_dim_v = dims.head_dim_v, heads_q = dims.heads_q, heads_kv = dims.heads_kv,
             group = dims.group;
   const double scale = dims.scale;
@@ -39,7 +43,7 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
     for (int d = 0; d < captures[c].rank; ++d) n *= captures[c].sizes[d];
     g.dcaptures[c].assign(static_cast<size_t>(n), 0.0);
   }
-  std::vector<double> raw(static_cast<size_t>(sk)), p(static_cast<size_t>(sk));
+  std::vector<double> raw(static_cast<size_t>(sk)), p(static_cast<size_t>(sk)), z(static_cast<size_t>(sk));
   std::vector<char> vis(static_cast<size_t>(sk));
   std::vector<double> o(static_cast<size_t>(head_dim_v));
   for (int64_t b = 0; b < q.b; ++b)
@@ -66,11 +70,12 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
         double sum = 0.0;
         for (int64_t j = 0; j < sk; ++j) sum += vis[j] ? (p[j] = std::exp(p[j] - mx)) : (p[j] = 0.0);
         for (int64_t j = 0; j < sk; ++j) p[j] /= sum;
+        for (int64_t j = 0; j < sk; ++j) z[j] = vis[j] ? drop.factor(b, h, i, j) : 0.0;
         double d_row = 0.0;  // D_i = rowsum(dO ∘ O)
         for (int t = 0; t < head_dim_v; ++t) {
           double acc = 0.0;
           for (int64_t j = 0; j < sk; ++j)
-            if (vis[j]) acc += p[j] * v.at(b, hk, j, t);
+            if (vis[j]) acc += p[j] * z[j] * v.at(b, hk, j, t);
           o[t] = acc;
           d_row += dout.at(b, h, i, t) * (o_for_delta ? o_for_delta->at(b, h, i, t) : acc);
         }
@@ -79,8 +84,9 @@ Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& 
           double dp = 0.0;
           for (int t = 0; t < head_dim_v; ++t) {
             dp += dout.at(b, h, i, t) * v.at(b, hk, j, t);
-            g.dv.at(b, hk, j, t) += p[j] * dout.at(b, h, i, t);
+            g.dv.at(b, hk, j, t) += p[j] * z[j] * dout.at(b, h, i, t);
           }
+          dp *= z[j];
           const double dw = p[j] * (dp - d_row);  // d loss / d (modified) score
           const double ds = dw * scores.dscore(b, h, i, j, raw[j], scale);
           scores.add_capture_grads(b, h, i, j, raw[j], scale, dw, g.dcaptures);

@@ -42,6 +42,32 @@ struct ReferenceDims {
   }
 };
 
+// Dropout's factor per element: 0 for a dropped one, 1 / (1 - p) for a kept one, 1 without
+// dropout (philox.cuh's definition, the kernels' own).
+class ReferenceDropout {
+ public:
+  ReferenceDropout(const AttentionSpec& spec, const DropoutKey* key)
+      : key_(key), heads_q_(spec.num_heads_q), threshold_(dropout_threshold(spec.dropout_p)),
+        scale_(dropout_keep_scale(threshold_)) {
+    if (spec.dropout_p > 0 && !key)
+      throw ArgumentError("dropout", "the spec has dropout_p > 0: pass the call's RNG state (DropoutKey)");
+    if (spec.dropout_p == 0) key_ = nullptr;
+  }
+  bool active() const { return key_ != nullptr; }
+  double factor(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (!key_) return 1.0;
+    const auto n = dropout_element_number(*key_, static_cast<uint32_t>(b * heads_q_ + h), static_cast<uint32_t>(i),
+                                          static_cast<uint32_t>(j));
+    return n < threshold_ ? 0.0 : scale_;
+  }
+
+ private:
+  const DropoutKey* key_;
+  int64_t heads_q_;
+  uint32_t threshold_;
+  double scale_;
+};
+
 // The closed-form band of a lowered KV loop (band_mask.cuh) for these sequence lengths.
 inline Band band_of_loop(const ir::BandMask& m, int64_t seqlen_q, int64_t seqlen_k) {
   Band band{};

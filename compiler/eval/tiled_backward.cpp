@@ -5,6 +5,7 @@
 //               interval classification for expressions), P recomputed from the LSE;
 //   dq          reduce-added per q tile into a float accumulator.
 // P and dS are rounded to the spec's dtype, as the 16-bit operands of the GEMMs they feed.
+// Dropout: P ∘ Z feeds dV and dP is Z ∘ (dO Vᵀ) (Z: 0 or 1 / (1 − p), philox.cuh).
 // Skipping empty q tiles and not masking full ones must not change a bit, which the unit
 // tests check against the same loop with every tile visited and masked.
 #include <cmath>
@@ -18,7 +19,7 @@ namespace flashjit::eval {
 
 TiledGrads tiled_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k, const HostTensor& v,
                           const HostTensor& o, const std::vector<double>& lse, const HostTensor& dout,
-                          const std::vector<expr::HostCapture>& captures, bool classify) {
+                          const std::vector<expr::HostCapture>& captures, bool classify, const DropoutKey* dropout) {
   if (!spec.tile) throw ArgumentError("spec.tile", "tiled_backward needs the tile (block_m, block_n)");
   const int bm = spec.tile->block_m, bn = spec.tile->block_n;
   const ReferenceDims dims(spec, q, k, v, &dout);
@@ -27,6 +28,7 @@ TiledGrads tiled_backward(const AttentionSpec& spec, const HostTensor& q, const 
   const double scale = dims.scale;
   const int64_t sq = q.s, sk = k.s;
   const ReferenceScores scores(spec, sq, sk, captures, /*with_derivative=*/true);
+  const ReferenceDropout drop(spec.normalized(), dropout);
   // The loop's mask as the kernels get it from lowering: a band (built-in, or an expression
   // recognised as one) in closed form, else the expression, classified by interval analysis.
   const ir::Kernel lowered = ir::lower(spec);
@@ -93,8 +95,9 @@ TiledGrads tiled_backward(const AttentionSpec& spec, const HostTensor& q, const 
                 const double pe = std::exp(scores.score(b, hq, i, j, s, scale) - l);
                 double dp = 0.0;
                 for (int e = 0; e < head_dim_v; ++e) dp += dout.at(b, hq, i, e) * v.at(b, hk, j, e);
-                p[at] = rnd(pe);
-                ds[at] = rnd(pe * (dp - drow[static_cast<size_t>((b * heads_q + hq) * sq + i)]) *
+                const double z = drop.factor(b, hq, i, j);
+                p[at] = rnd(pe * z);
+                ds[at] = rnd(pe * (dp * z - drow[static_cast<size_t>((b * heads_q + hq) * sq + i)]) *
                              scores.dscore(b, hq, i, j, s, scale));
               }
             // dV += Pᵀ dO, dK += dSᵀ Q, dQ += dS K.

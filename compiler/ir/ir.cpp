@@ -27,6 +27,7 @@ std::string to_string(OpKind k) {
     case OpKind::apply_mask: return "apply_mask";
     case OpKind::score_mod: return "score_mod";
     case OpKind::online_softmax: return "online_softmax";
+    case OpKind::dropout: return "dropout";
     case OpKind::finalize: return "finalize";
     case OpKind::store_tile: return "store_tile";
     case OpKind::store_lse: return "store_lse";

@@ -55,6 +55,10 @@ struct Checker {
         if (op.operands.size() != 4 || op.results.size() != 4) fail(where, op, "takes (s, m, l, o) and yields (p, m, l, o)");
         if (!op.has_attr("scale_log2")) fail(where, op, "missing scale_log2");
         break;
+      case OpKind::dropout:
+        if (op.operands.size() != 1 || op.results.size() != 1) fail(where, op, "maps one P tile");
+        if (!op.has_attr("p") || !op.has_attr("threshold")) fail(where, op, "needs attributes p and threshold");
+        break;
       case OpKind::store_tile:
         if (op.operands.size() != 1) fail(where, op, "stores exactly one tile");
         break;
@@ -82,6 +86,14 @@ void verify(const Kernel& k) {
     softmaxes += op.kind == OpKind::online_softmax;
   }
   if (softmaxes != 1) c.problems.push_back("the KV loop must hold exactly one online_softmax");
+  // Dropout zeroes P in the loop and the finalize scales the kept mass back: both or neither.
+  const Op* drop = nullptr;
+  for (const Op& op : k.loop.body)
+    if (op.kind == OpKind::dropout) drop = &op;
+  const Op* fin = find_op(k, OpKind::finalize);
+  if (drop && (!fin || !fin->has_attr("dropout_scale")))
+    c.problems.push_back("a loop with dropout needs a finalize with dropout_scale");
+  if (!drop && fin && fin->has_attr("dropout_scale")) c.problems.push_back("dropout_scale without a dropout op");
   for (const Op& op : k.epilogue) c.check_op("epilogue", op, k.loop);
   if (!find_op(k, OpKind::store_tile)) c.problems.push_back("the kernel stores no output");
   if (!k.loop.mask_expr.empty() && !k.loop.mask.is_trivial())

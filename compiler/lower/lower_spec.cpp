@@ -4,12 +4,14 @@
 // keeps its output accumulator and softmax state in registers and streams K/V tiles.
 // No optimisation happens here; passes decide which tiles to skip or mask and how
 // loads are pipelined.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "flashjit/codegen.h"
 #include "flashjit/expr.h"
 #include "flashjit/ir.h"
+#include "flashjit/philox.cuh"
 
 namespace flashjit::ir {
 namespace {
@@ -105,7 +107,19 @@ Kernel lower(const AttentionSpec& input) {
     k.loop.body.insert(k.loop.body.begin() + 2, op);
   }
 
-  k.epilogue = {make(OpKind::finalize, {"out"}, {"o", "l"}, TileType{in, t.block_m, dv, Space::regs}),
+  // Dropout on P after the softmax statistics took it whole (l sums undropped P), before P·V;
+  // the finalize scales the kept elements by 1 / (1 - p) with p as the threshold rounds it.
+  std::map<std::string, Attr> finalize_attrs;
+  if (spec.dropout_p > 0) {
+    const uint32_t threshold = dropout_threshold(spec.dropout_p);
+    auto at = std::find_if(k.loop.body.begin(), k.loop.body.end(),
+                           [](const Op& op) { return op.kind == OpKind::online_softmax; });
+    k.loop.body.insert(at + 1, make(OpKind::dropout, {"p"}, {"p"}, TileType{in, t.block_m, t.block_n, Space::regs},
+                                    {{"p", spec.dropout_p}, {"threshold", int64_t(threshold)}}));
+    finalize_attrs["dropout_scale"] = dropout_keep_scale(threshold);
+  }
+
+  k.epilogue = {make(OpKind::finalize, {"out"}, {"o", "l"}, TileType{in, t.block_m, dv, Space::regs}, finalize_attrs),
                 make(OpKind::store_tile, {}, {"out"}, TileType{in, t.block_m, dv, Space::global},
                      {{"tensor", std::string("O")}, {"index", std::string("q_tile")}})};
   if (spec.return_lse)

@@ -143,12 +143,11 @@ void validate(const AttentionSpec& spec) {
     throw SpecError("softmax_scale",
                     fmt::format("{} is not supported; allowed: {:g} to {:g} (or unset for 1/sqrt(head_dim))",
                                 *n.softmax_scale, limits::kMinSoftmaxScale, limits::kMaxSoftmaxScale));
-  // Range first (a probability), then what the kernel implements today.
+  // p = 1 would drop everything (output 0, gradients 0): rejected rather than special-cased,
+  // as it only happens by mistake. The kernels use p rounded down to a multiple of 2^-16
+  // (philox.cuh, docs/dropout.md).
   if (!(n.dropout_p >= 0.0 && n.dropout_p < 1.0))
-    throw SpecError("dropout_p", fmt::format("{} is not a probability; allowed: 0 <= dropout_p < 1", n.dropout_p));
-  if (n.dropout_p != 0.0)
-    throw SpecError("dropout_p", fmt::format("{}: dropout is not supported yet by the forward kernel; allowed: 0",
-                                             n.dropout_p));
+    throw SpecError("dropout_p", fmt::format("{} is not supported; allowed: 0 <= dropout_p < 1", n.dropout_p));
   if (n.tile) validate(*n.tile, n);
 }
 

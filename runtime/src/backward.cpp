@@ -197,6 +197,7 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   validate(spec);
   const ProblemShape s = validate_backward_args(spec, q, k, v, o, lse, dout, dq, dk, dv);
   validate_capture_args(spec, captures, s, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}});
+  validate_dropout_args(spec, options.dropout);
   const size_t need = backward_workspace_bytes(spec, s.batch, s.seqlen_q);
   if (options.workspace) {
     if (options.workspace_bytes < need)
@@ -246,6 +247,7 @@ void backward(const AttentionSpec& spec, const TensorView& q, const TensorView& 
   try {
     BwdParams p{};
     p.fwd = make_params(q, k, v, o, &lse, s, captures);
+    set_dropout(p.fwd, options.dropout);
     p.dout = dout.data;
     p.dout_batch_stride = dout.strides[0], p.dout_head_stride = dout.strides[1], p.dout_row_stride = dout.strides[2];
     p.delta = delta, p.dq_accum = dq_accum;

@@ -74,10 +74,11 @@ std::string gpu_unavailable_reason() { return CudaDriver::get().unavailable_reas
 
 void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k, const TensorView& v,
              const TensorView& o, const TensorView* lse, CUstream_st* stream,
-             const std::vector<TensorView>& captures) {
+             const std::vector<TensorView>& captures, const DropoutRng& dropout) {
   validate(spec);
   const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
   validate_capture_args(spec, captures, shape, o, lse);
+  validate_dropout_args(spec, dropout);
   CudaDriver& drv = CudaDriver::get();
   drv.require("flashjit::forward");
   if (shape.seqlen_q == 0) return;  // nothing to compute or store
@@ -88,8 +89,9 @@ void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k
   const DeviceInfo device = detail::device_info(dev);  // queried once per device
   const AttentionSpec resolved = choose_tile(spec, q, k, v, o, lse, shape, device, stream, captures);
   const LoadedKernel& kernel = loaded_kernel(resolved, ctx, device.arch);
-  launch(kernel, *resolved.tile, make_params(q, k, v, o, lse, shape, captures), shape,
-         reinterpret_cast<CUstream>(stream));
+  FwdParams params = make_params(q, k, v, o, lse, shape, captures);
+  set_dropout(params, dropout);
+  launch(kernel, *resolved.tile, params, shape, reinterpret_cast<CUstream>(stream));
 }
 
 }  // namespace flashjit

@@ -68,6 +68,12 @@ void set_captures(FwdParams& p, const std::vector<TensorView>& captures) {
   }
 }
 
+void set_dropout(FwdParams& p, const DropoutRng& rng) {
+  p.dropout_seed = rng.seed;
+  p.dropout_offset = rng.offset;
+  p.dropout_state = reinterpret_cast<const unsigned long long*>(rng.device_state);
+}
+
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams p, const ProblemShape& shape,
             CUstream stream) {
   CudaDriver& drv = CudaDriver::get();

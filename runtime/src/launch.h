@@ -33,6 +33,9 @@ FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView
 // The captured tensors (checked by validate_capture_args) into p.caps, in order.
 void set_captures(FwdParams& p, const std::vector<TensorView>& captures);
 
+// Dropout's RNG state into p (philox.cuh reads it; unused by kernels without dropout).
+void set_dropout(FwdParams& p, const DropoutRng& rng);
+
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams params, const ProblemShape& shape,
             CUstream stream);
 

@@ -188,6 +188,12 @@ std::shared_ptr<const expr::Expr> parsed(const std::string& text, bool score, co
 
 }  // namespace
 
+void validate_dropout_args(const AttentionSpec& spec, const DropoutRng& rng) {
+  if (spec.dropout_p == 0 || rng.device_state == nullptr) return;
+  if (reinterpret_cast<uintptr_t>(rng.device_state) % 8 != 0)
+    throw ArgumentError("dropout", "device_state must be 8-byte aligned (two uint64: seed, offset)");
+}
+
 void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
                            const ProblemShape& s, const TensorView& o, const TensorView* lse) {
   validate_capture_args(spec, captures, s, {{"o", &o}, {"lse", lse}});

@@ -49,6 +49,9 @@ using NamedView = std::pair<const char*, const TensorView*>;
 void validate_capture_args(const AttentionSpec& spec, const std::vector<TensorView>& captures,
                            const ProblemShape& shape, const std::vector<NamedView>& outputs);
 
+// Dropout's RNG state: device_state, when set, 8-byte aligned (ArgumentError "dropout").
+void validate_dropout_args(const AttentionSpec& spec, const DropoutRng& rng);
+
 // bwd_preprocess's tensors: o and dout (batch, heads_q, seqlen_q, head_dim_v) of the spec's
 // dtype, laid out as forward() allows; d float32 (batch, heads_q, seqlen_q) and dq_accum
 // float32 (batch, heads_q, seqlen_q, head_dim), contiguous, 16-byte aligned, sharing no byte

@@ -8,6 +8,7 @@
 #include "flashjit/band_mask.cuh"
 #include "flashjit/bwd_params.cuh"
 #include "flashjit/cp_async.cuh"
+#include "flashjit/dropout.cuh"
 #include "flashjit/kv_tiles.cuh"
 #include "flashjit/smem_tile.cuh"
 
@@ -100,14 +101,21 @@ __device__ __forceinline__ void fj_grad_add(const CaptureGradArg& c, float v, I.
 // V::kCaptureGrads (a `_dcap` bwd_dkdv kernel): the element's dL/d(score_mod's value),
 // P·(dP − D), is handed to V::capture_grads, which adds its share to the captured tensors'
 // gradients (the score_mod's derivative with respect to each float read).
+// V::kDropout: `number` is the element's dropout number (dropout.cuh); dropped (below
+// V::kDropThreshold), the forward used P·0, kept P / (1 − p): s becomes that P·Z (dV's
+// operand) and dP (the gradient of P·Z, dO·Vᵀ) becomes Z·dP before dS = P·(dP − D).
 template <class V>
 __device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const BwdParams& bp, const BandI32& band, int batch,
-                                            int hq, int i, int j, bool full, float l, float d) {
+                                            int hq, int i, int j, bool full, float l, float d, u32 number = 0) {
   const FwdParams& p = bp.fwd;
   const int ic = i < p.seqlen_q ? i : p.seqlen_q - 1, jc = j < p.seqlen_k ? j : p.seqlen_k - 1;
   const bool vis = full || ((i < p.seqlen_q) & (j < p.seqlen_k) && V::visible(p, band, batch, hq, ic, jc));
   const float lse2 = l == neg_inf() ? __int_as_float(0x7f800000) : l * 1.44269504088896341f;
-  float pe, ds;
+  float pe, ds, z = 1.f;
+  if constexpr (V::kDropout) {
+    z = number < V::kDropThreshold ? 0.f : V::kDropScale;
+    dp *= z;
+  }
   if constexpr (V::kScoreMod) {
     const float x = s * V::kScale;
     pe = fast_exp2(fmaf(V::score(p, x, batch, hq, ic, jc), 1.44269504088896341f, -lse2));
@@ -119,7 +127,8 @@ __device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const BwdParams
     pe = fast_exp2(fmaf(s, V::kScaleLog2, -lse2));
     ds = pe * (dp - d);
   }
-  s = vis ? pe : 0.f;
+  if constexpr (V::kDropout) s = vis ? pe * z : 0.f;
+  else s = vis ? pe : 0.f;
   dp = vis ? ds : 0.f;
 }
 
@@ -132,6 +141,25 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], 
                                          int batch, int hq, int q0, int q_w, int j_w, bool full, const float* lse_s,
                                          const float* delta_s, int lane) {
   const int g = lane / 4, tq = lane % 4;
+  if constexpr (V::kDropout) {
+    static_assert(NQ % 2 == 0, "dropout numbers come for pairs of 8-query n-tiles");
+    const DropoutKey key = dropout_key(p.fwd);
+    const u32 bh = (u32)(batch * p.fwd.num_heads_q + hq);
+#pragma unroll
+    for (int u = 0; u < NQ / 2; ++u) {
+      u32 w[2][2];  // [n-tile 2u + n][query parity]: keys g (low half), g + 8 (high half)
+      dropout_cols16(w, key, bh, q0 + q_w + 16 * u, j_w, lane);
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int nt = 2 * u + n, col = q_w + nt * 8 + 2 * tq + (e & 1);
+          bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, q0 + col, j_w + g + 8 * (e >> 1), full, lse_s[col],
+                         delta_s[col], low16(w[n][e & 1] >> (16 * (e >> 1))));
+        }
+    }
+    return;
+  }
 #pragma unroll
   for (int nt = 0; nt < NQ; ++nt)
 #pragma unroll
@@ -149,6 +177,25 @@ __device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK]
                                               int batch, int hq, int i_w, int k0, bool full, const float (&lse)[2],
                                               const float (&delta)[2], int lane) {
   const int g = lane / 4, tq = lane % 4;
+  if constexpr (V::kDropout) {
+    static_assert(NK % 2 == 0, "dropout numbers come for 16-key blocks");
+    const DropoutKey key = dropout_key(p.fwd);
+    const u32 bh = (u32)(batch * p.fwd.num_heads_q + hq);
+#pragma unroll
+    for (int b16 = 0; b16 < NK / 2; ++b16) {
+      u32 w[2][2];  // [row g + 8h][8 keys m]: key parity in the half
+      dropout_rows16(w, key, bh, i_w, k0 + 16 * b16, lane);
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int nt = 2 * b16 + m;
+          bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, i_w + g + 8 * (e >> 1), k0 + nt * 8 + 2 * tq + (e & 1),
+                         full, lse[e >> 1], delta[e >> 1], low16(w[e >> 1][m] >> (16 * (e & 1))));
+        }
+    }
+    return;
+  }
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt)
 #pragma unroll

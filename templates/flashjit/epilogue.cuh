@@ -6,9 +6,9 @@
 namespace flashjit {
 
 // Completes l across the quad (each lane summed only its own columns) and divides O by
-// it. A fully masked row (l == 0) gets O = 0, not NaN.
+// it. A fully masked row (l == 0) gets O = 0, not NaN. keep_scale: dropout's 1 / (1 - p).
 template <class T>
-__device__ __forceinline__ void finalize(OutTile<T>& O, RowVec<T>& l) {
+__device__ __forceinline__ void finalize(OutTile<T>& O, RowVec<T>& l, float keep_scale = 1.f) {
 #pragma unroll
   for (int mt = 0; mt < T::MT; ++mt)
 #pragma unroll
@@ -17,7 +17,7 @@ __device__ __forceinline__ void finalize(OutTile<T>& O, RowVec<T>& l) {
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       l.v[mt][h] = sum;
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const float inv = sum > 0.f ? keep_scale / sum : 0.f;
 #pragma unroll
       for (int nt = 0; nt < T::DV / 8; ++nt) {
         O.o[mt][nt][2 * h] *= inv;

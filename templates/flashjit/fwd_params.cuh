@@ -21,6 +21,10 @@ struct FwdParams {
   int seqlen_k;
   int num_heads_q;
   int gqa_group;  // heads_q / heads_kv
+  // Dropout's RNG state (philox.cuh): read from dropout_state[0..1] when that is set (device
+  // memory: CUDA-graph replays), else these two. Unused without dropout.
+  unsigned long long dropout_seed, dropout_offset;
+  const unsigned long long* dropout_state;
   // Tensors the mask / score expressions read (docs/expressions.md), in declaration order.
   CaptureArg caps[kMaxCaptures];
 };

@@ -130,6 +130,7 @@ namespace {
 
 struct BwdErrors {
   double dq = 0, dk = 0, dv = 0;  // ||got - ref|| / ||ref|| per gradient
+  double o = -1;                  // the forward's output, checked only with dropout (-1: not)
   double dcap = 0;                // the worst capture gradient's, when asked for (vs the backward of O)
   double dcap_exact = 0;          // the same against the exact float64 reference (not bounded)
   int64_t masked_rows = 0;
@@ -147,9 +148,16 @@ int64_t offset_of(bool bshd, int64_t B, int64_t H, int64_t S, int64_t C, int64_t
 // bit-identical (otherwise two runs, dk and dv bit-identical).
 // capture_grads: gradients into every capture the score_mod reads differentiably, compared
 // with the reference's dcaptures (BwdErrors::dcap).
+// dropout: the RNG state forward() and backward() get, and the key the float64 references
+// draw the same mask from (equal to it, or to what its device_state holds); the forward's O
+// is then checked too (BwdErrors::o).
+struct DropoutCase {
+  flashjit::DropoutRng rng;
+  flashjit::DropoutKey key;
+};
 BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
                             const std::optional<flashjit::TileConfig>& tile = std::nullopt, bool deterministic = false,
-                            int runs = 2, bool capture_grads = false) {
+                            int runs = 2, bool capture_grads = false, const std::optional<DropoutCase>& dropout = std::nullopt) {
   using flashjit::eval::HostTensor;
   const flashjit::AttentionSpec spec = fjtest::spec_of(c);
   const int d = c.d, dv = c.dv ? c.dv : c.d;
@@ -159,6 +167,8 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
   flashjit::BackwardOptions options;
   options.tile = tile;
   options.deterministic = deterministic;
+  if (dropout) options.dropout = dropout->rng;
+  const flashjit::DropoutKey* key = dropout ? &dropout->key : nullptr;
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   // Random bits in the layout's memory order, and the same values as float64 (BHSD).
@@ -229,7 +239,7 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
   auto& drv = flashjit::CudaDriver::get();
   bo.poison();
   blse.poison();
-  flashjit::forward(spec, tq, tk, tv, to, &tl, nullptr, tcaps);
+  flashjit::forward(spec, tq, tk, tv, to, &tl, nullptr, tcaps, dropout ? dropout->rng : flashjit::DropoutRng{});
   drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize after forward");
   std::vector<float> lse(static_cast<size_t>(B * c.hq * c.sq));
   blse.download(lse.data());
@@ -255,7 +265,8 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
     if (deterministic) REQUIRE(std::memcmp(gq[0].data(), gq[run].data(), gq[0].size() * 2) == 0);
   }
 
-  const flashjit::eval::Grads ref = flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps);
+  const flashjit::eval::Grads ref =
+      flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps, nullptr, key);
   BwdErrors e;
   for (const HostTensor* t : {&ref.dq, &ref.dk, &ref.dv})
     for (double x : t->data)
@@ -293,7 +304,7 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
           for (int x = 0; x < dv; ++x)
             ho.at(b, h, s, x) =
                 fjtest::from_bits(obits[static_cast<size_t>(offset_of(bshd, B, c.hq, c.sq, dv, b, h, s, x))], c.dtype);
-    ref_of_o = flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps, &ho);
+    ref_of_o = flashjit::eval::reference_attention_backward(spec, hq, hk, hv, hdo, host_caps, &ho, key);
   }
   for (size_t ci = 0; ci < gcaps.size(); ++ci) {
     if (gcaps[ci].data == nullptr) continue;
@@ -311,6 +322,12 @@ BwdErrors run_backward_case(const fjtest::Case& c, bool bshd, uint32_t seed,
     }
     e.dcap = std::max(e.dcap, ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2));
     e.dcap_exact = std::max(e.dcap_exact, exact2 > 0 ? std::sqrt(exact_err2 / exact2) : std::sqrt(exact_err2));
+  }
+  if (dropout) {  // the forward with the same mask, from the reference's own Philox
+    std::vector<uint16_t> obits(dout.size());
+    bo.download(obits.data());
+    const flashjit::eval::Result fref = flashjit::eval::reference_attention(spec, hq, hk, hv, host_caps, key);
+    e.o = compare(obits, fref.o, "o");
   }
   e.dq = compare(gq[0], ref.dq, "dq");
   e.dk = compare(gk[0], ref.dk, "dk");
@@ -590,3 +607,57 @@ TEST_CASE("backward under the sanitizers", "[gpu][sanitize][backward]") {
   check_backward_errors(ef, DType::bf16, worst);
   CHECK(ef.dcap < 5e-3);
 }
+
+// ---- dropout (issue 11): forward and backward with the same mask as the references' --------
+
+// Every built-in and named variant with dropout over dtypes, head dims, GQA ratios, odd
+// lengths, both layouts, both skeletons and the deterministic mode: the forward's O and the
+// gradients against float64 references that draw the mask from philox.cuh themselves. Each
+// case has its own RNG state; one in four reads it from device memory (CUDA-graph path) with
+// other values in the host fields, so the kernels must take the device's.
+TEST_CASE("dropout: forward and backward of every variant against the float64 reference", "[gpu][backward][dropout]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{17, 17}, {100, 257}, {257, 100}, {1, 130}, {1000, 64}};
+  const std::vector<std::pair<int, int>> dims = {{64, 64}, {128, 128}, {32, 32}, {96, 96}, {128, 64}, {256, 256}};
+  const std::vector<std::pair<int, int>> heads = {{3, 1}, {2, 2}, {5, 1}, {4, 2}};
+  std::map<std::string, BwdErrors> worst;
+  double worst_o = 0;
+  int n = 0;
+  fjtest::DeviceBuffer state(16);
+  for (size_t vi = 0; vi < vars.size(); ++vi)
+    for (DType dt : {DType::bf16, DType::f16})
+      for (int mode = 0; mode < 3; ++mode) {  // default tile, mma.sync forced, deterministic
+        const size_t k = vi * 3 + static_cast<size_t>(mode) + (dt == DType::f16 ? 1 : 0);
+        fjtest::Case c{vars[vi], dt, dims[k % dims.size()].first, heads[k % heads.size()].first,
+                       heads[k % heads.size()].second, lens[k % lens.size()].first, lens[k % lens.size()].second,
+                       1 + static_cast<int>(k % 2), std::nullopt};
+        c.dv = dims[k % dims.size()].second;
+        c.dropout_p = (k % 3 == 0) ? 0.5 : 0.15;
+        std::optional<flashjit::TileConfig> tile;
+        if (mode == 1) {  // both kernels on mma.sync: the forward's tile too
+          tile = flashjit::default_bwd_tile(fjtest::spec_of(c), "sm_80");
+          c.tile = flashjit::default_tile(fjtest::spec_of(c), "sm_80");
+        }
+        DropoutCase d;
+        d.key = flashjit::DropoutKey{0x9e3779b97f4a7c15ull * (n + 1), static_cast<uint64_t>(n) << 33 | 7};
+        d.rng.seed = d.key.seed, d.rng.offset = d.key.offset;
+        if (n % 4 == 3) {  // from device memory; the host fields then hold other values
+          const uint64_t dev[2] = {d.key.seed, d.key.offset};
+          state.upload(dev);
+          d.rng.device_state = static_cast<const uint64_t*>(state.data());
+          d.rng.seed ^= 1, d.rng.offset ^= 1;
+        }
+        INFO("dropout_p " << c.dropout_p << " mode " << mode << (d.rng.device_state ? " device state" : ""));
+        const BwdErrors e = run_backward_case(c, k % 2 == 1, 7000 + static_cast<uint32_t>(n), tile, mode == 2, mode == 2 ? 3 : 2,
+                                              false, d);
+        check_backward_errors(e, dt, worst);
+        CHECK(e.o >= 0);
+        CHECK(e.o < (dt == DType::bf16 ? 2e-2 : 4e-3));
+        worst_o = std::max(worst_o, e.o);
+        ++n;
+      }
+  print_worst("with dropout", n, worst);
+  std::printf("  worst relative error of the forward's O with dropout: %.2e\n", worst_o);
+}
+

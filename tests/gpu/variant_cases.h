@@ -41,6 +41,7 @@ struct Case {
   int block_q = 0, block_kv = 0;
   bool bm_per_batch = false, bm_per_head = false;
   int dv = 0;  // head_dim_v; 0: the same as d
+  double dropout_p = 0;
 };
 
 inline flashjit::AttentionSpec spec_of(const Case& c) {
@@ -59,6 +60,7 @@ inline flashjit::AttentionSpec spec_of(const Case& c) {
   }
   s.score_mod = c.var.score_mod;
   s.captures = c.var.caps;
+  s.dropout_p = c.dropout_p;
   s.return_lse = true;
   s.tile = c.tile;
   if (c.block_q > 0) s = flashjit::with_block_mask(s, c.block_q, c.block_kv, c.bm_per_batch, c.bm_per_head);

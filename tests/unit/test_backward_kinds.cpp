@@ -385,3 +385,41 @@ TEST_CASE("backward kinds: backward() checks its tensors before needing a GPU", 
   CHECK(flashjit::backward_workspace_bytes(spec, B, S) == 256 + (B * HQ * S * D * 4 + 255) / 256 * 256);
   if (!flashjit::gpu_available()) CHECK_THROWS_AS(run(t(dq, HQ), t(dk, HK), t(dv, HK), t(dout, HQ)), flashjit::CudaError);
 }
+
+// Dropout (issue 11): every kernel kind of a dropout spec compiles for both skeletons (the
+// forward, bwd_dkdv with and without dQ, bwd_dq, a capture gradient), carries the threshold,
+// and stays inside the register file; the wgmma forward without spills or serialisation.
+TEST_CASE("dropout kernels compile with NVRTC for every kind and both skeletons", "[backward][nvrtc][dropout]") {
+  for (int d : {64, 128})
+    for (const char* arch : {"sm_80", "sm_90a"}) {
+      AttentionSpec spec = spec_of(DType::bf16, d, d);
+      spec.mask.kind = flashjit::MaskKind::causal;
+      spec.num_heads_q = 6, spec.num_heads_kv = 2;
+      spec.dropout_p = 0.1;
+      spec.return_lse = true;
+      flashjit::CompileOptions o;
+      o.arch = arch;
+      o.use_cache = false;
+      INFO(arch << " d " << d);
+      const flashjit::CompiledKernel f = flashjit::compile(spec, o);
+      CHECK(f.kernel_name.find("_drop_") != std::string::npos);
+      CHECK(f.resources.registers <= 255);
+      if (f.tile.mma == flashjit::MmaKind::wgmma) {
+        INFO(f.log);
+        CHECK(f.resources.spill_store_bytes == 0);
+        CHECK(f.log.find("wgmma") == std::string::npos);
+      }
+      for (bool dq_partials : {true, false}) {
+        const flashjit::CompiledKernel k = flashjit::compile_bwd_dkdv(spec, o, std::nullopt, dq_partials);
+        INFO(k.kernel_name << ": " << k.resources.registers << " registers, " << k.resources.spill_store_bytes << " spilled");
+        CHECK(k.resources.spill_store_bytes <= 32);
+      }
+      CHECK(flashjit::emit_bwd_dkdv_cuda(spec, arch).find("kDropThreshold = 6553;") != std::string::npos);
+      const flashjit::CompiledKernel q = flashjit::compile_bwd_dq(spec, o);
+      CHECK(q.resources.spill_store_bytes == 0);
+      AttentionSpec bias = spec;
+      bias.score_mod = "score + slopes[h] * float(kv_idx - q_idx)";
+      bias.captures = {{"slopes", flashjit::expr::CaptureDType::f32, 1}};
+      CHECK(!flashjit::compile_bwd_dkdv(bias, o, std::nullopt, true, true).image.empty());
+    }
+}

@@ -395,8 +395,6 @@ TEST_CASE("validate: every error names its field", "[spec]") {
       {"scale negative", [](AttentionSpec& s) { s.softmax_scale = -1.0; }, "softmax_scale", {"-1"}},
       {"scale inf", [](AttentionSpec& s) { s.softmax_scale = INFINITY; }, "softmax_scale", {"inf"}},
       {"scale nan", [](AttentionSpec& s) { s.softmax_scale = NAN; }, "softmax_scale", {"nan"}},
-      {"dropout 0.1", [](AttentionSpec& s) { s.dropout_p = 0.1; }, "dropout_p",
-       {"dropout is not supported yet by the forward kernel; allowed: 0"}},
       {"dropout 1", [](AttentionSpec& s) { s.dropout_p = 1.0; }, "dropout_p", {"0 <= dropout_p < 1"}},
       {"dropout negative", [](AttentionSpec& s) { s.dropout_p = -0.5; }, "dropout_p", {"0 <= dropout_p < 1"}},
       {"block_m 48", [](AttentionSpec& s) { s.tile = TileConfig{48, 64, 4, 2}; }, "tile.block_m",

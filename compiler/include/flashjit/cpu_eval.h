@@ -12,6 +12,7 @@
 
 #include "flashjit/expr.h"
 #include "flashjit/ir.h"
+#include "flashjit/philox.cuh"
 
 namespace flashjit::eval {
 
@@ -37,10 +38,20 @@ struct Result {
 double round_to(DType dt, double x);
 
 // `captures`: the tensors the spec's expressions read, in declaration order.
+// `dropout`: the call's RNG state, required when the spec has dropout_p > 0 (each kept P
+// element is scaled by 1 / (1 - p); philox.cuh says which are dropped).
 Result evaluate(const ir::Kernel& k, const HostTensor& q, const HostTensor& kk, const HostTensor& v,
-                const std::vector<expr::HostCapture>& captures = {});
+                const std::vector<expr::HostCapture>& captures = {}, const DropoutKey* dropout = nullptr);
 Result reference_attention(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
-                           const HostTensor& v, const std::vector<expr::HostCapture>& captures = {});
+                           const HostTensor& v, const std::vector<expr::HostCapture>& captures = {},
+                           const DropoutKey* dropout = nullptr);
+
+// The keep-mask of a call with dropout (the debug entry, as FlashAttention-2's
+// return_attn_probs shows what was dropped): (batch, heads_q, seqlen_q, seqlen_k) bytes, 1 =
+// kept, 0 = dropped, whatever the attention mask (which applies on top). Host-computed from the
+// same definition as the kernels' (philox.cuh). SpecError when spec.dropout_p is 0.
+std::vector<uint8_t> dropout_keep_mask(const AttentionSpec& spec, int64_t batch, int64_t seqlen_q, int64_t seqlen_k,
+                                       const DropoutKey& key);
 
 // The float64 backward of reference_attention for the upstream gradient `dout` (b, heads_q,
 // seqlen_q, head_dim_v): dq like q, dk like k, dv like v (GQA: summed over each kv head's
@@ -61,7 +72,7 @@ struct Grads {
 Grads reference_attention_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k,
                                    const HostTensor& v, const HostTensor& dout,
                                    const std::vector<expr::HostCapture>& captures = {},
-                                   const HostTensor* o_for_delta = nullptr);
+                                   const HostTensor* o_for_delta = nullptr, const DropoutKey* dropout = nullptr);
 
 // The backward as its kernels will tile it (compiler/eval/tiled_backward.cpp): D =
 // rowsum(dO ∘ O), then per (batch, kv head, kv tile of spec.tile->block_n keys) dK and dV
@@ -76,6 +87,7 @@ struct TiledGrads {
 };
 TiledGrads tiled_backward(const AttentionSpec& spec, const HostTensor& q, const HostTensor& k, const HostTensor& v,
                           const HostTensor& o, const std::vector<double>& lse, const HostTensor& dout,
-                          const std::vector<expr::HostCapture>& captures = {}, bool classify = true);
+                          const std::vector<expr::HostCapture>& captures = {}, bool classify = true,
+                          const DropoutKey* dropout = nullptr);
 
 }  // namespace flashjit::eval

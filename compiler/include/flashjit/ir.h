@@ -44,7 +44,10 @@ enum class OpKind {
   apply_mask,      // %s = apply_mask %s                         attrs: when ("always" | "partial"), [expr]
   score_mod,       // %s = score_mod %s                          attrs: expr, scale (s = expr(score = s * scale))
   online_softmax,  // %p = online_softmax %s, %m, %l, %o         attrs: scale_log2 (updates m, l, o)
+  dropout,         // %p = dropout %p                            attrs: p, threshold (zeroes dropped P;
+                   //   l keeps the undropped sum; philox.cuh says which elements)
   finalize,        // %out = finalize %o, %l                     (O / l, 0 where l == 0)
+                   //   [dropout_scale: O · scale / l, the 1 / (1 - p) of the kept elements]
   store_tile,      // store_tile <tensor>[<index>], %t
   store_lse,       // store_lse LSE[<index>], %m, %l             (natural log; -inf where l == 0)
   async_copy,      // async_copy <tensor>[<index>] -> stage <k>  (inserted by pipeline_loads)

@@ -43,6 +43,9 @@ struct BackwardOptions {
   // Only captures the score_mod reads on a differentiable path may have one
   // (codegen::score_grad_captures; an ArgumentError names any other).
   std::vector<TensorView> capture_grads;
+  // Dropout (spec.dropout_p > 0): the RNG state the forward ran with. The kernels regenerate
+  // its mask from it (philox.cuh), so the forward's and the backward's tiles need not agree.
+  DropoutRng dropout;
 };
 
 // The fp32 scratch of one call: D (batch · heads_q · seqlen_q) and the dQ accumulator

@@ -36,6 +36,17 @@ struct TensorView {
   static TensorView lse(float* data, int64_t b, int64_t h, int64_t s);
 };
 
+// Dropout's RNG state for one call (docs/dropout.md): which elements are dropped is a pure
+// function of (seed, offset, batch, head, query, key), so the backward given the forward's
+// state regenerates the forward's mask whatever tiles either runs with. device_state, when
+// set, points to two uint64 in device memory, {seed, offset}, that the kernels read instead
+// (a CUDA graph's replays then draw the masks of whatever its generator wrote there).
+struct DropoutRng {
+  uint64_t seed = 0;
+  uint64_t offset = 0;
+  const uint64_t* device_state = nullptr;
+};
+
 struct CompileOptions {
   std::string arch;   // "sm_80", "sm_90a", ...; empty = current device's
   bool use_cache = true;
@@ -54,9 +65,11 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options 
 // `captures`: the tensors the spec's mask / score expressions read (spec.captures, in that
 // order; rank 1 to 4, any non-negative strides). Every read's index range is checked
 // against their sizes before the launch (docs/expressions.md).
+// `dropout`: the RNG state when spec.dropout_p > 0 (ignored otherwise); pass the same to
+// backward().
 void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
              const TensorView& v, const TensorView& o, const TensorView* lse,
-             CUstream_st* stream, const std::vector<TensorView>& captures = {});
+             CUstream_st* stream, const std::vector<TensorView>& captures = {}, const DropoutRng& dropout = {});
 
 // For people studying a variant (no GPU needed). arch empty = "sm_80".
 // The CUDA source NVRTC would compile for `spec` (tile filled in by the heuristic if absent).
