@@ -608,6 +608,27 @@ TEST_CASE("backward under the sanitizers", "[gpu][sanitize][backward]") {
   CHECK(ef.dcap < 5e-3);
 }
 
+// Dropout under the sanitizers: the lane exchanges of dropout.cuh in the forward and in both
+// backward skeletons' layouts (bwd_dkdv's Sᵀ, bwd_dq's S), with partial tiles and GQA.
+TEST_CASE("dropout under the sanitizers", "[gpu][sanitize][backward][dropout]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  std::map<std::string, BwdErrors> worst;
+  const std::vector<fjtest::Variant> vars = backward_variants();
+  DropoutCase d;
+  d.key = flashjit::DropoutKey{1234567u, 89u};
+  d.rng.seed = d.key.seed, d.rng.offset = d.key.offset;
+  fjtest::Case a{vars[1], DType::bf16, 64, 3, 1, 70, 90, 1, std::nullopt};
+  a.dropout_p = 0.2;
+  const BwdErrors ea = run_backward_case(a, false, 11, std::nullopt, false, 2, false, d);
+  check_backward_errors(ea, DType::bf16, worst);
+  CHECK(ea.o < 2e-2);
+  fjtest::Case b{vars[7], DType::f16, 128, 2, 2, 33, 65, 1, std::nullopt};
+  b.dropout_p = 0.5;
+  const BwdErrors eb = run_backward_case(b, true, 12, std::nullopt, /*deterministic=*/true, 2, false, d);
+  check_backward_errors(eb, DType::f16, worst);
+  CHECK(eb.o < 4e-3);
+}
+
 // ---- dropout (issue 11): forward and backward with the same mask as the references' --------
 
 // Every built-in and named variant with dropout over dtypes, head dims, GQA ratios, odd

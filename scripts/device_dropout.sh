@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One device call for dropout (issue 11): build, the C++ [gpu][dropout] tests (kernel masks
+# against the host keep-mask, keep rates, the mean over seeds, every variant's forward and
+# backward against float64), compute-sanitizer on the dropout sanitizer case, and, when the
+# Python package builds, the dropout pytest and the dropout benchmark rows. Logs in $OUT.
+# Usage: scripts/device_dropout.sh [cpp|all] [extra bench args]
+set -u
+mode=${1:-all}; shift || true
+OUT=${OUT:-/tmp/flashjit-out}
+mkdir -p "$OUT"
+export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache PYTHONUNBUFFERED=1
+root=$(pwd)
+: >"$OUT/steps.txt"
+run() {  # run NAME LIMIT CMD...
+  local name=$1 limit=$2; shift 2
+  local s=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  echo "$name rc=$? $((SECONDS - s)) s" >>"$OUT/steps.txt"
+}
+summary() {
+  echo "---- C++"
+  grep -hE "GPU dropout|with dropout|cases checked|FAILED|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY|expansion|  [0-9.e+-]+ <" \
+    "$OUT"/{dropout_masks,dropout_variants,memcheck,racecheck}.log 2>/dev/null | head -60
+  echo "---- pytest / bench"
+  tail -3 "$OUT/pytest.log" 2>/dev/null
+  sed -n '/^dropout/,$p' "$OUT/bench.log" 2>/dev/null
+  echo "---- steps"
+  cat "$OUT/steps.txt"
+  (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
+}
+trap summary EXIT
+run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
+if [ "$mode" = all ]; then
+  (python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$OUT/pip_deps.log" 2>&1
+   PYTHONPATH=/tmp/site run pip_install 300 python3 -m pip install --no-build-isolation --no-deps --no-index . \
+     --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include") &
+fi
+run build 300 ninja -C build
+wait
+export FLASHJIT_AUTOTUNE=0
+tests=./build/tests/flashjit_tests
+run dropout_masks 300 $tests "[gpu][dropout]~[backward]" &
+run dropout_variants 400 $tests "dropout: forward and backward of every variant against the float64 reference" &
+(run memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $tests "dropout under the sanitizers"
+ run racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $tests "dropout under the sanitizers") &
+if [ "$mode" = all ]; then
+  (cd /tmp && run pytest 300 python3 -m pytest -q "$root/python/tests/test_dropout_gpu.py"
+   cd /tmp && FLASHJIT_AUTOTUNE=1 run bench 300 python3 "$root/bench/bench_dropout.py" --out "$OUT" "$@") &
+fi
+wait
