@@ -237,14 +237,25 @@ TEST_CASE("dropout: the backward references agree with each other and with finit
 }
 
 TEST_CASE("dropout: spec validation and the keep-mask entry's errors", "[dropout][spec]") {
+  // The message of what f throws ("" when it does not throw).
+  auto message = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
   AttentionSpec s = dropout_spec(0.5, MaskKind::none);
   CHECK_NOTHROW(flashjit::validate(s));
   for (double bad : {1.0, -0.1, 2.0, std::nan("")}) {
     s.dropout_p = bad;
-    CHECK_THROWS_WITH(flashjit::validate(s), Catch::Contains("dropout_p") && Catch::Contains("0 <= dropout_p < 1"));
+    const std::string m = message([&] { flashjit::validate(s); });
+    CHECK(m.find("dropout_p") != std::string::npos);
+    CHECK(m.find("0 <= dropout_p < 1") != std::string::npos);
   }
   s.dropout_p = 0.0;
-  CHECK_THROWS_WITH(eval::dropout_keep_mask(s, 1, 4, 4, DropoutKey{}), Catch::Contains("dropout_p"));
+  CHECK(message([&] { eval::dropout_keep_mask(s, 1, 4, 4, DropoutKey{}); }).find("dropout_p") != std::string::npos);
   s.dropout_p = 0.1;
-  CHECK_THROWS_WITH(eval::dropout_keep_mask(s, 0, 4, 4, DropoutKey{}), Catch::Contains("batch"));
+  CHECK(message([&] { eval::dropout_keep_mask(s, 0, 4, 4, DropoutKey{}); }).find("batch") != std::string::npos);
 }
