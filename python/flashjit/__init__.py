@@ -19,6 +19,7 @@ except ImportError as e:  # pragma: no cover - only when the extension was not b
 
 from ._C import ArgumentError, CompileError, CudaError, LegalityError, SpecError
 from ._attention import attention
+from ._dropout import dropout_keep_mask
 from .block_mask import BlockMask, create_block_mask
 from .compiler import KernelInfo, compile, emit, emit_ir
 from . import masks
@@ -56,6 +57,6 @@ def runtime_stats() -> dict:
 
 __all__ = [
     "ALIGNS", "MASK_KINDS", "ArgumentError", "BlockMask", "create_block_mask", "CompileError", "CudaError", "KernelInfo",
-    "LegalityError", "Spec", "SpecError", "Tile", "attention", "masks", "compile", "emit", "emit_ir",
+    "LegalityError", "Spec", "SpecError", "Tile", "attention", "dropout_keep_mask", "masks", "compile", "emit", "emit_ir",
     "gpu_available", "gpu_unavailable_reason", "plot_block_mask", "resolve_tile", "runtime_stats", "__version__",
 ]

@@ -2,7 +2,8 @@
 on first use (NVRTC, then memory and disk caches). With torch tensors that require grad it is
 differentiable: the backward runs flashjit's backward kernels (bwd_preprocess, bwd_dkdv,
 bwd_dq_convert) for the same variant. Torch calls go through the custom ops of _torch_ops.py,
-so they also work under torch.compile and in CUDA-graph captures."""
+so they also work under torch.compile and in CUDA-graph captures. dropout_p > 0 draws the
+call's RNG state from torch's generator as a 2-element int64 CUDA tensor (_dropout.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import types
 from typing import Any, Optional, Tuple, Union
 
 from . import _C, _torch_ops
+from ._dropout import as_int64, state_values
 from .block_mask import as_block_mask
 from .spec import Spec, Tile
 
@@ -24,11 +26,11 @@ _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16"}
 def _spec_json(dtype: str, head_dim: int, head_dim_v: int, hq: int, hkv: int, mask: str,
                window: Optional[Tuple[int, int]], align: str, scale: Optional[float],
                return_lse: bool, tile: Optional[Tile], mask_expr: Optional[str] = None,
-               score_mod: Optional[str] = None, captures: tuple = ()) -> str:
+               score_mod: Optional[str] = None, captures: tuple = (), dropout_p: float = 0.0) -> str:
     spec = Spec(dtype=dtype, head_dim=head_dim, head_dim_v=head_dim_v, num_heads_q=hq,
                 num_heads_kv=hkv, mask=mask, window=window, align=align, softmax_scale=scale,
                 return_lse=return_lse, tile=tile, mask_expr=mask_expr, score_mod=score_mod,
-                captures=captures)
+                captures=captures, dropout_p=dropout_p)
     return spec.to_json()
 
 
@@ -195,7 +197,7 @@ def _tile_key(tile: Any) -> Any:
 
 def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Optional[Tuple[int, int]], align: str,
           scale: Any, want_lse: bool, tile: Any, mask_mod: Any, score_mod: Any, block: Optional[tuple],
-          compiling: bool, deps: tuple = ()) -> Tuple[str, Any]:
+          compiling: bool, deps: tuple = (), dropout_p: float = 0.0) -> Tuple[str, Any]:
     """The static part of a call: the spec JSON (traced mask_mod / score_mod, block mask) and
     the tensors its expressions read, in the order of the spec's capture declarations.
 
@@ -206,7 +208,8 @@ def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Option
     (mask_mod, score_mod), which attention() follows in the traced code so that they become
     graph inputs; and it defines flashjit's custom ops before the trace reaches them.
     ``deps`` are the values the functions' trace depends on (_scope_deps), read in the traced
-    code only so that Dynamo guards on them; the trace itself reads them from the functions."""
+    code only so that Dynamo guards on them; the trace itself reads them from the functions.
+    ``dropout_p`` (a float, 0 = none) goes into the spec; the RNG state does not (a tensor)."""
     if isinstance(tile, tuple) and tile[:1] == ("tile",):
         tile = Tile(*tile[1:])
     elif isinstance(tile, dict):
@@ -225,7 +228,7 @@ def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Option
                                  "(write the causal part inside mask_mod: q_idx >= kv_idx)")
             mask = "custom"
     spec_json = _spec_json(dtype, d, dv, hq, hkv, mask, win, align, None if scale is None else float(scale),
-                           want_lse, tile, mask_text, score_text, decls)
+                           want_lse, tile, mask_text, score_text, decls, dropout_p)
     if block is not None:
         spec_json = _block_mask_spec_json(spec_json, *block)
     if not compiling:
@@ -365,7 +368,8 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
               align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
               out: Any = None, lse_out: Any = None, stream: Any = None,
               mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None,
-              deterministic: bool = False) -> Any:
+              deterministic: bool = False, dropout_p: float = 0.0, generator: Any = None,
+              dropout_state: Any = None) -> Any:
     """softmax(q kᵀ · scale + mask) v, differentiable in q, k and v (torch tensors).
 
     q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
@@ -402,6 +406,16 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     deterministic: the backward gives bit-identical dq, dk, dv run to run (dQ by a
       q-stationary kernel instead of fp32 atomics; slower: docs/performance.md). By default
       dQ may differ in its last bits between runs; dk and dv never do.
+    dropout_p: attention dropout, applied whenever > 0 (as SDPA's and FlashAttention's: pass 0
+      in eval mode): O = (P ∘ Z) V with Z = 0 (dropped, probability p) or 1 / (1 - p); p is
+      rounded down to a multiple of 2^-16; the returned lse is the undropped softmax's. 0
+      changes nothing (same kernels, no RNG draw).
+    generator: the torch.Generator (of q's device) the call's RNG state is drawn from; None =
+      torch's default CUDA generator, so torch.manual_seed reproduces a call.
+    dropout_state: the RNG state to use instead of drawing one: a contiguous 2-element int64
+      CUDA tensor {seed, offset} on q's device (read by the kernels when they run), or a
+      (seed, offset) pair of ints. flashjit.dropout_keep_mask(..., dropout_state) shows which
+      elements such a call keeps. Required for inputs that are not torch tensors.
 
     With torch tensors the call goes through the custom ops flashjit::attention_fwd /
     attention_bwd (flashjit._torch_ops), so it works under torch.compile(fullgraph=True) and
@@ -413,6 +427,10 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     is_torch = torch is not None and isinstance(q, torch.Tensor)
     compiling = is_torch and _compiling(torch)
     needs_grad = False
+    p = _dropout_p(_static(torch, dropout_p, compiling))
+    if p > 0 and generator is not None and dropout_state is not None:
+        raise ValueError("flashjit.attention: pass generator= or dropout_state=, not both (dropout_state is the "
+                         "RNG state itself; generator is where attention() draws one from)")
     mask, win = _mask_args(causal, window)
     bm = None
     if block_mask is not None:
@@ -451,6 +469,8 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
             _check_out_torch(torch, out, q, (b, hq, nq, dv))
         if lse_out is not None:
             _check_lse_torch(torch, lse_out, q, (b, hq, nq))
+        if p > 0 and dropout_state is not None:
+            dropout_state = _torch_state(torch, dropout_state, q)
         dtype = "bf16" if q.dtype == torch.bfloat16 else "fp16"
     else:
         for name, t in (("q", q), ("k", k), ("v", v)):
@@ -466,6 +486,11 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
             raise ValueError(
                 "flashjit.attention: for inputs that are not torch tensors pass out= (and lse_out= "
                 "with return_lse=True): flashjit allocates only through torch")
+        if p > 0 and dropout_state is None:
+            raise ValueError(
+                "flashjit.attention: dropout_p > 0 with inputs that are not torch tensors needs dropout_state= "
+                "(a (seed, offset) pair of ints, or a 2-element int64 CUDA array): flashjit draws random "
+                "numbers only through torch")
 
     block = None
     if bm is not None:
@@ -479,7 +504,7 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                      for path in _scope_deps(mask_form, score_form))
     d, dv, hq, hkv, scale = (_static(torch, x, compiling) for x in (d, dv, hq, hkv, scale))
     spec_json, caps = _plan(dtype, d, dv, hq, hkv, mask, win, align, scale, want_lse, _tile_key(tile), mask_form,
-                            score_form, block, compiling, deps)
+                            score_form, block, compiling, deps, p)
     if compiling:
         caps = [_follow(mask_mod, score_mod, path) for path in caps]
     else:
@@ -495,14 +520,25 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         if not want_lse:  # the backward recomputes P from the LSE: the spec must return it
             want_lse = True
             spec_json, _ = _plan(dtype, d, dv, hq, hkv, mask, win, align, scale, want_lse, _tile_key(tile), mask_form,
-                                 score_form, block, compiling, deps)
+                                 score_form, block, compiling, deps, p)
     if bm is not None:
         caps.append(bm.cells)
 
     if not is_torch:
         stream_int = _stream_of(q) if stream is None else _as_stream_int(stream)
-        _launch_direct(None, spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, caps, b, hq, nq, nk)
+        rng = _foreign_rng(dropout_state) if p > 0 else _NO_RNG
+        _launch_direct(None, spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, caps, b, hq, nq, nk,
+                       rng)
         return (out, lse_out) if return_lse else out
+
+    def rng_state() -> Any:
+        """The call's RNG state tensor (None without dropout), drawn on the current stream
+        after every check, so that a refused call leaves torch's RNG stream alone."""
+        if p == 0:
+            return None
+        if dropout_state is not None:
+            return dropout_state
+        return torch.randint(0, 2**62, (2,), dtype=torch.int64, device=q.device, generator=generator)
 
     direct = out is not None or lse_out is not None
     if stream is not None:
@@ -515,7 +551,8 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                 direct = True
             else:  # the forward on that stream; the backward, as any, on the current stream then
                 with torch.cuda.stream(torch.cuda.ExternalStream(stream_int, device=q.device)):
-                    o, lse = _torch_ops.ops(torch).attention_fwd(q, k, v, spec_json, caps, bool(deterministic))
+                    o, lse = _torch_ops.ops(torch).attention_fwd(q, k, v, spec_json, caps, bool(deterministic),
+                                                                  rng_state())
                 return (o, lse) if return_lse else o
     if direct and not compiling:
         q, k, v = q.detach(), k.detach(), v.detach()
@@ -524,13 +561,26 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         if want_lse and lse_out is None:
             lse_out = torch.empty((b, hq, nq), dtype=torch.float32, device=q.device)
         stream_int = torch.cuda.current_stream(q.device).cuda_stream if stream is None else _as_stream_int(stream)
-        _launch_direct(torch, spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, caps, b, hq, nq, nk)
+        rng = _NO_RNG
+        if p > 0:
+            if stream_int != torch.cuda.current_stream(q.device).cuda_stream:  # drawn on the launch's stream
+                with torch.cuda.stream(torch.cuda.ExternalStream(stream_int, device=q.device)):
+                    state = rng_state()
+            else:
+                state = rng_state()
+            rng = (0, 0, int(state.data_ptr()))
+        _launch_direct(torch, spec_json, q, k, v, out, lse_out if want_lse else None, stream_int, caps, b, hq, nq, nk,
+                       rng)
         return (out, lse_out) if return_lse else out
 
     # Under torch.compile the op is named through torch.ops (what Dynamo puts in the graph; _plan
     # has defined it); eagerly, ops() defines it on first use.
     fwd = torch.ops.flashjit.attention_fwd.default if compiling else _torch_ops.ops(torch).attention_fwd
-    o, lse = fwd(q, k, v, spec_json, caps, bool(deterministic))
+    state = rng_state()
+    if state is None:  # no dropout: the call as without it (the schema's default)
+        o, lse = fwd(q, k, v, spec_json, caps, bool(deterministic))
+    else:
+        o, lse = fwd(q, k, v, spec_json, caps, bool(deterministic), state)
     if direct:  # under torch.compile: the op's fresh outputs copied into the given ones
         if out is not None:
             out.copy_(o)
@@ -541,9 +591,54 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     return (o, lse) if return_lse else o
 
 
+_NO_RNG = (0, 0, 0)
+
+
+def _dropout_p(p: Any) -> float:
+    """dropout_p as a float. Its range is the spec's to check: a value outside 0 <= p < 1
+    (NaN included) goes into the spec JSON, whose validation raises SpecError naming
+    dropout_p before anything is drawn or launched."""
+    if isinstance(p, bool) or p is None:
+        raise TypeError(f"flashjit.attention: dropout_p must be a float; got {p!r}")
+    try:
+        return float(p)  # a Python number, a numpy scalar
+    except (TypeError, ValueError):
+        raise TypeError(f"flashjit.attention: dropout_p must be a float; got {type(p).__name__}") from None
+
+
+def _torch_state(torch: Any, state: Any, q: Any) -> Any:
+    """A user's dropout_state as the tensor the op takes: checked, or made from (seed, offset)."""
+    if isinstance(state, (tuple, list)):
+        seed, offset = state_values(state, "flashjit.attention")
+        return torch.tensor([as_int64(seed), as_int64(offset)], dtype=torch.int64, device=q.device)
+    _torch_ops.check_dropout_state(torch, state, q, "flashjit.attention")
+    return state
+
+
+def _foreign_rng(state: Any) -> Tuple[int, int, int]:
+    """(seed, offset, device address) for _C.forward from a non-torch call's dropout_state: a
+    (seed, offset) pair of ints (host values), or a CUDA array of 2 contiguous int64 exposing
+    __cuda_array_interface__ (CuPy, Numba), read by the kernel on the device."""
+    if isinstance(state, (tuple, list)):
+        seed, offset = state_values(state, "flashjit.attention")
+        return seed, offset, 0
+    cai = getattr(state, "__cuda_array_interface__", None)
+    if cai is None:
+        raise TypeError("flashjit.attention: dropout_state must be a (seed, offset) pair of ints or a CUDA array "
+                        f"of 2 int64 (__cuda_array_interface__); got {type(state).__name__}")
+    shape, strides = tuple(cai.get("shape", ())), cai.get("strides")
+    if cai.get("typestr") not in ("<i8", "<u8") or shape not in ((2,), (1, 2), (2, 1)):
+        raise ValueError(f"flashjit.attention: dropout_state must be 2 int64; got typestr {cai.get('typestr')!r}, "
+                         f"shape {shape}")
+    if strides is not None and tuple(strides) not in ((8,), (16, 8), (8, 8)):
+        raise ValueError("flashjit.attention: dropout_state must be contiguous")
+    return 0, 0, int(cai["data"][0])
+
+
 def _launch_direct(torch: Any, spec_json: str, q: Any, k: Any, v: Any, out: Any, lse: Any, stream_int: int,
-                   caps: list, b: int, hq: int, nq: int, nk: int) -> None:
-    """_C.forward into the given outputs (out=/lse_out=, a stream of the caller's, DLPack)."""
+                   caps: list, b: int, hq: int, nq: int, nk: int, rng: Tuple[int, int, int] = _NO_RNG) -> None:
+    """_C.forward into the given outputs (out=/lse_out=, a stream of the caller's, DLPack).
+    ``rng``: dropout's (seed, offset, device address of {seed, offset}), see _C.forward."""
     if b == 0 or hq == 0 or nq == 0:
         return  # nothing to compute
     if nk == 0:  # no key at all: every row is fully masked
@@ -551,11 +646,12 @@ def _launch_direct(torch: Any, spec_json: str, q: Any, k: Any, v: Any, out: Any,
         if lse is not None:
             lse[...] = float("-inf")
         return
+    seed, offset, state = rng
     if torch is not None and q.device.index != torch.cuda.current_device():
         with torch.cuda.device(q.device):
-            _C.forward(spec_json, q, k, v, out, lse, stream_int, caps)
+            _C.forward(spec_json, q, k, v, out, lse, stream_int, caps, seed, offset, state)
     else:
-        _C.forward(spec_json, q, k, v, out, lse, stream_int, caps)
+        _C.forward(spec_json, q, k, v, out, lse, stream_int, caps, seed, offset, state)
 
 
 def _check_out_torch(torch: Any, out: Any, q: Any, shape: Tuple[int, ...]) -> None:

@@ -19,6 +19,6 @@ AttentionSpec parsed_spec(const std::string& spec_json);
 void bind_errors(nb::module_& m);   // errors.cpp: exception classes and translation
 void bind_compile(nb::module_& m);  // compile.cpp: compile, emit_cuda, emit_ir, resolve_tile, ...
 void bind_forward(nb::module_& m);  // forward.cpp: forward over DLPack tensors
-void bind_mask_picture(nb::module_& m);  // mask_picture.cpp: pictures of masks
+void bind_mask_picture(nb::module_& m);  // mask_picture.cpp: pictures of masks, dropout keep-masks
 
 }  // namespace flashjit::python

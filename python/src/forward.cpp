@@ -199,13 +199,25 @@ class DeviceContextGuard {
   bool pushed_ = false;
 };
 
+// Dropout's RNG state for one call: host values, or (dropout_state != 0) the address of two
+// uint64 in device memory, {seed, offset}, that the kernels read when they run (a CUDA graph's
+// replays see what was written there last). Ignored when the spec has no dropout.
+DropoutRng dropout_rng(uint64_t seed, uint64_t offset, uintptr_t device_state) {
+  DropoutRng rng;
+  rng.seed = seed;
+  rng.offset = offset;
+  rng.device_state = reinterpret_cast<const uint64_t*>(device_state);
+  return rng;
+}
+
 }  // namespace
 
 void bind_forward(nb::module_& m) {
   m.def(
       "forward",
       [](const std::string& spec_json, const Array& q, const Array& k, const Array& v,
-         const Array& o, std::optional<Array> lse, uintptr_t stream, const std::vector<Array>& captures) {
+         const Array& o, std::optional<Array> lse, uintptr_t stream, const std::vector<Array>& captures,
+         uint64_t dropout_seed, uint64_t dropout_offset, uintptr_t dropout_state) {
         const AttentionSpec spec = parsed_spec(spec_json);
         int32_t device = -1;
         const TensorView qv = view_of(q, "q", 4, &device);
@@ -215,27 +227,33 @@ void bind_forward(nb::module_& m) {
         std::optional<TensorView> lv;
         if (lse) lv = view_of(*lse, "lse", 3, &device);
         const std::vector<TensorView> cv = capture_views(spec, captures, &device);
+        const DropoutRng rng = dropout_rng(dropout_seed, dropout_offset, dropout_state);
         DeviceContextGuard on_device(device, "q");  // the tensors' GPU, not only the current one
         {
           nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
-          forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream), cv);
+          forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream), cv, rng);
         }
         on_device.pop();
       },
       nb::arg("spec_json"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("o"),
       nb::arg("lse").none() = nb::none(), nb::arg("stream") = 0, nb::arg("captures") = std::vector<Array>{},
+      nb::arg("dropout_seed") = 0, nb::arg("dropout_offset") = 0, nb::arg("dropout_state") = 0,
       "Attention forward on DLPack CUDA tensors of logical shape (batch, heads, seqlen, dim) "
       "(last dim contiguous); lse is float32 (batch, heads_q, seqlen_q). Runs on the tensors' "
       "device (its primary context is made current for the call when another device's is). "
       "Launches on `stream` (a CUstream as an int, of that device; 0 = the legacy default "
-      "stream) and returns without synchronising.");
+      "stream) and returns without synchronising. Dropout (spec dropout_p > 0): the RNG state is "
+      "`dropout_state`, the address (an int, 8-byte aligned) of two uint64 {seed, offset} in device "
+      "memory that the kernel reads when it runs, or when that is 0 the host values `dropout_seed`, "
+      "`dropout_offset`; ignored without dropout. Pass backward() the same.");
 
   m.def(
       "backward",
       [](const std::string& spec_json, const Array& q, const Array& k, const Array& v, const Array& o,
          const Array& lse, const Array& dout, const Array& dq, const Array& dk, const Array& dv, uintptr_t stream,
          const std::vector<Array>& captures, std::optional<Array> workspace, bool deterministic,
-         const std::vector<int>& capture_grad_index, const std::vector<Array>& capture_grads) {
+         const std::vector<int>& capture_grad_index, const std::vector<Array>& capture_grads, uint64_t dropout_seed,
+         uint64_t dropout_offset, uintptr_t dropout_state) {
         const AttentionSpec spec = parsed_spec(spec_json);
         int32_t device = -1;
         const TensorView qv = view_of(q, "q", 4, &device), kv = view_of(k, "k", 4, &device),
@@ -246,6 +264,7 @@ void bind_forward(nb::module_& m) {
         const std::vector<TensorView> cv = capture_views(spec, captures, &device);
         BackwardOptions options;
         options.deterministic = deterministic;
+        options.dropout = dropout_rng(dropout_seed, dropout_offset, dropout_state);
         if (capture_grad_index.size() != capture_grads.size())
           throw ArgumentError("capture_grads", "needs one index in capture_grad_index per tensor");
         if (!capture_grads.empty()) {
@@ -275,11 +294,14 @@ void bind_forward(nb::module_& m) {
       nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("stream") = 0, nb::arg("captures") = std::vector<Array>{},
       nb::arg("workspace").none() = nb::none(), nb::arg("deterministic") = false,
       nb::arg("capture_grad_index") = std::vector<int>{}, nb::arg("capture_grads") = std::vector<Array>{},
+      nb::arg("dropout_seed") = 0, nb::arg("dropout_offset") = 0, nb::arg("dropout_state") = 0,
       "Attention backward: fills dq, dk, dv for the upstream gradient dout, from q, k, v and the forward's o "
       "and lse (float32, natural log). `workspace`: a CUDA buffer of at least backward_workspace_bytes(); "
       "None allocates it stream-ordered. `deterministic`: bit-identical gradients (bwd_dq). "
       "`capture_grads[i]`: float32, contiguous, the shape of captures[capture_grad_index[i]]: gets "
-      "that capture's gradient (zeroed first). Launches on `stream` and returns without synchronising.");
+      "that capture's gradient (zeroed first). `dropout_seed`, `dropout_offset`, `dropout_state`: the "
+      "RNG state the forward ran with (see forward()); the kernels regenerate its mask. Launches on "
+      "`stream` and returns without synchronising.");
 
   m.def(
       "backward_workspace_bytes",

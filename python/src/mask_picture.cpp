@@ -1,15 +1,17 @@
 // mask_picture: the picture behind flashjit.plot_block_mask (mask_picture.h), on host
-// copies of the captured tensors.
+// copies of the captured tensors; dropout_keep_mask: the elements a call with dropout keeps.
 #include "flashjit/mask_picture.h"
 
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "bindings.h"
+#include "flashjit/cpu_eval.h"
 #include "flashjit/error.h"
 
 namespace flashjit::python {
@@ -68,6 +70,32 @@ void bind_mask_picture(nb::module_& m) {
       nb::arg("spec_json"), nb::arg("seqlen_q"), nb::arg("seqlen_k"), nb::arg("captures") = std::vector<Array>{},
       nb::arg("b") = 0, nb::arg("h") = 0, nb::arg("max_side") = 1024,
       "The mask of (b, h) and the kernel's tile classes as an RGB picture (host captures).");
+
+  m.def(
+      "dropout_keep_mask",
+      [](const std::string& spec_json, int64_t batch, int64_t seqlen_q, int64_t seqlen_k, uint64_t seed,
+         uint64_t offset) {
+        const AttentionSpec spec = parsed_spec(spec_json);
+        // The mask is one byte per element, host memory: bound it before multiplying out.
+        constexpr double kMaxElements = 1ull << 36;
+        const double elements = static_cast<double>(batch) * spec.num_heads_q * static_cast<double>(seqlen_q) *
+                                static_cast<double>(seqlen_k);
+        if (elements > kMaxElements)
+          throw ArgumentError("shape", "batch " + std::to_string(batch) + " x heads_q " + std::to_string(spec.num_heads_q) +
+                                           " x seqlen_q " + std::to_string(seqlen_q) + " x seqlen_k " +
+                                           std::to_string(seqlen_k) + " elements; allowed: at most 2^36");
+        std::vector<uint8_t> keep;
+        {
+          nb::gil_scoped_release release;  // one Philox call per element: large masks take a while
+          keep = eval::dropout_keep_mask(spec, batch, seqlen_q, seqlen_k, DropoutKey{seed, offset});
+        }
+        return nb::bytes(reinterpret_cast<const char*>(keep.data()), keep.size());
+      },
+      nb::arg("spec_json"), nb::arg("batch"), nb::arg("seqlen_q"), nb::arg("seqlen_k"), nb::arg("seed"),
+      nb::arg("offset"),
+      "The keep-mask of a call with dropout and RNG state (seed, offset), computed on the host from the "
+      "kernels' definition (philox.cuh): (batch, heads_q, seqlen_q, seqlen_k) bytes in that order, 1 = "
+      "kept, 0 = dropped, whatever the attention mask. SpecError when the spec's dropout_p is 0.");
 }
 
 }  // namespace flashjit::python
