@@ -3,7 +3,8 @@
 # against the host keep-mask, keep rates, the mean over seeds, every variant's forward and
 # backward against float64), compute-sanitizer on the dropout sanitizer case, and, when the
 # Python package builds, the dropout pytest and the dropout benchmark rows. Logs in $OUT.
-# Usage: scripts/device_dropout.sh [cpp|all] [extra bench args]
+# Usage: scripts/device_dropout.sh [cpp|all] [extra bench_dropout.py args]
+#   all: the benchmark runs first, alone on the GPU; then the tests in parallel.
 set -u
 mode=${1:-all}; shift || true
 OUT=${OUT:-/tmp/flashjit-out}
@@ -37,6 +38,10 @@ if [ "$mode" = all ]; then
 fi
 run build 300 ninja -C build
 wait
+# The benchmark first and alone on the GPU (autotune on, as users run it), then the tests.
+if [ "$mode" = all ]; then
+  cd /tmp && FLASHJIT_AUTOTUNE=1 run bench 300 python3 "$root/bench/bench_dropout.py" --out "$OUT" "$@"; cd "$root"
+fi
 export FLASHJIT_AUTOTUNE=0
 tests=./build/tests/flashjit_tests
 run dropout_masks 300 $tests "[gpu][dropout]~[backward]" &
@@ -44,7 +49,6 @@ run dropout_variants 400 $tests "dropout: forward and backward of every variant 
 (run memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $tests "dropout under the sanitizers"
  run racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $tests "dropout under the sanitizers") &
 if [ "$mode" = all ]; then
-  (cd /tmp && run pytest 300 python3 -m pytest -q "$root/python/tests/test_dropout_gpu.py"
-   cd /tmp && FLASHJIT_AUTOTUNE=1 run bench 300 python3 "$root/bench/bench_dropout.py" --out "$OUT" "$@") &
+  (cd /tmp && run pytest 300 python3 -m pytest -q "$root/python/tests/test_dropout_gpu.py" "$root/python/tests/test_backward_gpu.py") &
 fi
 wait
