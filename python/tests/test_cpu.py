@@ -305,3 +305,121 @@ def test_from_dict_values_json_cannot_hold_are_spec_errors():
     assert info.value.field == "json"
     with pytest.raises(flashjit.SpecError):
         Spec(dtype="bf16", head_dim=float("nan"))
+
+
+# --- dropout (issue 11): the spec field and the keep-mask through the binding ---------------
+
+@pytest.mark.parametrize("p", [1.0, -0.1, 1.5, float("nan")])
+def test_dropout_p_out_of_range_is_a_spec_error(p):
+    with pytest.raises(flashjit.SpecError) as info:
+        Spec(dtype="bf16", head_dim=64, dropout_p=p)
+    assert info.value.field == "dropout_p" and "dropout_p" in str(info.value)
+    with pytest.raises(flashjit.SpecError) as info:
+        flashjit.dropout_keep_mask(1, 1, 8, 8, p, (1, 2))
+    assert info.value.field == "dropout_p"
+
+
+def test_dropout_spec_round_trip_and_kernels():
+    s = Spec(dtype="bf16", head_dim=64, mask="causal", dropout_p=0.2, return_lse=True)
+    assert json.loads(s.to_json())["dropout_p"] == 0.2
+    assert json.loads(s.canonical_json())["dropout_p"] == 0.2
+    assert Spec.from_json(s.to_json()) == s
+    assert "dropout_p" not in json.loads(Spec(dtype="bf16", head_dim=64).to_json())  # 0: the spec without it
+    assert "dropout" in flashjit.emit_ir(s, arch="sm_80")
+    assert "dropout" not in flashjit.emit_ir(s.replace(dropout_p=0.0), arch="sm_80")
+
+
+def _philox4x32_10(c, k0, k1):
+    m = 0xFFFFFFFF
+    x, y, z, w = c
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * x, 0xCD9E8D57 * z
+        x, y, z, w = ((p1 >> 32) ^ y ^ k0) & m, p1 & m, ((p0 >> 32) ^ w ^ k1) & m, p0 & m
+        k0, k1 = (k0 + 0x9E3779B9) & m, (k1 + 0xBB67AE85) & m
+    return x, y, z, w
+
+
+def _kept(seed, offset, bh, i, j, p):
+    """templates/flashjit/philox.cuh's element number, written out again in Python."""
+    m = 0xFFFFFFFF
+    c = ((j >> 4) << 2) | ((j & 7) >> 1), i >> 1, bh, offset & m
+    words = _philox4x32_10(c, seed & m, ((seed >> 32) ^ (offset >> 32)) & m)
+    slot = ((i & 1) << 2) | (((j >> 3) & 1) << 1) | (j & 1)
+    word = words[slot >> 1]
+    r = (word >> 16) if slot & 1 else (word & 0xFFFF)
+    return r >= int(p * 65536)
+
+
+def test_dropout_keep_mask_shape_rate_and_definition():
+    from flashjit import _C
+
+    b, h, sq, sk, p = 2, 3, 37, 70, 0.3
+    seed, offset = 0x1234_5678_9ABC_DEF0, (5 << 32) + 17
+    spec = Spec(dtype="fp16", head_dim=64, num_heads_q=h, dropout_p=p).to_json()
+    raw = _C.dropout_keep_mask(spec, b, sq, sk, seed, offset)
+    assert isinstance(raw, bytes) and len(raw) == b * h * sq * sk and set(raw) <= {0, 1}
+    # the binding's bytes are (batch, head, query, key) in that order, as the kernels' definition says
+    at = 0
+    for bi in range(b):
+        for hi in range(h):
+            for i in range(sq):
+                for j in range(sk):
+                    assert raw[at] == _kept(seed, offset, bi * h + hi, i, j, p), (bi, hi, i, j)
+                    at += 1
+    # flashjit.dropout_keep_mask: the same mask as a bool array / tensor of shape (b, h, sq, sk)
+    mask = flashjit.dropout_keep_mask(b, h, sq, sk, p, (seed, offset))
+    assert tuple(mask.shape) == (b, h, sq, sk) and str(mask.dtype).endswith("bool")
+    assert bytes(bytearray(int(x) for x in mask.reshape(-1).tolist())) == raw
+    # another seed or offset: another mask
+    assert _C.dropout_keep_mask(spec, b, sq, sk, seed + 1, offset) != raw
+    assert _C.dropout_keep_mask(spec, b, sq, sk, seed, offset + 1) != raw
+    # negative int64 values are their uint64 bits (a torch int64 tensor's)
+    assert bytes(bytearray(int(x) for x in flashjit.dropout_keep_mask(1, 1, 8, 40, p, (-3, -4)).reshape(-1).tolist())) \
+        == _C.dropout_keep_mask(Spec(dtype="fp16", head_dim=64, dropout_p=p).to_json(), 1, 8, 40, 2**64 - 3, 2**64 - 4)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_keep_rate(p):
+    from flashjit import _C
+
+    b, h, sq, sk = 2, 4, 128, 200
+    raw = _C.dropout_keep_mask(Spec(dtype="bf16", head_dim=64, num_heads_q=h, dropout_p=p).to_json(), b, sq, sk, 42, 7)
+    n = len(raw)
+    keep = 1 - int(p * 65536) / 65536
+    sigma = (keep * (1 - keep) / n) ** 0.5
+    assert abs(sum(raw) / n - keep) < 5 * sigma, (sum(raw) / n, keep)
+
+
+def test_dropout_keep_mask_errors():
+    from flashjit import _C
+
+    with pytest.raises(flashjit.SpecError) as info:  # p = 0: no dropout, no mask
+        flashjit.dropout_keep_mask(1, 1, 8, 8, 0.0, (1, 2))
+    assert info.value.field == "dropout_p"
+    with pytest.raises(flashjit.ArgumentError):
+        flashjit.dropout_keep_mask(0, 1, 8, 8, 0.5, (1, 2))
+    with pytest.raises(flashjit.ArgumentError):  # refused before allocating 2^60 bytes
+        flashjit.dropout_keep_mask(1 << 20, 1, 1 << 20, 1 << 20, 0.5, (1, 2))
+    with pytest.raises(ValueError, match="2 elements"):
+        flashjit.dropout_keep_mask(1, 1, 8, 8, 0.5, (1, 2, 3))
+    with pytest.raises(ValueError, match="64 bits"):
+        flashjit.dropout_keep_mask(1, 1, 8, 8, 0.5, (1 << 64, 2))
+    with pytest.raises(TypeError):
+        flashjit.dropout_keep_mask(1, 1, 8, 8, 0.5, "seed")
+    with pytest.raises(TypeError):
+        _C.dropout_keep_mask(Spec(dtype="bf16", head_dim=64, dropout_p=0.5).to_json(), 1, 8, 8, -1, 0)
+
+
+def test_attention_dropout_without_torch_needs_a_state():
+    class FakeArray:  # enough of a DLPack producer for attention()'s front-end checks
+        def __init__(self, shape):
+            self.shape, self.dtype = shape, "float16"
+
+        def __dlpack__(self, *a, **k):
+            raise AssertionError("not launched")
+
+    q, k, v = FakeArray((1, 1, 8, 64)), FakeArray((1, 1, 8, 64)), FakeArray((1, 1, 8, 64))
+    with pytest.raises(ValueError, match="dropout_state"):
+        flashjit.attention(q, k, v, dropout_p=0.5, out=FakeArray((1, 1, 8, 64)))
+    with pytest.raises(flashjit.SpecError, match="dropout_p"):
+        flashjit.attention(q, k, v, dropout_p=1.0, dropout_state=(1, 2), out=FakeArray((1, 1, 8, 64)))
