@@ -80,7 +80,8 @@ def _has_dropout(spec_json: str) -> bool:
 def check_dropout_state(torch: Any, state: Any, q: Any, where: str) -> None:
     """A dropout RNG state as the kernels read it: 2 contiguous int64 on q's CUDA device."""
     if not isinstance(state, torch.Tensor):
-        raise TypeError(f"{where}: dropout_state must be a torch.Tensor (int64, 2 elements); got {type(state).__name__}")
+        raise TypeError(f"{where}: dropout_state must be a torch.Tensor (int64, 2 elements); "
+                        f"got {type(state).__name__}")
     if state.dtype != torch.int64 or state.numel() != 2:
         raise ValueError(f"{where}: dropout_state must be an int64 tensor of 2 elements (seed, offset); got "
                          f"{state.dtype} of shape {tuple(state.shape)}")
