@@ -1,7 +1,7 @@
 """Dropout's RNG state and keep-mask (the Python side of docs/spec.md's dropout_p).
 
 A call with ``dropout_p > 0`` drops element (batch b, query head h, query i, key j) iff a
-16-bit number of Philox4x32-10 keyed on (seed, offset, b, h, i, j) is below
+16-bit number of Philox4x32-7 keyed on (seed, offset, b, h, i, j) is below
 floor(p · 65536) (templates/flashjit/philox.cuh): a function of the call's RNG state and the
 element's indices only, not of tiles, back end or kernel, so the backward regenerates the
 forward's mask from the same state. Kept elements are scaled by 1 / (1 - p), p rounded down

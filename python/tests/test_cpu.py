@@ -329,10 +329,11 @@ def test_dropout_spec_round_trip_and_kernels():
     assert "dropout" not in flashjit.emit_ir(s.replace(dropout_p=0.0), arch="sm_80")
 
 
-def _philox4x32_10(c, k0, k1):
+def _philox4x32_7(c, k0, k1):
+    """Philox4x32 with dropout's 7 rounds (kDropoutRounds in philox.cuh)."""
     m = 0xFFFFFFFF
     x, y, z, w = c
-    for _ in range(10):
+    for _ in range(7):
         p0, p1 = 0xD2511F53 * x, 0xCD9E8D57 * z
         x, y, z, w = ((p1 >> 32) ^ y ^ k0) & m, p1 & m, ((p0 >> 32) ^ w ^ k1) & m, p0 & m
         k0, k1 = (k0 + 0x9E3779B9) & m, (k1 + 0xBB67AE85) & m
@@ -343,7 +344,7 @@ def _kept(seed, offset, bh, i, j, p):
     """templates/flashjit/philox.cuh's element number, written out again in Python."""
     m = 0xFFFFFFFF
     c = ((j >> 4) << 2) | ((j & 7) >> 1), i >> 1, bh, offset & m
-    words = _philox4x32_10(c, seed & m, ((seed >> 32) ^ (offset >> 32)) & m)
+    words = _philox4x32_7(c, seed & m, ((seed >> 32) ^ (offset >> 32)) & m)
     slot = ((i & 1) << 2) | (((j >> 3) & 1) << 1) | (j & 1)
     word = words[slot >> 1]
     r = (word >> 16) if slot & 1 else (word & 0xFFFF)

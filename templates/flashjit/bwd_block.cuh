@@ -101,19 +101,20 @@ __device__ __forceinline__ void fj_grad_add(const CaptureGradArg& c, float v, I.
 // V::kCaptureGrads (a `_dcap` bwd_dkdv kernel): the element's dL/d(score_mod's value),
 // P·(dP − D), is handed to V::capture_grads, which adds its share to the captured tensors'
 // gradients (the score_mod's derivative with respect to each float read).
-// V::kDropout: `number` is the element's dropout number (dropout.cuh); dropped (below
-// V::kDropThreshold), the forward used P·0, kept P / (1 − p): s becomes that P·Z (dV's
-// operand) and dP (the gradient of P·Z, dO·Vᵀ) becomes Z·dP before dS = P·(dP − D).
+// V::kDropout: `drop` says whether the element was dropped (its number below
+// V::kDropThreshold; dropout.cuh). The forward used P·0 for it, else P / (1 − p): s becomes
+// that P·Z (dV's operand) and dP (the gradient of P·Z, dO·Vᵀ) becomes Z·dP before
+// dS = P·(dP − D).
 template <class V>
 __device__ __forceinline__ void bwd_p_ds_at(float& s, float& dp, const BwdParams& bp, const BandI32& band, int batch,
-                                            int hq, int i, int j, bool full, float l, float d, u32 number = 0) {
+                                            int hq, int i, int j, bool full, float l, float d, bool drop = false) {
   const FwdParams& p = bp.fwd;
   const int ic = i < p.seqlen_q ? i : p.seqlen_q - 1, jc = j < p.seqlen_k ? j : p.seqlen_k - 1;
   const bool vis = full || ((i < p.seqlen_q) & (j < p.seqlen_k) && V::visible(p, band, batch, hq, ic, jc));
   const float lse2 = l == neg_inf() ? __int_as_float(0x7f800000) : l * 1.44269504088896341f;
   float pe, ds, z = 1.f;
   if constexpr (V::kDropout) {
-    z = number < V::kDropThreshold ? 0.f : V::kDropScale;
+    z = drop ? 0.f : V::kDropScale;
     dp *= z;
   }
   if constexpr (V::kScoreMod) {
@@ -154,8 +155,9 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], 
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int nt = 2 * u + n, col = q_w + nt * 8 + 2 * tq + (e & 1);
+          const bool drop = e >> 1 ? dropped<V::kDropThreshold, 1>(w[n][e & 1]) : dropped<V::kDropThreshold, 0>(w[n][e & 1]);
           bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, q0 + col, j_w + g + 8 * (e >> 1), full, lse_s[col],
-                         delta_s[col], low16(w[n][e & 1] >> (16 * (e >> 1))));
+                         delta_s[col], drop);
         }
     }
     return;
@@ -190,8 +192,9 @@ __device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK]
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int nt = 2 * b16 + m;
+          const bool drop = e & 1 ? dropped<V::kDropThreshold, 1>(w[e >> 1][m]) : dropped<V::kDropThreshold, 0>(w[e >> 1][m]);
           bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, i_w + g + 8 * (e >> 1), k0 + nt * 8 + 2 * tq + (e & 1),
-                         full, lse[e >> 1], delta[e >> 1], low16(w[e >> 1][m] >> (16 * (e & 1))));
+                         full, lse[e >> 1], delta[e >> 1], drop);
         }
     }
     return;

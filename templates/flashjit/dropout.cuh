@@ -29,6 +29,13 @@ __device__ __forceinline__ DropoutKey dropout_key(const FwdParams& p) {
 
 __device__ __forceinline__ u32 low16(u32 v) { return v & 0xFFFFu; }
 
+// Whether the number in half `kHigh` of word w is below kThreshold (dropped), with one shift
+// at most: hi < T iff w < T·2^16, lo < T iff w·2^16 < T·2^16 (all unsigned, T < 2^16).
+template <u32 kThreshold, int kHigh>
+__device__ __forceinline__ bool dropped(u32 w) {
+  return kHigh ? w < (kThreshold << 16) : (w << 16) < (kThreshold << 16);
+}
+
 // Rows layout, one 16-column block: w[h][m] holds the numbers of (row rb + g + 8h, column
 // j16 + 8m + 2t + e) in its low (e = 0) and high (e = 1) half. rb and j16: multiples of 16.
 __device__ __forceinline__ void dropout_rows16(u32 (&w)[2][2], const DropoutKey& key, u32 bh, int rb, int j16,
@@ -56,10 +63,11 @@ __device__ __forceinline__ void dropout_cols16(u32 (&w)[2][2], const DropoutKey&
   const int eps = g & 1;  // this lane's key parity; it draws n-tile n = eps
   const philox::U32x4 r = dropout_group_bits(key, bh, (u32)(q8 + 8 * eps + 2 * t), (u32)(kb + g));
   // Words: x (ρ 0, m 0), y (ρ 0, m 1), z (ρ 1, m 0), w (ρ 1, m 1); halves: the key's parity.
-  const int sh = eps ? 16 : 0, other = eps ? 0 : 16;
-  const u32 mine0 = low16(r.x >> sh) | (low16(r.y >> sh) << 16), mine1 = low16(r.z >> sh) | (low16(r.w >> sh) << 16);
-  const u32 give0 = low16(r.x >> other) | (low16(r.y >> other) << 16),
-            give1 = low16(r.z >> other) | (low16(r.w >> other) << 16);
+  // One byte permute per word pair: the low halves of two words are bytes 1:0 and 5:4 of
+  // (x, y), the high halves bytes 3:2 and 7:6.
+  const u32 sel_mine = eps ? 0x7632u : 0x5410u, sel_give = eps ? 0x5410u : 0x7632u;
+  const u32 mine0 = __byte_perm(r.x, r.y, sel_mine), mine1 = __byte_perm(r.z, r.w, sel_mine);
+  const u32 give0 = __byte_perm(r.x, r.y, sel_give), give1 = __byte_perm(r.z, r.w, sel_give);
   const u32 got0 = __shfl_xor_sync(0xffffffffu, give0, 4), got1 = __shfl_xor_sync(0xffffffffu, give1, 4);
   w[0][0] = eps ? got0 : mine0;
   w[0][1] = eps ? got1 : mine1;
@@ -83,12 +91,11 @@ __device__ __forceinline__ void apply_dropout(ScoreTile<T>& S, const DropoutKey&
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int m = 0; m < 2; ++m)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float& x = S.s[mt][2 * blk16 + m][2 * h + e];
-            x = low16(w[h][m] >> (16 * e)) < kThreshold ? 0.f : x;
-          }
+        for (int m = 0; m < 2; ++m) {
+          float* x = &S.s[mt][2 * blk16 + m][2 * h];
+          x[0] = dropped<kThreshold, 0>(w[h][m]) ? 0.f : x[0];
+          x[1] = dropped<kThreshold, 1>(w[h][m]) ? 0.f : x[1];
+        }
     }
 }
 

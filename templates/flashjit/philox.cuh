@@ -1,9 +1,9 @@
-// Dropout's random numbers: counter-based Philox4x32-10 (Salmon et al., "Parallel random
+// Dropout's random numbers: counter-based Philox4x32 (Salmon et al., "Parallel random
 // numbers: as easy as 1, 2, 3", SC'11) and the map from an attention element to its bits.
 // One definition for the host (the CPU evaluator, the keep-mask debug entry) and the device
 // (forward and backward kernels), so both draw bit-identical masks.
 //
-// The contract (docs/dropout.md): element (batch b, query head h, query row i, key column j)
+// The contract (docs/dropout.md), Philox4x32-7: element (batch b, query head h, query row i, key column j)
 // of a call with RNG state (seed, offset) is dropped iff its 16-bit number r satisfies
 // r < threshold, threshold = floor(p · 65536). r depends on nothing else: not the tile, the
 // back end, the loop order or the kernel (forward, bwd_dkdv, bwd_dq regenerate the same r).
@@ -28,19 +28,27 @@ struct U32x4 {
   u32 x, y, z, w;
 };
 
+// The 64-bit product of two 32-bit words. On the device one mul.wide.u32 (one IMAD.WIDE):
+// written in C++ as a 64-bit multiply it compiled to 64-bit multiplies, shifts and xors.
 FJ_HOST_DEVICE void mulhilo(u32 a, u32 b, u32& hi, u32& lo) {
+#ifdef __CUDA_ARCH__
+  asm("{\n\t.reg .u64 p;\n\tmul.wide.u32 p, %2, %3;\n\tmov.b64 {%1, %0}, p;\n\t}" : "=r"(hi), "=r"(lo) : "r"(a), "r"(b));
+#else
   const u64 p = static_cast<u64>(a) * b;
   hi = static_cast<u32>(p >> 32);
   lo = static_cast<u32>(p);
+#endif
 }
 
-// Philox4x32 with 10 rounds (Random123's philox4x32_10): the known-answer vectors of its
-// tests/kat_vectors are checked in tests/unit/test_dropout.cpp.
-FJ_HOST_DEVICE U32x4 philox4x32_10(U32x4 c, u32 k0, u32 k1) {
+// Philox4x32 with R rounds. R = 10 is Random123's philox4x32_10, whose known-answer vectors
+// (its tests/kat_vectors) tests/unit/test_dropout.cpp checks; dropout uses R = 7
+// (kDropoutRounds), the same function stopped earlier.
+template <int R>
+FJ_HOST_DEVICE U32x4 philox4x32(U32x4 c, u32 k0, u32 k1) {
 #ifdef __CUDACC__
 #pragma unroll
 #endif
-  for (int round = 0; round < 10; ++round) {
+  for (int round = 0; round < R; ++round) {
     u32 hi0, lo0, hi1, lo1;
     mulhilo(0xD2511F53u, c.x, hi0, lo0);
     mulhilo(0xCD9E8D57u, c.z, hi1, lo1);
@@ -50,6 +58,13 @@ FJ_HOST_DEVICE U32x4 philox4x32_10(U32x4 c, u32 k0, u32 k1) {
   }
   return c;
 }
+
+FJ_HOST_DEVICE U32x4 philox4x32_10(U32x4 c, u32 k0, u32 k1) { return philox4x32<10>(c, k0, k1); }
+
+// Dropout's rounds: 7, as FlashAttention-2 and Composable Kernel use Philox for dropout.
+// Salmon et al. report Philox4x32-7 passing TestU01's BigCrush; 10 is their margin for general
+// use. test_dropout.cpp checks the masks' rates and neighbour correlations statistically.
+constexpr int kDropoutRounds = 7;
 
 }  // namespace philox
 
@@ -63,7 +78,7 @@ struct DropoutKey {
 // seed's high word ^ offset's high word).
 FJ_HOST_DEVICE philox::U32x4 dropout_group_bits(const DropoutKey& key, philox::u32 bh, philox::u32 i, philox::u32 j) {
   const philox::U32x4 c{((j >> 4) << 2) | ((j & 7u) >> 1), i >> 1, bh, static_cast<philox::u32>(key.offset)};
-  return philox::philox4x32_10(c, static_cast<philox::u32>(key.seed),
+  return philox::philox4x32<philox::kDropoutRounds>(c, static_cast<philox::u32>(key.seed),
                                static_cast<philox::u32>(key.seed >> 32) ^ static_cast<philox::u32>(key.offset >> 32));
 }
 
