@@ -422,4 +422,17 @@ TEST_CASE("dropout kernels compile with NVRTC for every kind and both skeletons"
       bias.captures = {{"slopes", flashjit::expr::CaptureDType::f32, 1}};
       CHECK(!flashjit::compile_bwd_dkdv(bias, o, std::nullopt, true, true).image.empty());
     }
+  // The forward at the other head dims: on sm_90a's wgmma path (192, 256) without spills or
+  // serialised wgmma (the numbers are drawn after the softmax, outside any GEMM's flight).
+  for (int d : {32, 96, 192, 256}) {
+    AttentionSpec spec = spec_of(DType::f16, d, d);
+    spec.dropout_p = 0.2;
+    flashjit::CompileOptions o;
+    o.arch = "sm_90a";
+    o.use_cache = false;
+    const flashjit::CompiledKernel f = flashjit::compile(spec, o);
+    INFO("d " << d << ": " << f.log);
+    CHECK(f.resources.spill_store_bytes == 0);
+    CHECK(f.log.find("wgmma") == std::string::npos);
+  }
 }
