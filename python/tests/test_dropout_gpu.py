@@ -136,6 +136,19 @@ def test_mask_mod_score_mod_gqa(dtype):
           mask_mod=mask_mod, score_mod=softcap)
 
 
+def test_block_mask():
+    """A block mask (flashjit.create_block_mask of a document + causal mask_mod) with dropout:
+    the same result as the mask it stands for, against the reference."""
+    n = 700
+    q, k, v = make(1, 4, 2, n, n, 128, torch.bfloat16)
+    doc = (torch.arange(n, device="cuda") // 180).to(torch.int32)
+    fn = lambda b_, h, qi, ki: (doc[qi] == doc[ki]) & (qi >= ki)  # noqa: E731
+    bm = flashjit.create_block_mask(fn, None, None, n, n, BLOCK_SIZE=(128, 128))
+    o_bm = check(q, k, v, lambda b_, h, i, j: (doc[i] == doc[j]) & (i >= j), p=0.2, block_mask=bm)[0]
+    o_mm = check(q, k, v, lambda b_, h, i, j: (doc[i] == doc[j]) & (i >= j), p=0.2, mask_mod=fn)[0]
+    assert rel(o_bm, o_mm.double()) < FWD_TOL[q.dtype]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_deterministic(dtype):
     q, k, v = make(1, 6, 2, 200, 333, 128, dtype)
