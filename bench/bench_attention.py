@@ -350,8 +350,8 @@ def flashjit_new_variant(torch, flashjit) -> Dict[str, Any]:
 
 def seeds_experiment(torch, flashjit, impls: Impls, bench, only_flashjit: bool) -> Dict[str, Any]:
     """The seeds' experiment: fp16, B 32, H 8, N 2048, D 64 (their code used dropout 0.2)."""
-    log("-- seeds' experiment: fp16, B 32, H 8, N 2048, D 64. flashjit has no dropout yet, so it "
-        "runs without; the peers are timed without dropout and, as in the seeds' code, with 0.2")
+    log("-- seeds' experiment: fp16, B 32, H 8, N 2048, D 64; every side without dropout and, as in "
+        "the seeds' code, with 0.2")
     F = torch.nn.functional
     b, h, n, d = 32, 8, 2048, 64
     q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
@@ -365,20 +365,23 @@ def seeds_experiment(torch, flashjit, impls: Impls, bench, only_flashjit: bool) 
             return attn @ v
         return fn
 
-    def sdpa_flash(p):
+    def sdpa(backend, p):
         def fn():
-            with impls.sdpa_kernel(impls.SDPBackend.FLASH_ATTENTION):
+            with impls.sdpa_kernel(backend):
                 return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         return fn
 
-    cases = [("flashjit (no dropout)", lambda: flashjit.attention(q, k, v))]
+    cases = [("flashjit (no dropout)", lambda: flashjit.attention(q, k, v)),
+             ("flashjit (dropout 0.2)", lambda: flashjit.attention(q, k, v, dropout_p=0.2))]
     if not only_flashjit:
         cases += [("naive PyTorch (no dropout)", naive(0.0)),
                   ("naive PyTorch (dropout 0.2)", naive(0.2)),
-                  ("SDPA flash (no dropout)", sdpa_flash(0.0)),
-                  ("SDPA flash (dropout 0.2)", sdpa_flash(0.2))]
+                  ("SDPA flash (no dropout)", sdpa(impls.SDPBackend.FLASH_ATTENTION, 0.0)),
+                  ("SDPA flash (dropout 0.2)", sdpa(impls.SDPBackend.FLASH_ATTENTION, 0.2)),
+                  ("SDPA cuDNN (no dropout)", sdpa(impls.SDPBackend.CUDNN_ATTENTION, 0.0)),
+                  ("SDPA cuDNN (dropout 0.2)", sdpa(impls.SDPBackend.CUDNN_ATTENTION, 0.2))]
     out: Dict[str, Any] = {"shape": {"B": b, "H": h, "N": n, "D": d, "dtype": "fp16"},
-                           "note": "flashjit has no dropout yet: compared without dropout", "results": {}}
+                           "note": "each side with and without dropout 0.2", "results": {}}
     with torch.no_grad():
         for name, fn in cases:
             try:
