@@ -183,7 +183,7 @@ class Emitter {
     out_ << "  const Band band = make_band(params);\n";
     if (dropout_op())
       out_ << "  const DropoutKey dkey = dropout_key(params);  // dropout's RNG state\n"
-              "  const u32 drop_bh = (u32)(blk.batch * params.num_heads_q + blk.head);\n";
+              "  const u32 drop_bh = dropout_bh(params, blk.batch, blk.head);\n";
     out_ << "\n";
     for (const ir::Op& op : k_.prologue) prologue_op(op);
     // mma.sync: the FlashAttention-2 loop; wgmma: the loop with P·V one tile behind.

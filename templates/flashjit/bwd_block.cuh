@@ -145,7 +145,7 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], 
   if constexpr (V::kDropout) {
     static_assert(NQ % 2 == 0, "dropout numbers come for pairs of 8-query n-tiles");
     const DropoutKey key = dropout_key(p.fwd);
-    const u32 bh = (u32)(batch * p.fwd.num_heads_q + hq);
+    const u32 bh = dropout_bh(p.fwd, batch, hq);
 #pragma unroll
     for (int u = 0; u < NQ / 2; ++u) {
       u32 w[2][2];  // [n-tile 2u + n][query parity]: keys g (low half), g + 8 (high half)
@@ -182,7 +182,7 @@ __device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK]
   if constexpr (V::kDropout) {
     static_assert(NK % 2 == 0, "dropout numbers come for 16-key blocks");
     const DropoutKey key = dropout_key(p.fwd);
-    const u32 bh = (u32)(batch * p.fwd.num_heads_q + hq);
+    const u32 bh = dropout_bh(p.fwd, batch, hq);
 #pragma unroll
     for (int b16 = 0; b16 < NK / 2; ++b16) {
       u32 w[2][2];  // [row g + 8h][8 keys m]: key parity in the half

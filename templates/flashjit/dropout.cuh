@@ -27,7 +27,10 @@ __device__ __forceinline__ DropoutKey dropout_key(const FwdParams& p) {
   return k;
 }
 
-__device__ __forceinline__ u32 low16(u32 v) { return v & 0xFFFFu; }
+// The (batch, query head) word of the counter: batch · heads_q + head, in every kernel.
+__device__ __forceinline__ u32 dropout_bh(const FwdParams& p, int batch, int head) {
+  return (u32)(batch * p.num_heads_q + head);
+}
 
 // Whether the number in half `kHigh` of word w is below kThreshold (dropped), with one shift
 // at most: hi < T iff w < T·2^16, lo < T iff w·2^16 < T·2^16 (all unsigned, T < 2^16).
