@@ -51,7 +51,7 @@ std::string bwd_variant_text(const AttentionSpec& spec0, bool capture_grads) {
   const uint32_t threshold = dropout_threshold(spec.dropout_p);
   out += fmt::format("  static constexpr bool kDropout = {};  // p = {:.9g} (philox.cuh)\n", spec.dropout_p > 0 ? "true" : "false",
                      spec.dropout_p);
-  out += fmt::format("  static constexpr flashjit::u32 kDropThreshold = {};  // dropped below floor(p * 65536)\n", threshold);
+  out += fmt::format("  static constexpr flashjit::u32 kDropThreshold = {};  // dropped below floor(p * 256)\n", threshold);
   out += fmt::format("  static constexpr float kDropScale = {};  // 1 / (1 - p) for the kept\n",
                      float_literal(dropout_keep_scale(threshold)));
   out += fmt::format("  static constexpr float kScale = {};      // softmax_scale\n", float_literal(scale));

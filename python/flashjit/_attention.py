@@ -408,7 +408,7 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
       dQ may differ in its last bits between runs; dk and dv never do.
     dropout_p: attention dropout, applied whenever > 0 (as SDPA's and FlashAttention's: pass 0
       in eval mode): O = (P ∘ Z) V with Z = 0 (dropped, probability p) or 1 / (1 - p); p is
-      rounded down to a multiple of 2^-16; the returned lse is the undropped softmax's. 0
+      rounded down to a multiple of 1/256; the returned lse is the undropped softmax's. 0
       changes nothing (same kernels, no RNG draw).
     generator: the torch.Generator (of q's device) the call's RNG state is drawn from; None =
       torch's default CUDA generator, so torch.manual_seed reproduces a call.

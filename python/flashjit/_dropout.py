@@ -1,11 +1,11 @@
 """Dropout's RNG state and keep-mask (the Python side of docs/spec.md's dropout_p).
 
-A call with ``dropout_p > 0`` drops element (batch b, query head h, query i, key j) iff a
-16-bit number of Philox4x32-7 keyed on (seed, offset, b, h, i, j) is below
-floor(p · 65536) (templates/flashjit/philox.cuh): a function of the call's RNG state and the
+A call with ``dropout_p > 0`` drops element (batch b, query head h, query i, key j) iff
+an 8-bit number of Philox4x32-7 keyed on (seed, offset, b, h, i, j) is below
+floor(p · 256) (templates/flashjit/philox.cuh): a function of the call's RNG state and the
 element's indices only, not of tiles, back end or kernel, so the backward regenerates the
 forward's mask from the same state. Kept elements are scaled by 1 / (1 - p), p rounded down
-to a multiple of 2^-16. The LSE is that of the undropped softmax.
+to a multiple of 1/256. The LSE is that of the undropped softmax.
 
 The state is two uint64 {seed, offset}; in torch it travels as a 2-element int64 CUDA tensor
 (the same 16 bytes) that the kernels read when they run, so CUDA-graph replays use whatever
@@ -26,9 +26,9 @@ _U64 = (1 << 64) - 1
 
 
 def keep_scale(dropout_p: float) -> float:
-    """1 / (1 - p) for the p the kernels use: p rounded down to a multiple of 2^-16."""
-    threshold = int(float(dropout_p) * 65536.0) if dropout_p > 0 else 0
-    return 65536.0 / (65536.0 - threshold)
+    """1 / (1 - p) for the p the kernels use: p rounded down to a multiple of 1/256."""
+    threshold = int(float(dropout_p) * 256.0) if dropout_p > 0 else 0
+    return 256.0 / (256.0 - threshold)
 
 
 def _as_int(x: Any, what: str) -> int:

@@ -84,7 +84,7 @@ class Spec:
       softmax_scale: None = 1/sqrt(head_dim).
       return_lse: also write the float32 log-sum-exp per query row (natural log).
       dropout_p: attention dropout probability, 0 <= p < 1 (0 = none); the kernels use p
-        rounded down to a multiple of 2^-16. attention(dropout_p=...) sets it.
+        rounded down to a multiple of 1/256. attention(dropout_p=...) sets it.
       tile: a Tile (or dict) to force a kernel configuration; None = tuned/heuristic.
     A spec is one variant: its backward kernels are kinds of the same spec (flashjit's
     backward, `flashjit compile --kind bwd_dkdv`), so a spec has no direction.

@@ -343,12 +343,14 @@ def _philox4x32_7(c, k0, k1):
 def _kept(seed, offset, bh, i, j, p):
     """templates/flashjit/philox.cuh's element number, written out again in Python."""
     m = 0xFFFFFFFF
-    c = ((j >> 4) << 2) | ((j & 7) >> 1), i >> 1, bh, offset & m
+    def cls(x):  # the index's group class: its 16-block and its pair within the 8-half
+        return ((x >> 4) << 2) | ((x & 7) >> 1)
+
+    c = cls(j), cls(i), bh, offset & m
     words = _philox4x32_7(c, seed & m, ((seed >> 32) ^ (offset >> 32)) & m)
-    slot = ((i & 1) << 2) | (((j >> 3) & 1) << 1) | (j & 1)
-    word = words[slot >> 1]
-    r = (word >> 16) if slot & 1 else (word & 0xFFFF)
-    return r >= int(p * 65536)
+    slot = ((i & 1) << 3) | (((i >> 3) & 1) << 2) | (((j >> 3) & 1) << 1) | (j & 1)
+    r = (words[slot >> 2] >> (8 * (slot & 3))) & 0xFF
+    return r >= int(p * 256)
 
 
 def test_dropout_keep_mask_shape_rate_and_definition():
@@ -386,7 +388,7 @@ def test_dropout_keep_rate(p):
     b, h, sq, sk = 2, 4, 128, 200
     raw = _C.dropout_keep_mask(Spec(dtype="bf16", head_dim=64, num_heads_q=h, dropout_p=p).to_json(), b, sq, sk, 42, 7)
     n = len(raw)
-    keep = 1 - int(p * 65536) / 65536
+    keep = 1 - int(p * 256) / 256
     sigma = (keep * (1 - keep) / n) ** 0.5
     assert abs(sum(raw) / n - keep) < 5 * sigma, (sum(raw) / n, keep)
 

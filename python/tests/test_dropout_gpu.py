@@ -161,10 +161,10 @@ def test_deterministic(dtype):
 
 
 def test_window_and_p_rounding():
-    """A p that is not a multiple of 2^-16 runs with the rounded one (the reference's keep_scale)."""
+    """A p that is not a multiple of 1/256 runs with the rounded one (the reference's keep_scale)."""
     q, k, v = make(2, 4, 4, 150, 150, 64, torch.float16)
     p = 0.123456789
-    assert keep_scale(p) == 65536.0 / (65536.0 - math.floor(p * 65536))
+    assert keep_scale(p) == 256.0 / (256.0 - math.floor(p * 256))
     check(q, k, v, lambda b_, h, i, j: (j <= i) & (j >= i - 40), p=p, causal=True, window=(40, 0))
 
 

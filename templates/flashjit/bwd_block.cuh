@@ -142,33 +142,20 @@ __device__ __forceinline__ void bwd_p_ds(float (&s)[NQ][4], float (&dp)[NQ][4], 
                                          int batch, int hq, int q0, int q_w, int j_w, bool full, const float* lse_s,
                                          const float* delta_s, int lane) {
   const int g = lane / 4, tq = lane % 4;
+  u32 w[V::kDropout ? NQ / 2 : 1][2];  // [16-query block][its n-tile]: byte 2·(query parity) + (key g + 8m)
   if constexpr (V::kDropout) {
-    static_assert(NQ % 2 == 0, "dropout numbers come for pairs of 8-query n-tiles");
-    const DropoutKey key = dropout_key(p.fwd);
-    const u32 bh = dropout_bh(p.fwd, batch, hq);
-#pragma unroll
-    for (int u = 0; u < NQ / 2; ++u) {
-      u32 w[2][2];  // [n-tile 2u + n][query parity]: keys g (low half), g + 8 (high half)
-      dropout_cols16(w, key, bh, q0 + q_w + 16 * u, j_w, lane);
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int nt = 2 * u + n, col = q_w + nt * 8 + 2 * tq + (e & 1);
-          const bool drop = e >> 1 ? dropped<V::kDropThreshold, 1>(w[n][e & 1]) : dropped<V::kDropThreshold, 0>(w[n][e & 1]);
-          bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, q0 + col, j_w + g + 8 * (e >> 1), full, lse_s[col],
-                         delta_s[col], drop);
-        }
-    }
-    return;
+    static_assert(NQ % 2 == 0, "dropout numbers come for blocks of 16 queries");
+    dropout_cols<NQ / 2>(w, dropout_key(p.fwd), dropout_bh(p.fwd, batch, hq), q0 + q_w, j_w, lane);
   }
 #pragma unroll
   for (int nt = 0; nt < NQ; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int col = q_w + nt * 8 + 2 * tq + (e & 1);
+      bool drop = false;
+      if constexpr (V::kDropout) drop = dropped<V::kDropThreshold>(w[nt / 2][nt % 2], 2 * (e & 1) + (e >> 1));
       bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, q0 + col, j_w + g + 8 * (e >> 1), full, lse_s[col],
-                     delta_s[col]);
+                     delta_s[col], drop);
     }
 }
 
@@ -179,32 +166,20 @@ __device__ __forceinline__ void bwd_p_ds_rows(float (&s)[NK][4], float (&dp)[NK]
                                               int batch, int hq, int i_w, int k0, bool full, const float (&lse)[2],
                                               const float (&delta)[2], int lane) {
   const int g = lane / 4, tq = lane % 4;
+  u32 w[V::kDropout ? NK / 2 : 1][2];  // [16-key block][row g + 8h]: byte 2·(8-key half) + key parity
   if constexpr (V::kDropout) {
     static_assert(NK % 2 == 0, "dropout numbers come for 16-key blocks");
-    const DropoutKey key = dropout_key(p.fwd);
-    const u32 bh = dropout_bh(p.fwd, batch, hq);
-#pragma unroll
-    for (int b16 = 0; b16 < NK / 2; ++b16) {
-      u32 w[2][2];  // [row g + 8h][8 keys m]: key parity in the half
-      dropout_rows16(w, key, bh, i_w, k0 + 16 * b16, lane);
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int nt = 2 * b16 + m;
-          const bool drop = e & 1 ? dropped<V::kDropThreshold, 1>(w[e >> 1][m]) : dropped<V::kDropThreshold, 0>(w[e >> 1][m]);
-          bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, i_w + g + 8 * (e >> 1), k0 + nt * 8 + 2 * tq + (e & 1),
-                         full, lse[e >> 1], delta[e >> 1], drop);
-        }
-    }
-    return;
+    dropout_rows<NK / 2>(w, dropout_key(p.fwd), dropout_bh(p.fwd, batch, hq), i_w, k0, lane);
   }
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, i_w + g + 8 * (e >> 1), k0 + nt * 8 + 2 * tq + (e & 1), full,
-                     lse[e >> 1], delta[e >> 1]);
+    for (int e = 0; e < 4; ++e) {
+      bool drop = false;
+      if constexpr (V::kDropout) drop = dropped<V::kDropThreshold>(w[nt / 2][e >> 1], 2 * (nt % 2) + (e & 1));
+      bwd_p_ds_at<V>(s[nt][e], dp[nt][e], p, band, batch, hq, i_w + g + 8 * (e >> 1), k0 + nt * 8 + 2 * tq + (e & 1),
+                     full, lse[e >> 1], delta[e >> 1], drop);
+    }
 }
 
 // dq_accum[0..1] += (a, b): one vector reduction on sm_90 (red.global.add.v2.f32), two

@@ -4,16 +4,17 @@
 // (forward and backward kernels), so both draw bit-identical masks.
 //
 // The contract (docs/dropout.md), Philox4x32-7: element (batch b, query head h, query row i, key column j)
-// of a call with RNG state (seed, offset) is dropped iff its 16-bit number r satisfies
-// r < threshold, threshold = floor(p · 65536). r depends on nothing else: not the tile, the
+// of a call with RNG state (seed, offset) is dropped iff its 8-bit number r satisfies
+// r < threshold, threshold = floor(p · 256). r depends on nothing else: not the tile, the
 // back end, the loop order or the kernel (forward, bwd_dkdv, bwd_dq regenerate the same r).
 //
-// One Philox call gives 8 numbers of 16 bits, for the 8 elements of a *dropout group*:
-// query rows {2r, 2r+1} × key columns {16s + 2c + e + 8m : e, m ∈ {0, 1}} (c ∈ 0..3). The
-// group is what two neighbouring lanes of an mma fragment hold between them, in the forward's
-// S layout (a lane: rows g, g+8, columns 2t, 2t+1 of each 8-column block) and in the
-// backward's Sᵀ layout (a lane: keys g, g+8, queries 2t, 2t+1), so a lane needs 1 call for 4
-// of its elements in either.
+// One Philox call gives 16 numbers of 8 bits, for the 16 elements of a *dropout group*:
+// query rows {16a + 2r + ρ + 8η} × key columns {16s + 2c + e + 8m} (ρ, η, e, m ∈ {0, 1};
+// r, c ∈ 0..3). The group is what two neighbouring lanes of an mma fragment (lane, lane ^ 4)
+// hold between them in one 16 × 16 block, in the forward's S layout (a lane: rows g, g+8,
+// columns 2t, 2t+1 of each 8-column block) and in the backward's Sᵀ layout (a lane: keys g,
+// g+8, queries 2t, 2t+1): the pair draws two groups, one each, and swaps halves, so a lane
+// makes 1 call per 16 of its elements in either layout (dropout.cuh).
 #pragma once
 
 #include "flashjit/host_device.cuh"
@@ -73,38 +74,45 @@ struct DropoutKey {
   philox::u64 seed = 0, offset = 0;
 };
 
-// The group counter of element (bh = b · heads_q + h, i, j): word x = key block of 16 and
-// class c, y = row pair, z = batch·head, w = offset's low word; Philox key = (seed's low word,
+// The class of a row (or column) index within its group: its 16-block and its pair 2r, 2r+1
+// (= its pair 2r + 8, 2r + 9).
+FJ_HOST_DEVICE philox::u32 dropout_class(philox::u32 i) { return ((i >> 4) << 2) | ((i & 7u) >> 1); }
+
+// The group counter of element (bh = b · heads_q + h, i, j): word x = the key's class, y =
+// the row's class, z = batch·head, w = offset's low word; Philox key = (seed's low word,
 // seed's high word ^ offset's high word).
 FJ_HOST_DEVICE philox::U32x4 dropout_group_bits(const DropoutKey& key, philox::u32 bh, philox::u32 i, philox::u32 j) {
-  const philox::U32x4 c{((j >> 4) << 2) | ((j & 7u) >> 1), i >> 1, bh, static_cast<philox::u32>(key.offset)};
+  const philox::U32x4 c{dropout_class(j), dropout_class(i), bh, static_cast<philox::u32>(key.offset)};
   return philox::philox4x32<philox::kDropoutRounds>(c, static_cast<philox::u32>(key.seed),
                                static_cast<philox::u32>(key.seed >> 32) ^ static_cast<philox::u32>(key.offset >> 32));
 }
 
-// Which of the group's 8 numbers element (i, j) takes: bit 2 = row parity, bit 1 = which 8 of
-// the 16 keys, bit 0 = key parity; number n is the low (n even) or high half of word n / 2.
+// Which of the group's 16 numbers element (i, j) takes: bit 3 = row parity ρ, bit 2 = the
+// row's 8-half η, bit 1 = the key's 8-half m, bit 0 = key parity e; number n is byte n % 4
+// of word n / 4 (x, y, z, w). So a word holds one row's 4 keys (S layout: one lane's row).
 FJ_HOST_DEVICE int dropout_slot(philox::u32 i, philox::u32 j) {
-  return static_cast<int>(((i & 1u) << 2) | (((j >> 3) & 1u) << 1) | (j & 1u));
+  return static_cast<int>(((i & 1u) << 3) | (((i >> 3) & 1u) << 2) | (((j >> 3) & 1u) << 1) | (j & 1u));
 }
 
 FJ_HOST_DEVICE philox::u32 dropout_number(const philox::U32x4& g, int slot) {
-  const philox::u32 w = (slot >> 1) == 0 ? g.x : (slot >> 1) == 1 ? g.y : (slot >> 1) == 2 ? g.z : g.w;
-  return (slot & 1) ? (w >> 16) : (w & 0xFFFFu);
+  const philox::u32 w = (slot >> 2) == 0 ? g.x : (slot >> 2) == 1 ? g.y : (slot >> 2) == 2 ? g.z : g.w;
+  return (w >> (8 * (slot & 3))) & 0xFFu;
 }
 
-// The 16-bit number of one element (the reference path: one Philox call per element).
+// The 8-bit number of one element (the reference path: one Philox call per element).
 FJ_HOST_DEVICE philox::u32 dropout_element_number(const DropoutKey& key, philox::u32 bh, philox::u32 i, philox::u32 j) {
   return dropout_number(dropout_group_bits(key, bh, i, j), dropout_slot(i, j));
 }
 
-// floor(p · 65536) for 0 <= p < 1: at most 65535, so some element is always kept.
+// floor(p · 256) for 0 <= p < 1: at most 255, so some element is always kept. p is rounded
+// down to a multiple of 1/256, as FlashAttention-2 rounds it (8-bit numbers: one Philox call
+// per 16 elements; 16-bit ones cost twice the calls, +70% on the seeds' forward).
 FJ_HOST_DEVICE philox::u32 dropout_threshold(double p) {
-  const double t = p * 65536.0;
+  const double t = p * 256.0;
   return t <= 0.0 ? 0u : static_cast<philox::u32>(t);
 }
 
-// 1 / (1 - p) for the p the threshold stands for (threshold / 65536): E[kept · scale] = 1.
-FJ_HOST_DEVICE double dropout_keep_scale(philox::u32 threshold) { return 65536.0 / (65536.0 - threshold); }
+// 1 / (1 - p) for the p the threshold stands for (threshold / 256): E[kept · scale] = 1.
+FJ_HOST_DEVICE double dropout_keep_scale(philox::u32 threshold) { return 256.0 / (256.0 - threshold); }
 
 }  // namespace flashjit

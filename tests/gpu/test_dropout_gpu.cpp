@@ -135,7 +135,7 @@ TEST_CASE("dropout: the kernels' keep rate is 1 - p within binomial bounds", "[g
     double kept = 0;
     for (uint8_t x : m.fwd_keep) kept += x;
     const double n = static_cast<double>(m.fwd_keep.size());
-    const double q = 1.0 - flashjit::dropout_threshold(p) / 65536.0;
+    const double q = 1.0 - flashjit::dropout_threshold(p) / 256.0;
     const double sigma = std::sqrt(q * (1 - q) / n);
     INFO("p " << p << " kept " << kept / n << " expected " << q << " sigma " << sigma);
     CHECK(std::abs(kept / n - q) < 5 * sigma);
