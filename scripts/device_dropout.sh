@@ -25,6 +25,8 @@ summary() {
   echo "---- pytest / bench"
   tail -3 "$OUT/pytest.log" 2>/dev/null
   sed -n '/^dropout/,$p' "$OUT/bench.log" 2>/dev/null
+  echo "---- SASS"
+  cat "$OUT/sass.log" 2>/dev/null
   echo "---- steps"
   cat "$OUT/steps.txt"
   (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
@@ -43,6 +45,9 @@ if [ "$mode" = all ]; then
   cd /tmp && FLASHJIT_AUTOTUNE=1 run bench 300 python3 "$root/bench/bench_dropout.py" --out "$OUT" "$@"; cd "$root"
 fi
 export FLASHJIT_AUTOTUNE=0
+# The seeds' kernel's SASS with and without dropout (default tile): the instruction budget.
+(for p in 0 0.2; do scripts/sass_stats.sh build/cli/flashjit "{\"dtype\":\"fp16\",\"head_dim\":64,\"dropout_p\":$p}"; done \
+  >"$OUT/sass.log" 2>&1) &
 tests=./build/tests/flashjit_tests
 run dropout_masks 300 $tests "[gpu][dropout]~[backward]" &
 run dropout_variants 400 $tests "dropout: forward and backward of every variant against the float64 reference" &

@@ -92,8 +92,8 @@ class Emitter {
     }
     if (const ir::Op* d = dropout_op()) {
       const int64_t threshold = d->int_attr("threshold");
-      out_ << fmt::format("// Dropout p = {:.9g}: an element is dropped when its 16-bit Philox number (philox.cuh) is\n"
-                          "// below floor(p * 65536); the kept ones are scaled by 65536 / (65536 - threshold).\n",
+      out_ << fmt::format("// Dropout p = {:.9g}: an element is dropped when its 8-bit Philox number (philox.cuh) is\n"
+                          "// below floor(p * 256); the kept ones are scaled by 256 / (256 - threshold).\n",
                           d->float_attr("p"));
       out_ << fmt::format("constexpr flashjit::u32 kDropThreshold = {};\n", threshold);
       out_ << fmt::format("constexpr float kDropScale = {};\n\n",
@@ -132,10 +132,23 @@ class Emitter {
   bool has_hooks() const { return !k_.loop.mask_expr.empty() || !spec_.score_mod.empty(); }
 
   const ir::Op* dropout_op() const { return find_op(ir::OpKind::dropout); }
-  // The dropout op on the P of the loop: before P is packed for (or fed to) the P·V GEMM.
-  void dropout(const ir::Op& op, const std::string& scores) {
-    out_ << fmt::format("    apply_dropout<T, kDropThreshold>({}, dkey, drop_bh, blk.q0, {}, blk.warp, blk.lane);  // {}\n",
-                        scores, k_.loop.induction, op.results[0] + " = P with the dropped elements 0");
+  // The dropout op, first half: the keep flags of the tile's elements (dropout.cuh), drawn
+  // right after the softmax. The second half masks P once it is packed for the P·V GEMM.
+  void dropout_keep_flags() {
+    out_ << "    u32 keep[T::MT][T::BN / 16][2];  // keep flags: bit 7 of each byte (dropout.cuh)\n";
+    out_ << fmt::format("    dropout_keep_tile<T, kDropThreshold>(keep, dkey, drop_bh, blk.q0, {}, blk.warp, blk.lane);\n",
+                        k_.loop.induction);
+  }
+  // `packed`: P's A fragments of slice mt (mma.sync: T::MT slices; wgmma: one, MT = 1).
+  void dropout_mask_packed(const std::string& packed, const std::string& result, bool per_slice) {
+    const std::string comment = "%" + result + " = P with the dropped elements 0";
+    if (per_slice) {
+      out_ << "#pragma unroll\n";
+      out_ << fmt::format("    for (int mt = 0; mt < T::MT; ++mt) drop_packed<T::BN / 16>({}[mt], keep[mt], blk.lane);  // {}\n",
+                          packed, comment);
+    } else {
+      out_ << fmt::format("    drop_packed<T::BN / 16>({}, keep[0], blk.lane);  // {}\n", packed, comment);
+    }
   }
 
   const ir::Op* find_op(ir::OpKind kind) const {
@@ -394,9 +407,9 @@ class Emitter {
           out_ << "    RowVec<T> alpha;\n";
           out_ << fmt::format("    softmax_rows<T>({}, {}, {}, alpha, kScaleLog2);\n", op.operands[0], op.operands[1],
                               op.operands[2]);
-          if (const ir::Op* d = dropout_op()) {  // the dropout op's code, here so that P·V hides it
+          if (const ir::Op* d = dropout_op()) {  // the dropout op's random numbers, here so that P·V hides them
             out_ << op_comment(*d, "    ");
-            dropout(*d, op.operands[0]);
+            dropout_keep_flags();
           }
           out_ << "    warpgroup_wait<0>();  // the previous tile's P·V has landed in O\n";
           out_ << fmt::format("    pin({}.o[0]);\n", op.operands[3]);
@@ -408,9 +421,9 @@ class Emitter {
                                 op.operands[0], op.results[0]);
           break;
         case ir::OpKind::dropout:
-          out_ << "    //   (applied after the softmax above, while the previous tile's P·V ran)\n";
-          out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
-                              softmax_scores, op.results[0]);
+          out_ << "    //   (keep flags drawn after the softmax above, while the previous tile's P·V ran)\n";
+          out_ << fmt::format("    pack_p<T>(p_prev, {});  // P, kept for the next iteration's P·V\n", softmax_scores);
+          dropout_mask_packed("p_prev.a", op.results[0], /*per_slice=*/false);
           break;
         default:
           throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
@@ -474,6 +487,11 @@ class Emitter {
           out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
           out_ << fmt::format("    gemm_qk<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp, blk.lane);\n",
                               op.results[0]);
+        } else if (dropout_op()) {
+          out_ << "    PFrags<T> pf;  // P packed for P·V\n";
+          out_ << fmt::format("    pack_p_frags<T>(pf, {});\n", op.operands[0]);
+          dropout_mask_packed("pf.a", op.operands[0], /*per_slice=*/true);
+          out_ << fmt::format("    gemm_pv_frags<T>({}, pf, v_smem + slot * T::V_STAGE_BYTES, blk.lane);\n", op.results[0]);
         } else {
           out_ << fmt::format("    gemm_pv<T>({}, {}, v_smem + slot * T::V_STAGE_BYTES, blk.lane);\n", op.results[0],
                               op.operands[0]);
@@ -491,7 +509,7 @@ class Emitter {
         out_ << fmt::format("    ScoreTile<T>& {} = {};  // P overwrites S in place\n", op.results[0], op.operands[0]);
         break;
       case ir::OpKind::dropout:
-        dropout(op, op.operands[0]);
+        dropout_keep_flags();  // applied in the P·V GEMM's packed P below
         break;
       default:
         throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));

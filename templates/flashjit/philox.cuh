@@ -87,11 +87,13 @@ FJ_HOST_DEVICE philox::U32x4 dropout_group_bits(const DropoutKey& key, philox::u
                                static_cast<philox::u32>(key.seed >> 32) ^ static_cast<philox::u32>(key.offset >> 32));
 }
 
-// Which of the group's 16 numbers element (i, j) takes: bit 3 = row parity ρ, bit 2 = the
-// row's 8-half η, bit 1 = the key's 8-half m, bit 0 = key parity e; number n is byte n % 4
-// of word n / 4 (x, y, z, w). So a word holds one row's 4 keys (S layout: one lane's row).
+// Which of the group's 16 numbers element (i, j) takes: bit 3 = row parity ρ flipped in odd
+// 16-key blocks, bit 2 = the row's 8-half η, bit 1 = the key's 8-half m, bit 0 = key parity e;
+// number n is byte n % 4 of word n / 4 (x, y, z, w). So a word holds one row's 4 keys (S
+// layout: one lane's row). The flip lets the two lanes that draw two neighbouring blocks keep
+// the same words (x, y) and hand over the same (z, w): no lane-dependent select (dropout.cuh).
 FJ_HOST_DEVICE int dropout_slot(philox::u32 i, philox::u32 j) {
-  return static_cast<int>(((i & 1u) << 3) | (((i >> 3) & 1u) << 2) | (((j >> 3) & 1u) << 1) | (j & 1u));
+  return static_cast<int>((((i ^ (j >> 4)) & 1u) << 3) | (((i >> 3) & 1u) << 2) | (((j >> 3) & 1u) << 1) | (j & 1u));
 }
 
 FJ_HOST_DEVICE philox::u32 dropout_number(const philox::U32x4& g, int slot) {
@@ -114,5 +116,16 @@ FJ_HOST_DEVICE philox::u32 dropout_threshold(double p) {
 
 // 1 / (1 - p) for the p the threshold stands for (threshold / 256): E[kept · scale] = 1.
 FJ_HOST_DEVICE double dropout_keep_scale(philox::u32 threshold) { return 256.0 / (256.0 - threshold); }
+
+// Keep flags of the four 8-bit numbers in w: bit 7 of byte b of the result is 1 iff byte b of
+// w is >= threshold (kept); the other bits are garbage. SWAR, three instructions for four
+// numbers: the low 7 bits plus (128 - T mod 128) carry into bit 7 iff they are >= T mod 128,
+// and no carry crosses a byte (the sum is at most 255). Then T < 128: kept iff bit 7 is set
+// or the low bits reach T; T >= 128: kept iff bit 7 is set and the low bits reach T - 128.
+FJ_HOST_DEVICE philox::u32 dropout_kept_bytes(philox::u32 w, philox::u32 threshold) {
+  const philox::u32 low = w & 0x7F7F7F7Fu;
+  return threshold < 128u ? w | (low + (128u - threshold) * 0x01010101u)
+                          : w & (low + (256u - threshold) * 0x01010101u);
+}
 
 }  // namespace flashjit

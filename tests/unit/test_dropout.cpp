@@ -115,6 +115,33 @@ TEST_CASE("dropout: a group's 16 elements share one Philox call and take distinc
   CHECK(differ >= 2);  // 8-bit numbers: one or two may collide by chance (2^-8 each)
 }
 
+// The rows layout's lane pairs keep words x, y of the block they draw and hand over z, w
+// (dropout.cuh): the row parity's slot bit flips between neighbouring 16-key blocks.
+TEST_CASE("dropout: the slot's row bit flips with the 16-key block", "[dropout]") {
+  for (uint32_t i = 0; i < 64; ++i)
+    for (uint32_t j = 0; j < 64; ++j) {
+      const int s = flashjit::dropout_slot(i, j), s16 = flashjit::dropout_slot(i, j + 16);
+      CHECK((s ^ s16) == 8);
+      CHECK(((s >> 3) & 1) == static_cast<int>((i ^ (j >> 4)) & 1u));
+    }
+}
+
+// The forward's SWAR compare (four numbers per word) against the plain one, for every
+// threshold and every byte value in each position.
+TEST_CASE("dropout: kept_bytes flags exactly the numbers >= threshold", "[dropout]") {
+  std::mt19937 rng(11);
+  for (uint32_t t = 0; t < 256; ++t)
+    for (uint32_t v = 0; v < 256; ++v)
+      for (int pos = 0; pos < 4; ++pos) {
+        const uint32_t noise = rng(), w = (noise & ~(0xFFu << (8 * pos))) | (v << (8 * pos));
+        const uint32_t f = flashjit::dropout_kept_bytes(w, t);
+        for (int b = 0; b < 4; ++b) {
+          const uint32_t byte = (w >> (8 * b)) & 0xFFu;
+          REQUIRE(((f >> (8 * b + 7)) & 1u) == (byte >= t ? 1u : 0u));
+        }
+      }
+}
+
 TEST_CASE("dropout: thresholds and scales", "[dropout]") {
   CHECK(flashjit::dropout_threshold(0.0) == 0u);
   CHECK(flashjit::dropout_threshold(0.5) == 128u);
