@@ -348,7 +348,7 @@ def _kept(seed, offset, bh, i, j, p):
 
     c = cls(j), cls(i), bh, offset & m
     words = _philox4x32_7(c, seed & m, ((seed >> 32) ^ (offset >> 32)) & m)
-    slot = ((i & 1) << 3) | (((i >> 3) & 1) << 2) | (((j >> 3) & 1) << 1) | (j & 1)
+    slot = (((i ^ (j >> 4)) & 1) << 3) | (((i >> 3) & 1) << 2) | (((j >> 3) & 1) << 1) | (j & 1)  # row parity flipped in odd 16-key blocks
     r = (words[slot >> 2] >> (8 * (slot & 3))) & 0xFF
     return r >= int(p * 256)
 
