@@ -19,6 +19,8 @@ except ImportError as e:  # pragma: no cover - only when the extension was not b
 
 from ._C import ArgumentError, CompileError, CudaError, LegalityError, SpecError
 from ._attention import attention
+from ._check import check
+from ._dropin import flex_attention, scaled_dot_product_attention
 from ._dropout import dropout_keep_mask
 from .block_mask import BlockMask, create_block_mask
 from .compiler import KernelInfo, compile, emit, emit_ir
@@ -55,8 +57,22 @@ def runtime_stats() -> dict:
     return dict(_C.runtime_stats())
 
 
+def wait_for_tuning() -> None:
+    """Blocks until the tuning candidates being compiled in the background have all compiled.
+
+    A new variant's first call runs the heuristic tile at once while worker threads compile
+    the other candidates (FLASHJIT_TUNE_MODE=background, the default); the first call after
+    they are done times them on its own tensors and swaps the winner in. Call this before a
+    benchmark's timed loop, or before capturing CUDA graphs, then make one more eager call of
+    each variant (nothing is timed inside a capture). FLASHJIT_TUNE_MODE=blocking tunes on the
+    first call instead; FLASHJIT_AUTOTUNE=0 does not tune."""
+    _C.wait_for_tuning()
+
+
 __all__ = [
     "ALIGNS", "MASK_KINDS", "ArgumentError", "BlockMask", "create_block_mask", "CompileError", "CudaError", "KernelInfo",
-    "LegalityError", "Spec", "SpecError", "Tile", "attention", "dropout_keep_mask", "masks", "compile", "emit", "emit_ir",
-    "gpu_available", "gpu_unavailable_reason", "plot_block_mask", "resolve_tile", "runtime_stats", "__version__",
+    "LegalityError", "Spec", "SpecError", "Tile", "attention", "flex_attention", "scaled_dot_product_attention",
+    "check", "dropout_keep_mask", "masks", "compile", "emit", "emit_ir",
+    "gpu_available", "gpu_unavailable_reason", "plot_block_mask", "resolve_tile", "runtime_stats", "wait_for_tuning",
+    "__version__",
 ]

@@ -8,6 +8,7 @@ call's RNG state from torch's generator as a 2-element int64 CUDA tensor (_dropo
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import types
 from typing import Any, Optional, Tuple, Union
@@ -197,7 +198,7 @@ def _tile_key(tile: Any) -> Any:
 
 def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Optional[Tuple[int, int]], align: str,
           scale: Any, want_lse: bool, tile: Any, mask_mod: Any, score_mod: Any, block: Optional[tuple],
-          compiling: bool, deps: tuple = (), dropout_p: float = 0.0) -> Tuple[str, Any]:
+          compiling: bool, deps: tuple = (), dropout_p: float = 0.0, exprs: Optional[tuple] = None) -> Tuple[str, Any]:
     """The static part of a call: the spec JSON (traced mask_mod / score_mod, block mask) and
     the tensors its expressions read, in the order of the spec's capture declarations.
 
@@ -209,7 +210,10 @@ def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Option
     graph inputs; and it defines flashjit's custom ops before the trace reaches them.
     ``deps`` are the values the functions' trace depends on (_scope_deps), read in the traced
     code only so that Dynamo guards on them; the trace itself reads them from the functions.
-    ``dropout_p`` (a float, 0 = none) goes into the spec; the RNG state does not (a tensor)."""
+    ``dropout_p`` (a float, 0 = none) goes into the spec; the RNG state does not (a tensor).
+    ``exprs``: (mask_text, score_text, capture declarations) written by a caller that builds
+    the expression text itself (the drop-in entry points of _dropin.py); its tensors are the
+    caller's to pass, so none are returned."""
     if isinstance(tile, tuple) and tile[:1] == ("tile",):
         tile = Tile(*tile[1:])
     elif isinstance(tile, dict):
@@ -218,10 +222,13 @@ def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Option
     mask_text = score_text = None
     decls: tuple = ()
     tensors: list = []
-    if mask_mod is not None or score_mod is not None:
+    if exprs is not None:
+        mask_text, score_text, decls = exprs
+    elif mask_mod is not None or score_mod is not None:
         from .variants import trace_variant
 
         mask_text, score_text, decls, tensors = trace_variant(mask_mod, score_mod)
+    if mask_text is not None or score_text is not None:
         if mask_text is not None:
             if mask != "none":
                 raise ValueError("flashjit.attention: pass either mask_mod or causal/window, not both "
@@ -236,6 +243,8 @@ def _plan(dtype: str, d: int, dv: int, hq: int, hkv: int, mask: str, win: Option
     from ._torch_ops import ops
 
     ops(sys.modules["torch"])  # defined before the trace reaches torch.ops.flashjit
+    if exprs is not None:
+        return spec_json, ()
     return spec_json, tuple(_capture_path((mask_mod, score_mod), t, c[0]) for t, c in zip(tensors, decls))
 
 
@@ -369,14 +378,24 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
               out: Any = None, lse_out: Any = None, stream: Any = None,
               mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None,
               deterministic: bool = False, dropout_p: float = 0.0, generator: Any = None,
-              dropout_state: Any = None) -> Any:
+              dropout_state: Any = None, layout: str = "bhsd",
+              window_size: Optional[Tuple[int, int]] = None, softcap: float = 0.0,
+              softmax_scale: Optional[float] = None) -> Any:
     """softmax(q kᵀ · scale + mask) v, differentiable in q, k and v (torch tensors).
 
-    q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv, seqlen_k, head_dim);
-    v: (batch, heads_kv, seqlen_k, head_dim_v). fp16 or bf16 CUDA tensors whose last
-    dimension is contiguous; other strides are free, so a (batch, seqlen, heads, dim)
-    tensor passed as ``x.transpose(1, 2)`` works without a copy. heads_kv must divide
-    heads_q (GQA/MQA).
+    layout='bhsd' (default): q: (batch, heads_q, seqlen_q, head_dim); k: (batch, heads_kv,
+    seqlen_k, head_dim); v: (batch, heads_kv, seqlen_k, head_dim_v), and o like q with
+    head_dim_v. layout='bshd' (FlashAttention's flash_attn_func): q (batch, seqlen_q,
+    heads_q, head_dim) and so on, o (batch, seqlen_q, heads_q, head_dim_v) (a view of the
+    kernel's bhsd output: call .contiguous() where a dense tensor is needed); lse stays
+    (batch, heads_q, seqlen_q) as FlashAttention's. fp16 or bf16 CUDA tensors whose last
+    dimension is contiguous; other strides are free. heads_kv must divide heads_q (GQA/MQA).
+
+    FlashAttention's names work too: window_size=(left, right) (-1 = unbounded) for window,
+    softmax_scale for scale, softcap=c > 0 for c · tanh(score / c) applied to the scaled
+    score before any score_mod (FlashAttention 2.6's soft-capping). For torch SDPA's and
+    FlexAttention's signatures see flashjit.scaled_dot_product_attention and
+    flashjit.flex_attention.
 
     causal: query i sees key j iff j <= i (+ seqlen_k - seqlen_q with align='bottom_right').
     window: (left, right) sliding window around the aligned diagonal; None/-1 = unbounded
@@ -423,6 +442,82 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
 
     Returns o, or (o, lse) when return_lse.
     """
+    if window_size is not None:
+        if window is not None:
+            raise ValueError("flashjit.attention: pass window= or window_size= (FlashAttention's name), not both")
+        try:
+            left, right = window_size
+        except (TypeError, ValueError):
+            raise TypeError(f"flashjit.attention: window_size must be a (left, right) pair; got {window_size!r}") from None
+        if (left, right) != (-1, -1):  # FlashAttention's (-1, -1): no window
+            window = (left, right)
+    if softmax_scale is not None:
+        if scale is not None:
+            raise ValueError("flashjit.attention: pass scale= or softmax_scale= (FlashAttention's name), not both")
+        scale = softmax_scale
+    if softcap:
+        score_mod = _softcapped(score_mod, _softcap_value(softcap))
+    if layout == "bshd":
+        for name, t in (("q", q), ("k", k), ("v", v), ("out", out)):
+            if t is not None and (len(t.shape) != 4 or not hasattr(t, "transpose")):
+                raise ValueError(f"flashjit.attention: with layout='bshd', {name} must be a 4-dimensional tensor "
+                                 f"(batch, seqlen, heads, head_dim) with .transpose(); got shape {_shape_str(t)}")
+        res = _attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal, window=window,
+                         scale=scale, return_lse=return_lse, align=align, tile=tile,
+                         out=None if out is None else out.transpose(1, 2), lse_out=lse_out, stream=stream,
+                         mask_mod=mask_mod, score_mod=score_mod, block_mask=block_mask, deterministic=deterministic,
+                         dropout_p=dropout_p, generator=generator, dropout_state=dropout_state)
+        if return_lse:
+            return res[0].transpose(1, 2), res[1]
+        return res.transpose(1, 2)
+    if layout != "bhsd":
+        raise ValueError(f"flashjit.attention: layout must be 'bhsd' (batch, heads, seqlen, head_dim) or 'bshd' "
+                         f"(batch, seqlen, heads, head_dim); got {layout!r}")
+    return _attention(q, k, v, causal=causal, window=window, scale=scale, return_lse=return_lse, align=align,
+                      tile=tile, out=out, lse_out=lse_out, stream=stream, mask_mod=mask_mod, score_mod=score_mod,
+                      block_mask=block_mask, deterministic=deterministic, dropout_p=dropout_p, generator=generator,
+                      dropout_state=dropout_state)
+
+
+def _softcap_value(softcap: Any) -> float:
+    try:
+        c = float(softcap)
+    except (TypeError, ValueError):
+        raise TypeError(f"flashjit.attention: softcap must be a number; got {softcap!r}") from None
+    if not (c > 0 and math.isfinite(c)):
+        raise ValueError(f"flashjit.attention: softcap must be a finite number > 0 (0 = off); got {softcap!r}")
+    return c
+
+
+@functools.lru_cache(maxsize=64)
+def _softcapped(score_mod: Any, cap: float) -> Any:
+    """cap · tanh(score / cap), then score_mod: one function object per (score_mod, cap), so
+    that the trace cache (variants.py) finds it again on the next call."""
+    from .masks import _tanh
+
+    if score_mod is None:
+        return lambda score, b, h, q_idx, kv_idx: cap * _tanh(score / cap)
+    if not callable(score_mod):
+        raise TypeError("flashjit.attention: softcap= composes with a score_mod function, not with expression "
+                        "text; write the cap into the text: c * tanh(score / c)")
+
+    def capped(score, b, h, q_idx, kv_idx):
+        return score_mod(cap * _tanh(score / cap), b, h, q_idx, kv_idx)
+
+    return capped
+
+
+def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
+               window: Optional[Tuple[Optional[int], Optional[int]]] = None,
+               scale: Optional[float] = None, return_lse: bool = False,
+               align: str = "bottom_right", tile: Union[Tile, dict, None] = None,
+               out: Any = None, lse_out: Any = None, stream: Any = None,
+               mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None,
+               deterministic: bool = False, dropout_p: float = 0.0, generator: Any = None,
+               dropout_state: Any = None, exprs: Optional[tuple] = None) -> Any:
+    """attention() in the bhsd layout. ``exprs``: (mask_text, score_text, capture
+    declarations, capture tensors) built by the caller instead of traced functions
+    (_dropin.py), with mask_mod / score_mod None."""
     torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(q, torch.Tensor)
     compiling = is_torch and _compiling(torch)
@@ -503,9 +598,12 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         deps = tuple(_static(torch, _follow(mask_mod, score_mod, path), compiling)
                      for path in _scope_deps(mask_form, score_form))
     d, dv, hq, hkv, scale = (_static(torch, x, compiling) for x in (d, dv, hq, hkv, scale))
+    static_exprs = None if exprs is None else tuple(exprs[:3])
     spec_json, caps = _plan(dtype, d, dv, hq, hkv, mask, win, align, scale, want_lse, _tile_key(tile), mask_form,
-                            score_form, block, compiling, deps, p)
-    if compiling:
+                            score_form, block, compiling, deps, p, static_exprs)
+    if exprs is not None:
+        caps = list(exprs[3])
+    elif compiling:
         caps = [_follow(mask_mod, score_mod, path) for path in caps]
     else:
         caps = list(caps)
@@ -520,7 +618,7 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         if not want_lse:  # the backward recomputes P from the LSE: the spec must return it
             want_lse = True
             spec_json, _ = _plan(dtype, d, dv, hq, hkv, mask, win, align, scale, want_lse, _tile_key(tile), mask_form,
-                                 score_form, block, compiling, deps, p)
+                                 score_form, block, compiling, deps, p, static_exprs)
     if bm is not None:
         caps.append(bm.cells)
 

@@ -79,7 +79,8 @@ def compile(spec: SpecLike, arch: Optional[str] = None, *, use_cache: bool = Tru
 
 
 def emit(spec: SpecLike, arch: Optional[str] = None) -> str:
-    """The CUDA source NVRTC would compile for ``spec`` (arch None = 'sm_80')."""
+    """The CUDA source NVRTC would compile for ``spec`` (arch None = the current GPU's, or
+    'sm_80' where there is no GPU: what compile() would build here)."""
     return _C.emit_cuda(as_spec(spec).to_json(), arch or "")
 
 

@@ -24,4 +24,11 @@ NB_MODULE(_C, m) {
     d["tuning_db_hits"] = s.tuning_db_hits;
     return d;
   });
+  m.def(
+      "wait_for_tuning",
+      [] {
+        nanobind::gil_scoped_release release;  // the compiles take seconds; other threads may run
+        flashjit::wait_for_tuning();
+      },
+      "Blocks until background tuning's candidate compiles have finished.");
 }

@@ -426,3 +426,43 @@ def test_attention_dropout_without_torch_needs_a_state():
         flashjit.attention(q, k, v, dropout_p=0.5, out=FakeArray((1, 1, 8, 64)))
     with pytest.raises(flashjit.SpecError, match="dropout_p"):
         flashjit.attention(q, k, v, dropout_p=1.0, dropout_state=(1, 2), out=FakeArray((1, 1, 8, 64)))
+
+
+# --- drop-in entry points (their GPU parity tests: test_dropin_gpu.py) -------------------
+
+def test_dropin_argument_errors_without_a_gpu():
+    np = pytest.importorskip("numpy")
+    q = np.zeros((1, 4, 16, 64), dtype=np.float16)
+    k = np.zeros((1, 2, 16, 64), dtype=np.float16)
+    with pytest.raises(TypeError, match="query must be a torch.Tensor"):
+        flashjit.scaled_dot_product_attention(q, q, q)
+    with pytest.raises(ValueError, match="must have 4 dimensions"):
+        flashjit.flex_attention(q[0], q[0], q[0])
+    with pytest.raises(ValueError, match="enable_gqa=True"):
+        flashjit.flex_attention(q, k, k)
+    with pytest.raises(ValueError, match=r"unknown kernel_options \['BLOKC_M'\]"):
+        flashjit.flex_attention(q, q, q, kernel_options={"BLOKC_M": 64})
+    with pytest.raises(ValueError, match="layout must be 'bhsd'"):
+        flashjit.attention(q, q, q, layout="sbhd")
+    with pytest.raises(ValueError, match="softcap must be a finite number > 0"):
+        flashjit.attention(q, q, q, softcap=-2.0)
+    with pytest.raises(ValueError, match="window= or window_size="):
+        flashjit.attention(q, q, q, window=(1, 1), window_size=(1, 1))
+    with pytest.raises(ValueError, match="scale= or softmax_scale="):
+        flashjit.attention(q, q, q, scale=0.1, softmax_scale=0.1)
+
+
+def test_sdpa_mask_expressions_compile():
+    from flashjit._dropin import _mask_index
+
+    assert _mask_index((2, 1, 100, 150), (2, 4, 100, 150)) == "b, 0, q_idx, kv_idx"
+    assert _mask_index((1, 1, 1, 150), (2, 4, 100, 150)) == "0, 0, 0, kv_idx"
+    assert _mask_index((4, 100, 150), (4, 100, 150)) == "h, q_idx, kv_idx"
+    # the texts the SDPA drop-in writes are valid expressions over a declared capture
+    for text, field in ((f"attn_mask[{_mask_index((2, 1, 100, 150), (2, 4, 100, 150))}]", "mask"),
+                        (f"score + attn_mask[{_mask_index((1, 4, 1, 150), (2, 4, 100, 150))}]", "score")):
+        dt = "bool" if field == "mask" else "bf16"
+        spec = Spec(dtype="bf16", head_dim=64, num_heads_q=4, captures=(("attn_mask", dt, 4),),
+                    **({"mask": "custom", "mask_expr": text} if field == "mask" else {"score_mod": text}))
+        src = flashjit.emit(spec, arch="sm_90a")
+        assert "attn_mask" in src

@@ -83,7 +83,15 @@ bool autotune_enabled() {
   return v == nullptr || std::strcmp(v, "0") != 0;
 }
 
-TileConfig remembered_or_decide(const std::string& digest, const std::function<TileConfig()>& decide) {
+TuneMode tune_mode() {
+  const char* v = std::getenv("FLASHJIT_TUNE_MODE");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "background") == 0) return TuneMode::background;
+  if (std::strcmp(v, "blocking") == 0) return TuneMode::blocking;
+  throw ArgumentError("FLASHJIT_TUNE_MODE", fmt::format("is '{}'; allowed: background (the default), blocking", v));
+}
+
+TileConfig remembered_or_decide_interim(const std::string& digest,
+                                       const std::function<std::pair<TileConfig, bool>()>& decide) {
   static std::mutex mu;         // guards `tiles`; held only for lookups and inserts
   static std::mutex decide_mu;  // held while a new digest is decided, so it is tuned once
   static std::unordered_map<std::string, TileConfig> tiles;
@@ -96,16 +104,24 @@ TileConfig remembered_or_decide(const std::string& digest, const std::function<T
   if (std::optional<TileConfig> t = remembered()) return *t;
   std::lock_guard<std::mutex> deciding(decide_mu);
   if (std::optional<TileConfig> t = remembered()) return *t;  // decided while we waited
-  const TileConfig t = decide();
-  std::lock_guard<std::mutex> lock(mu);
-  tiles.emplace(digest, t);
+  const auto [t, final] = decide();
+  if (final) {
+    std::lock_guard<std::mutex> lock(mu);
+    tiles.emplace(digest, t);
+  }
   return t;
 }
 
-std::vector<std::string> compile_in_parallel(std::size_t n, const std::function<void(std::size_t)>& compile_one) {
+TileConfig remembered_or_decide(const std::string& digest, const std::function<TileConfig()>& decide) {
+  return remembered_or_decide_interim(digest, [&] { return std::make_pair(decide(), true); });
+}
+
+std::vector<std::string> compile_in_parallel(std::size_t n, const std::function<void(std::size_t)>& compile_one,
+                                             std::size_t max_workers) {
   std::vector<std::string> errors(n);
   std::atomic<std::size_t> next{0};
-  const std::size_t workers = std::min<std::size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
+  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t workers = std::min<std::size_t>(n, max_workers == 0 ? cores : std::min(cores, max_workers));
   std::vector<std::thread> pool;
   for (std::size_t w = 0; w < workers; ++w)
     pool.emplace_back([&] {
@@ -201,40 +217,61 @@ TuningRecord TuneResult::record() const {
   return r;
 }
 
-TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const TensorView& k, const TensorView& v,
-                    const TensorView& o, const TensorView* lse, CUstream_st* stream0,
-                    const std::vector<TensorView>& captures) {
-  validate(spec0);
+namespace detail {
+
+std::string not_worth_timing(const CompiledKernel& k) {
+  if (k.resources.spill_store_bytes > 0 || k.resources.spill_load_bytes > 0)
+    return fmt::format("not timed: spills ({} bytes stored, {} loaded)", k.resources.spill_store_bytes,
+                       k.resources.spill_load_bytes);
+  if (k.log.find("C7514") != std::string::npos || k.log.find("wgmma.mma_async instructions are serialized") !=
+                                                      std::string::npos)
+    return "not timed: ptxas serialises its wgmma (C7514)";
+  return "";
+}
+
+std::vector<std::string> compile_candidates(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
+                                            const std::string& arch, std::size_t max_workers,
+                                            const std::atomic<bool>* stop) {
+  std::vector<std::string> skip(tiles.size());
+  const std::vector<std::string> errors = compile_in_parallel(
+      tiles.size(),
+      [&](std::size_t i) {
+        if (stop != nullptr && stop->load()) throw CompileError("not compiled: the process is exiting");
+        CompileOptions options;
+        options.arch = arch;
+        const CompiledKernel k = compile(with_tile(spec, tiles[i]), options);
+        if (i > 0) skip[i] = not_worth_timing(k);  // the heuristic always runs: it is the fallback
+      },
+      max_workers);
+  for (std::size_t i = 0; i < tiles.size(); ++i)
+    if (!errors[i].empty()) skip[i] = errors[i];
+  return skip;
+}
+
+TuneResult time_candidates(const AttentionSpec& spec0, const std::vector<TileConfig>& tiles,
+                           const std::vector<std::string>& skip, const TensorView& q, const TensorView& k,
+                           const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream0,
+                           const std::vector<TensorView>& captures) {
   const AttentionSpec spec = without_tile(spec0.normalized());
   const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
-  validate_capture_args(spec, captures, shape, o, lse);
-  if (shape.seqlen_q == 0) throw ArgumentError("q", "seqlen_q is 0: there is nothing to launch, so nothing to time");
   CudaDriver& drv = CudaDriver::get();
-  drv.require("flashjit::autotune");
   const CUdevice dev = drv.current_device();
   CUcontext ctx = nullptr;
   drv.check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
-  const DeviceInfo device = detail::device_info(dev);
+  const DeviceInfo device = device_info(dev);
   const CUstream stream = reinterpret_cast<CUstream>(stream0);
-  ++detail::counters().tunings;
+  ++counters().tunings;
 
   TuneResult result;
   result.key = make_tuning_key(spec, shape_bucket(shape.batch, shape.heads_q, shape.seqlen_q, shape.seqlen_k), device);
-  const std::vector<TileConfig> tiles = tile_candidates(spec, device.arch);
-  const std::vector<std::string> compile_errors = detail::compile_in_parallel(tiles.size(), [&](std::size_t i) {
-    CompileOptions options;
-    options.arch = device.arch;
-    compile(with_tile(spec, tiles[i]), options);
-  });
-
   const FwdParams params = make_params(q, k, v, o, lse, shape, captures);
-  detail::Events events(kMaxReps + 1);
+  Events events(kMaxReps + 1);
   int best = -1;
   for (std::size_t i = 0; i < tiles.size(); ++i) {
     CandidateTiming c;
     c.tile = tiles[i];
-    if (!compile_errors[i].empty()) {
-      c.error = compile_errors[i];
+    if (!skip[i].empty()) {
+      c.error = skip[i];
     } else {
       try {
         time_candidate(loaded_kernel(with_tile(spec, tiles[i]), ctx, device.arch), tiles[i], params, shape, stream,
@@ -244,10 +281,10 @@ TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const Tenso
         c.error = e.what();
       }
     }
-    if (detail::log_enabled())
-      detail::log_line(c.ok ? fmt::format("tune candidate {}: {:.4f} ms ({} launches)", to_string(c.tile),
-                                          c.median_ms, c.repetitions)
-                            : fmt::format("tune candidate {}: failed: {}", to_string(c.tile), c.error));
+    if (log_enabled())
+      log_line(c.ok ? fmt::format("tune candidate {}: {:.4f} ms ({} launches)", to_string(c.tile), c.median_ms,
+                                  c.repetitions)
+                    : fmt::format("tune candidate {}: {}", to_string(c.tile), c.error));
     if (c.ok && (best < 0 || c.median_ms < result.candidates[static_cast<std::size_t>(best)].median_ms))
       best = static_cast<int>(i);
     result.candidates.push_back(std::move(c));
@@ -263,11 +300,29 @@ TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const Tenso
   result.best = w.tile;
   result.best_ms = w.median_ms;
   result.winner = loaded_kernel(with_tile(spec, w.tile), ctx, device.arch).info;
-  if (detail::log_enabled())
-    detail::log_line(fmt::format("tuned {} bucket {} on {} -> tile {} ({:.4f} ms, best of {} candidates)",
-                                 result.key.spec_json, to_string(result.key.bucket), device.gpu_name,
-                                 to_string(result.best), result.best_ms, tiles.size()));
+  if (log_enabled())
+    log_line(fmt::format("tuned {} bucket {} on {} -> tile {} ({:.4f} ms, best of {} candidates)",
+                         result.key.spec_json, to_string(result.key.bucket), device.gpu_name, to_string(result.best),
+                         result.best_ms, tiles.size()));
   return result;
+}
+
+}  // namespace detail
+
+TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const TensorView& k, const TensorView& v,
+                    const TensorView& o, const TensorView* lse, CUstream_st* stream,
+                    const std::vector<TensorView>& captures) {
+  validate(spec0);
+  const AttentionSpec spec = without_tile(spec0.normalized());
+  const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
+  validate_capture_args(spec, captures, shape, o, lse);
+  if (shape.seqlen_q == 0) throw ArgumentError("q", "seqlen_q is 0: there is nothing to launch, so nothing to time");
+  CudaDriver& drv = CudaDriver::get();
+  drv.require("flashjit::autotune");
+  const DeviceInfo device = detail::device_info(drv.current_device());
+  const std::vector<TileConfig> tiles = tile_candidates(spec, device.arch);
+  const std::vector<std::string> skip = detail::compile_candidates(spec, tiles, device.arch);
+  return detail::time_candidates(spec, tiles, skip, q, k, v, o, lse, stream, captures);
 }
 
 }  // namespace flashjit

@@ -125,7 +125,7 @@ CompiledKernel compile_bwd_preprocess(const AttentionSpec& spec, const CompileOp
 }
 
 std::string emit_bwd_dkdv_cuda(const AttentionSpec& spec, const std::string& arch, const std::optional<TileConfig>& tile) {
-  return codegen::generate_bwd_dkdv_cuda(dkdv_spec(spec, arch.empty() ? "sm_80" : arch, tile));
+  return codegen::generate_bwd_dkdv_cuda(dkdv_spec(spec, emit_arch(arch), tile));
 }
 
 CompiledKernel compile_bwd_dkdv(const AttentionSpec& spec, const CompileOptions& options,
@@ -150,7 +150,7 @@ AttentionSpec dq_spec(const AttentionSpec& spec, const std::string& arch) {
 }  // namespace
 
 std::string emit_bwd_dq_cuda(const AttentionSpec& spec, const std::string& arch) {
-  return codegen::generate_bwd_dq_cuda(dq_spec(spec, arch.empty() ? "sm_80" : arch));
+  return codegen::generate_bwd_dq_cuda(dq_spec(spec, emit_arch(arch)));
 }
 
 CompiledKernel compile_bwd_dq(const AttentionSpec& spec, const CompileOptions& options) {

@@ -98,6 +98,7 @@ CudaDriver::CudaDriver() {
   FJ_RESOLVE(cuFuncGetAttribute)
   FJ_RESOLVE(cuLaunchKernel)
   FJ_RESOLVE(cuStreamSynchronize)
+  FJ_RESOLVE(cuStreamIsCapturing)
   FJ_RESOLVE(cuCtxSynchronize)
   FJ_RESOLVE(cuGetErrorName)
   FJ_RESOLVE(cuGetErrorString)

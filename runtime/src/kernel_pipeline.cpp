@@ -39,10 +39,21 @@ std::string resolve_arch(const std::string& arch) {
   return drv.device_arch(drv.current_device());
 }
 
+// emit_*'s arch: a study tool must work without a GPU, yet on a GPU machine it should show
+// what compile() would build there (the GPU's arch), not sm_80's kernel.
+std::string emit_arch(const std::string& arch) {
+  if (!arch.empty()) {
+    check_arch(arch);
+    return arch;
+  }
+  CudaDriver& drv = CudaDriver::get();
+  return drv.available() ? drv.device_arch(drv.current_device()) : std::string("sm_80");
+}
+
 AttentionSpec resolve_tile(const AttentionSpec& spec, const std::string& arch) {
   validate(spec);
   AttentionSpec s = spec.normalized();
-  if (!s.tile) s.tile = default_tile(s, arch.empty() ? "sm_80" : arch);
+  if (!s.tile) s.tile = default_tile(s, emit_arch(arch));
   return s;
 }
 
@@ -54,11 +65,11 @@ GeneratedKernel generate(const AttentionSpec& spec, const std::string& arch) {
 }
 
 std::string emit_cuda(const AttentionSpec& spec, const std::string& arch) {
-  return generate(spec, arch.empty() ? "sm_80" : arch).source;
+  return generate(spec, emit_arch(arch)).source;
 }
 
 std::string emit_ir(const AttentionSpec& spec, const std::string& arch, const std::string& after_pass) {
-  const std::string a = arch.empty() ? "sm_80" : arch;
+  const std::string a = emit_arch(arch);
   return ir::print(passes::run_pipeline(ir::lower(resolve_tile(spec, a)), a, after_pass));
 }
 

@@ -3,10 +3,15 @@
 
 #include <cuda.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "flashjit/autotune.h"
+#include "flashjit/compiled_kernel.h"
+#include "flashjit/runtime.h"
 #include "flashjit/tuning.h"
 
 namespace flashjit::detail {
@@ -14,17 +19,50 @@ namespace flashjit::detail {
 // The device's identity for tuning keys, queried once per device.
 DeviceInfo device_info(CUdevice dev);
 
-// FLASHJIT_AUTOTUNE unset or anything but "0": untiled calls tune on first use.
+// FLASHJIT_AUTOTUNE unset or anything but "0": untiled calls tune.
 bool autotune_enabled();
+
+// How the forward tunes a new (spec, shape bucket) when autotune_enabled() (FLASHJIT_TUNE_MODE):
+//   background (default): the first call runs the heuristic tile at once while worker threads
+//     compile the other candidates; the first call after they are compiled times them all
+//     (tens of milliseconds) and swaps the winner in. First-call latency is one compile.
+//   blocking: the first call compiles and times every candidate before it launches.
+enum class TuneMode { background, blocking };
+TuneMode tune_mode();
 
 // This process's tile decisions by tuning-key digest (forward and backward keys differ by
 // kind): the remembered tile, else decide() once (threads meeting a new digest wait for the
 // first) and remember it. After the first call for a digest: no disk I/O, no tuning.
 TileConfig remembered_or_decide(const std::string& digest, const std::function<TileConfig()>& decide);
+// The same where decide() may return an interim tile ({tile, false}: used for this call, not
+// remembered, so the next call decides again): background tuning's heuristic phase.
+TileConfig remembered_or_decide_interim(const std::string& digest,
+                                       const std::function<std::pair<TileConfig, bool>()>& decide);
 
-// compile(i) for i in [0, n) on one worker per core (NVRTC is thread-safe and the caches
-// are guarded); the error of each ("" where it compiled).
-std::vector<std::string> compile_in_parallel(std::size_t n, const std::function<void(std::size_t)>& compile);
+// compile(i) for i in [0, n) on one worker per core, at most max_workers (0 = no limit)
+// (NVRTC is thread-safe and the caches are guarded); the error of each ("" where it compiled).
+std::vector<std::string> compile_in_parallel(std::size_t n, const std::function<void(std::size_t)>& compile,
+                                             std::size_t max_workers = 0);
+
+// Why a compiled candidate is not worth timing ("" when it is): ptxas reports spills, or
+// serialised wgmma (C7514). Such a tile loses to its neighbours, and dropping it before
+// timing keeps the tuning call short.
+std::string not_worth_timing(const CompiledKernel& k);
+
+// Compiles tiles[i] for (spec, arch) (cached); per candidate, why it will not be timed: its
+// compile error, or not_worth_timing() ("" = time it). tiles[0], the heuristic, is timed
+// whenever it compiles. No GPU needed.
+// `stop` (may be null): once true, candidates not yet started are left out.
+std::vector<std::string> compile_candidates(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
+                                            const std::string& arch, std::size_t max_workers = 0,
+                                            const std::atomic<bool>* stop = nullptr);
+
+// Times every candidate whose skip reason is "" on these tensors (see autotune()), the rest
+// recorded as not timed with their reason; counts one tuning. Throws when none could run.
+TuneResult time_candidates(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
+                           const std::vector<std::string>& skip, const TensorView& q, const TensorView& k,
+                           const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream,
+                           const std::vector<TensorView>& captures);
 
 // CUDA events for one tuning run. destroy() on the normal path reports errors; the
 // destructor only cleans up after an exception, which is then the error worth reporting.

@@ -503,6 +503,7 @@ TEST_CASE("backward: the bwd_dkdv tile is tuned once, stored and correct", "[gpu
   fjtest::ScratchDir cache("bwd-autotune-gpu");
   fjtest::ScopedEnv cache_env("FLASHJIT_CACHE_DIR", cache.path.string());
   fjtest::ScopedEnv tune_env("FLASHJIT_AUTOTUNE", "1");
+  fjtest::ScopedEnv mode_env("FLASHJIT_TUNE_MODE", "blocking");  // tuned inside the first call
   const std::vector<fjtest::Variant> vars = backward_variants();
   std::map<std::string, BwdErrors> worst;
   for (int d : {64, 128}) {

@@ -51,6 +51,7 @@ class CudaDriver {
   FLASHJIT_DRIVER_FN(cuFuncGetAttribute)
   FLASHJIT_DRIVER_FN(cuLaunchKernel)
   FLASHJIT_DRIVER_FN(cuStreamSynchronize)
+  FLASHJIT_DRIVER_FN(cuStreamIsCapturing)  // background tuning times nothing inside a capture
   FLASHJIT_DRIVER_FN(cuCtxSynchronize)
   FLASHJIT_DRIVER_FN(cuGetErrorName)
   FLASHJIT_DRIVER_FN(cuGetErrorString)

@@ -71,7 +71,15 @@ void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k
              const TensorView& v, const TensorView& o, const TensorView* lse,
              CUstream_st* stream, const std::vector<TensorView>& captures = {}, const DropoutRng& dropout = {});
 
-// For people studying a variant (no GPU needed). arch empty = "sm_80".
+// Blocks until the candidates that background tuning is compiling (FLASHJIT_TUNE_MODE=
+// background, the default) have all compiled; each variant's next forward() then times them
+// and keeps the winner. For benchmarks, and before capturing CUDA graphs (a call inside a
+// capture keeps the tile it has: nothing is timed there).
+void wait_for_tuning();
+
+// For people studying a variant (no GPU needed). arch empty = emit_arch(""): the current
+// GPU's arch, or sm_80 where there is no GPU.
+std::string emit_arch(const std::string& arch);
 // The CUDA source NVRTC would compile for `spec` (tile filled in by the heuristic if absent).
 std::string emit_cuda(const AttentionSpec& spec, const std::string& arch = "");
 // The printed tile IR after `after_pass` ("lower" = before any pass; "" = after all passes).

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One device call for issue 12 (PyTorch-native): build the C++ tests and the Python package,
+# then, alone on the GPU, the first-call and host-overhead benchmarks, then the tests: the
+# drop-in parity pytest (against torch SDPA and flex_attention), the torch.compile and GPU
+# pytest files, the C++ tuning cases (blocking and background modes) and the accuracy table
+# (bench/accuracy_report.py). Logs in $OUT.
+# Usage: scripts/device_pytorch_native.sh [tests|all]
+set -u
+mode=${1:-all}
+OUT=${OUT:-/tmp/flashjit-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+root=$(pwd)
+: >"$OUT/steps.txt"
+run() {  # run NAME LIMIT CMD...
+  local name=$1 limit=$2; shift 2
+  local s=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  echo "$name rc=$? $((SECONDS - s)) s" >>"$OUT/steps.txt"
+}
+summary() {
+  echo "---- C++ tuning"
+  grep -hE "background tuning|autotune on|FAILED|test cases:|All tests passed|expansion" "$OUT"/cpp_tuning.log 2>/dev/null | head -30
+  echo "---- pytest"
+  for f in pytest_dropin pytest_rest; do grep -hE "passed|failed|Error" "$OUT/$f.log" 2>/dev/null | tail -3; done
+  grep -hE "^(FAILED|ERROR) " "$OUT"/pytest_*.log 2>/dev/null | head -20
+  echo "---- host overhead"
+  cat "$OUT/host.log" 2>/dev/null | tail -12
+  echo "---- first call"
+  sed -n '/^| variant/,$p' "$OUT/first_call.log" 2>/dev/null
+  grep -h '"error"' "$OUT/first_call.log" 2>/dev/null | head -5 | cut -c1-400
+  echo "---- accuracy"
+  grep -c '^{' "$OUT/accuracy.log" 2>/dev/null; grep -hE 'Error|error' "$OUT/accuracy.log" 2>/dev/null | tail -3
+  echo "---- steps"
+  cat "$OUT/steps.txt"
+  (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
+}
+trap summary EXIT
+run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
+(python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$OUT/pip_deps.log" 2>&1
+ PYTHONPATH=/tmp/site run pip_install 300 python3 -m pip install --no-build-isolation --no-deps --no-index . \
+   --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include") &
+run build 300 ninja -C build
+wait
+cd /tmp
+if [ "$mode" = all ]; then
+  run first_call 420 python3 "$root/bench/bench_first_call.py" --out "$OUT/first_call.json"
+  FLASHJIT_CACHE_DIR=/tmp/fj-host run host 120 python3 "$root/bench/bench_host_overhead.py" --out "$OUT/host_overhead.json"
+fi
+FLASHJIT_CACHE_DIR=/tmp/fj-acc run accuracy 300 python3 "$root/bench/accuracy_report.py" --out "$OUT/accuracy.json" \
+  --markdown "$OUT/accuracy.md" &
+export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache
+run pytest_dropin 400 python3 -m pytest -q -rs "$root/python/tests/test_dropin_gpu.py" &
+run cpp_tuning 300 "$root/build/tests/flashjit_tests" "[gpu][tuning]" &
+wait
+run pytest_rest 400 python3 -m pytest -q -rs "$root/python/tests/test_gpu.py" "$root/python/tests/test_torch_compile_gpu.py" "$root/python/tests/test_variants_gpu.py"
+cd "$root"
