@@ -54,7 +54,7 @@ std::vector<CommandSpec> make_table() {
                 {"--kind", "KIND", kinds_help(), ""}},
                {fmt::format("flashjit emit --spec {} --arch sm_90a > kernel.cu", kExampleSpec)}});
   t.push_back({"ir",
-               {"--spec SPEC [--arch ARCH] [--after PASS] [--kind fwd]"},
+               {"--spec SPEC [--arch ARCH] [--after PASS] [--kind KIND]"},
                "print the tile IR after all passes, or after PASS (lower = before any pass)",
                "Prints the forward kernel's tile IR after all passes, or after one; a trailing comment lists the\n"
                "passes run and, after check_legality, the resource estimate for the arch. Needs no GPU.",
