@@ -121,6 +121,12 @@ const CommandSpec* find_command(const std::string& name) {
 }
 
 UsageError unknown_command(const std::string& name) {
+  // Before the command only the global options can come: "--hlep" is a typo of one of them.
+  if (name.size() > 1 && name[0] == '-') {
+    const std::optional<std::string> near = suggest(name, {"--help", "--version"});
+    return UsageError(fmt::format("unknown option '{}'; {}options before a command: -h, --help, --version", name,
+                                  near ? fmt::format("did you mean '{}'? ", *near) : std::string()));
+  }
   std::vector<std::string> names;
   for (const CommandSpec& c : command_specs()) names.push_back(c.name);
   names.push_back("help");

@@ -177,6 +177,11 @@ TEST_CASE("cli: mistyped commands and options get a suggestion, exit 2 on stderr
   CHECK(!has(r.err, "did you mean"));
   CHECK(has(r.err, "options: --spec SPEC, --arch ARCH, --kind KIND, -h, --help"));
 
+  // Before the command: the global options.
+  r = run_split({"--verison"});
+  CHECK(r.status == 2);
+  CHECK(has(r.err, "unknown option '--verison'; did you mean '--version'? options before a command: -h, --help"));
+
   // A flag given a value.
   r = run_split({"compile", "--no-cache=1"});
   CHECK(r.status == 2);
