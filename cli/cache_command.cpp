@@ -32,7 +32,7 @@ int run_cache(const Args& args) {
   if (args.positional.empty())
     throw UsageError("cache needs an action: list, stats, clear, export DIR or import [--verify] DIR");
   const std::string& action = args.positional[0];
-  const std::string dir = args.get("--dir") ? *args.get("--dir") : DiskCache::default_dir().string();
+  const std::string dir = args.get("--cache-dir").value_or(DiskCache::default_dir().string());  // --dir: its alias
   if (action == "export" || action == "import") {
     if (args.positional.size() != 2) throw UsageError(fmt::format("cache {} needs exactly one directory", action));
     return run_cache_transfer(action, args.positional[1], dir, args.flag("--verify"));

@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flashjit/spec.h"
@@ -15,10 +16,41 @@
 namespace flashjit::cli {
 
 // A malformed command line (unknown option, missing value): exit status 2 with usage.
+// `command`: the subcommand it is about, when known, so the hint can point at its --help.
 class UsageError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& what, std::string command = "")
+      : std::runtime_error(what), command_(std::move(command)) {}
+  const std::string& command() const { return command_; }
+
+ private:
+  std::string command_;
 };
+
+// A subcommand's options and help text, in one table (cli/command_table.cpp) that both the
+// parser and `--help` read, so the help cannot list an option the parser refuses or miss one.
+struct OptionSpec {
+  std::string name;      // "--arch"
+  std::string value;     // the value's placeholder, "ARCH"; empty for a flag
+  std::string help;      // one line: what it means, its default
+  std::string alias_of;  // non-empty: a deprecated spelling of that option (a note on stderr)
+};
+
+struct CommandSpec {
+  std::string name;                   // "compile"
+  std::vector<std::string> synopsis;  // usage lines after "flashjit NAME "
+  std::string summary;                // one line, for the global usage
+  std::string description;            // a paragraph for the command's own help
+  std::vector<OptionSpec> options;
+  std::vector<std::string> examples;  // full command lines
+  bool positional = false;            // takes positional arguments (cache: the action, a directory)
+};
+
+const std::vector<CommandSpec>& command_specs();
+const CommandSpec* find_command(const std::string& name);  // null when there is none
+// The usage error for a command name that is not one: names the commands, suggests the nearest.
+UsageError unknown_command(const std::string& name);
+void print_command_help(std::FILE* out, const CommandSpec& command);
 
 struct Args {
   std::vector<std::string> positional;
@@ -29,11 +61,11 @@ struct Args {
   bool flag(const std::string& name) const { return flags.count(name) != 0; }
 };
 
-// Parses the arguments after the subcommand. `value_options` take a value, `flag_options`
-// do not (names with the leading "--"). Throws UsageError on anything else.
-Args parse_args(const std::string& command, const std::vector<std::string>& argv,
-                const std::vector<std::string>& value_options,
-                const std::vector<std::string>& flag_options);
+// Parses the arguments after the subcommand against its options (a value option takes
+// "--name VALUE" or "--name=VALUE", a flag neither); a deprecated alias is stored under its
+// option's name, with a note on stderr. Throws UsageError, naming the allowed options and the
+// nearest one, on anything else.
+Args parse_args(const CommandSpec& command, const std::vector<std::string>& argv);
 
 // The --spec argument: a JSON object if it starts with '{', else a path to a JSON file.
 // The spec is validated, so every subcommand reports a bad field the same way.

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli.h"
 #include "flashjit/codegen.h"
@@ -81,6 +82,8 @@ void print_compiled(KernelKind kind, const CompiledKernel& k) {
 
 int run_compile(const Args& args) {
   const AttentionSpec spec = load_spec(args);
+  // As in tune: every cache user in this process reads the variable.
+  if (const auto dir = args.get("--cache-dir")) ::setenv("FLASHJIT_CACHE_DIR", dir->c_str(), 1);
   const std::vector<KernelKind> kinds = kinds_of(args, spec);
   CompileOptions options;
   if (auto arch = args.get("--arch")) {

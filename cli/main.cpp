@@ -2,7 +2,9 @@
 //   flashjit emit --spec '{"dtype":"bf16","head_dim":128,"mask":"causal"}'
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,87 +14,57 @@
 
 namespace flashjit::cli {
 
-void print_usage(std::FILE* out) {
-  fmt::print(out,
-             "usage: flashjit <command> [options]\n"
-             "\n"
-             "commands:\n"
-             "  compile --spec SPEC [--arch ARCH] [--kind KIND] [--no-cache]\n"
-             "                                                  compile with NVRTC (cached) and show\n"
-             "                                                  the kernel's name, cache entry and resources\n"
-             "  emit    --spec SPEC [--arch ARCH] [--kind KIND] print the generated CUDA source\n"
-             "                                                  (KIND: fwd, block_mask, bwd_preprocess, bwd_dkdv,\n"
-             "                                                  bwd_dq_convert, bwd_dq, or all: every kernel\n"
-             "                                                  of the spec)\n"
-             "  ir      --spec SPEC [--arch ARCH] [--after PASS] [--kind fwd]\n"
-             "                                                  print the tile IR after all passes, or after\n"
-             "                                                  PASS (lower = before any pass)\n"
-             "  tune    --specs FILE --shapes SHAPES [--arch ARCH] [--cache-dir DIR] [--compile-only] [--forward-only]\n"
-             "                                                  autotune each spec x shape on the GPU (forward, and\n"
-             "                                                  the backward's bwd_dkdv unless --forward-only) and store\n"
-             "                                                  the winners; without a GPU, compile each spec's\n"
-             "                                                  heuristic kernel for ARCH into the cache instead\n"
-             "  mask    --spec SPEC --sq N [--sk N] [--png FILE]\n"
-             "                                                  count the empty / partial / full tiles of the\n"
-             "                                                  spec's mask and draw it (masks without captures)\n"
-             "  cache   list|stats|clear [--dir DIR]            inspect or empty the kernel cache and tuning records\n"
-             "  cache   export|import DIR [--dir DIR]           copy kernels and tuning records that pass their\n"
-             "                                                  checksums to/from DIR; import only caches you trust\n"
-             "  cache   import --verify DIR [--dir DIR]         import, recompiling each kernel here: entries whose\n"
-             "                                                  key or cubin do not match their spec are rejected\n"
-             "                                                  (exit status 1)\n"
-             "\n"
-             "SPEC is a JSON object, e.g. '{{\"dtype\":\"bf16\",\"head_dim\":128,\"mask\":\"causal\"}}',\n"
-             "or the path of a file holding one. FILE holds a JSON array of specs, or one spec per line.\n"
-             "SHAPES is e.g. 'b=4,sq=4096,sk=4096;b=1,sq=16384' (heads come from the spec; sk defaults to sq).\n"
-             "ARCH is sm_80, sm_86, sm_89, sm_90a, ...: emit and ir default to sm_80, compile to the GPU.\n"
-             "KIND is fwd (the default: the forward kernel) or block_mask (the builder of the spec's\n"
-             "mask's block mask, flashjit.create_block_mask).\n"
-             "The cache lives in $FLASHJIT_CACHE_DIR, else $XDG_CACHE_HOME/flashjit, else ~/.cache/flashjit.\n"
-             "FLASHJIT_LOG=1 traces each compile (cache hit or miss) and tuning decision on stderr.\n"
-             "\n"
-             "options:\n"
-             "  -h, --help   show this help\n"
-             "  --version    show the flashjit and NVRTC versions\n");
-}
-
 namespace {
+
+bool is_help(const std::string& a) { return a == "-h" || a == "--help"; }
+
+int run_command(const CommandSpec& c, const std::vector<std::string>& rest) {
+  const Args args = parse_args(c, rest);
+  if (c.name == "compile") return run_compile(args);
+  if (c.name == "emit") return run_emit(args);
+  if (c.name == "ir") return run_ir(args);
+  if (c.name == "tune") return run_tune(args);
+  if (c.name == "mask") return run_mask(args);
+  if (c.name == "cache") return run_cache(args);
+  throw std::logic_error("command table entry '" + c.name + "' has no runner in cli/main.cpp");
+}
 
 int dispatch(const std::vector<std::string>& argv) {
   if (argv.empty()) throw UsageError("missing command");
   const std::string& cmd = argv[0];
-  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+  if (is_help(cmd)) {
     print_usage(stdout);
+    return 0;
+  }
+  if (cmd == "help") {  // help [COMMAND]
+    if (argv.size() == 1) {
+      print_usage(stdout);
+      return 0;
+    }
+    if (argv.size() > 2) throw UsageError(fmt::format("help takes one command; got '{}' too", argv[2]));
+    const CommandSpec* c = find_command(argv[1]);
+    if (!c) throw unknown_command(argv[1]);
+    print_command_help(stdout, *c);
     return 0;
   }
   if (cmd == "--version") {
     fmt::print("flashjit {} (NVRTC {})\n", FLASHJIT_VERSION, nvrtc_version_string());
     return 0;
   }
+  const CommandSpec* c = find_command(cmd);
+  if (!c) throw unknown_command(cmd);
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  for (const std::string& a : rest)
-    if (a == "-h" || a == "--help") {
-      print_usage(stdout);
-      return 0;
-    }
-
-  Args args;
-  if (cmd == "compile") args = parse_args(cmd, rest, {"--spec", "--arch", "--kind"}, {"--no-cache"});
-  else if (cmd == "emit") args = parse_args(cmd, rest, {"--spec", "--arch", "--kind"}, {});
-  else if (cmd == "ir") args = parse_args(cmd, rest, {"--spec", "--arch", "--after", "--kind"}, {});
-  else if (cmd == "mask") args = parse_args(cmd, rest, {"--spec", "--sq", "--sk", "--png"}, {});
-  else if (cmd == "cache") return run_cache(parse_args(cmd, rest, {"--dir"}, {"--verify"}));
-  else if (cmd == "tune")
-    args = parse_args(cmd, rest, {"--specs", "--shapes", "--arch", "--cache-dir"}, {"--compile-only", "--forward-only"});
-  else throw UsageError(fmt::format("unknown command '{}'; commands: compile, emit, ir, tune, mask, cache", cmd));
-
-  if (!args.positional.empty())
-    throw UsageError(fmt::format("unexpected argument '{}' for '{}'", args.positional[0], cmd));
-  if (cmd == "compile") return run_compile(args);
-  if (cmd == "emit") return run_emit(args);
-  if (cmd == "tune") return run_tune(args);
-  if (cmd == "mask") return run_mask(args);
-  return run_ir(args);
+  // Help wins over everything else on the line, so a half-typed command can still ask for it.
+  if (std::any_of(rest.begin(), rest.end(), is_help)) {
+    print_command_help(stdout, *c);
+    return 0;
+  }
+  try {
+    return run_command(*c, rest);
+  } catch (const UsageError& e) {
+    if (!e.command().empty()) throw;
+    throw UsageError(e.what(), cmd);  // a command's own usage errors point at its --help
+  }
 }
 
 // Library messages already start with "flashjit: "; print it once.
@@ -110,7 +82,8 @@ int main(int argc, char** argv) {
   try {
     return dispatch(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const UsageError& e) {
-    fmt::print(stderr, "flashjit: usage error: {}\n(run 'flashjit --help' for usage)\n", e.what());
+    const std::string help = e.command().empty() ? "flashjit --help" : "flashjit " + e.command() + " --help";
+    fmt::print(stderr, "flashjit: usage error: {}\n(run '{}' for usage)\n", e.what(), help);
     return 2;
   } catch (const std::exception& e) {
     // SpecError, ArgumentError, LegalityError, CompileError, CudaError and anything else:

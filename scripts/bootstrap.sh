@@ -23,12 +23,13 @@ jobs=${FLASHJIT_JOBS:-$(nproc)}
 say() { printf '\n== %s\n' "$*"; }
 
 # ---- system packages ------------------------------------------------------------------
-# fmt: codegen formatting; nlohmann-json: spec JSON; catch2: unit tests; llvm-14-tools:
+# fmt: codegen formatting; nlohmann-json: spec JSON; libxxhash-dev: XXH3-128 for cache keys
+# and checksums (header-only); catch2: unit tests; llvm-14-tools:
 # FileCheck for the golden tests; python3-dev: headers for the nanobind extension;
 # clang-14 + libclang-rt-14-dev (libFuzzer and the ASan/UBSan runtimes; only a Recommends of
 # clang-14's libclang-common-14-dev, so --no-install-recommends would leave it out) + llvm-14
 # (llvm-symbolizer, for readable sanitizer stacks): scripts/sanitize.sh and scripts/fuzz.sh.
-apt_packages=(cmake ninja-build g++ libfmt-dev catch2 nlohmann-json3-dev llvm-14-tools python3-pip python3-dev
+apt_packages=(cmake ninja-build g++ libfmt-dev catch2 nlohmann-json3-dev libxxhash-dev llvm-14-tools python3-pip python3-dev
               clang-14 libclang-rt-14-dev llvm-14)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -43,6 +44,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   say "system packages: all present"
 fi
+
+# ---- headers for machines without these packages ------------------------------------------
+# xxHash is used header-only. The GPU machine image has no xxhash package, and a device run
+# carries only git-ignored .deps/ along with the tree: copy the header there, where CMake's
+# find_path looks too (CMakeLists.txt, FLASHJIT_XXHASH_INCLUDE).
+mkdir -p "$root/.deps/include"
+for h in xxhash.h xxh3.h; do  # xxh3.h: a stub including xxhash.h in xxHash 0.8; absent in some versions
+  if [ -f "/usr/include/$h" ]; then cp -p "/usr/include/$h" "$root/.deps/include/$h"; fi
+done
+[ -f "$root/.deps/include/xxhash.h" ] || { echo "bootstrap: /usr/include/xxhash.h missing (apt-get install libxxhash-dev)" >&2; exit 1; }
 
 # ---- CUDA -----------------------------------------------------------------------------
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then

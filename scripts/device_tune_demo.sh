@@ -9,7 +9,7 @@ OUT=${OUT:-/tmp/flashjit-out}
 shapes='b=16,sq=1024;b=4,sq=4096;b=1,sq=16384'
 rm -rf /tmp/fj-tuned /tmp/fj-shipped
 time build/cli/flashjit tune --specs bench/peers_grid_specs.json --shapes "$shapes" --cache-dir /tmp/fj-tuned
-build/cli/flashjit cache stats --dir /tmp/fj-tuned
+build/cli/flashjit cache stats --cache-dir /tmp/fj-tuned
 cp -r /tmp/fj-tuned /tmp/fj-shipped
 cd /tmp && FLASHJIT_CACHE_DIR=/tmp/fj-shipped FLASHJIT_LOG=1 python3 - <<'PY'
 import time, torch, flashjit

@@ -38,30 +38,6 @@ constexpr char kEntryExt[] = ".fjk";
 // A temp file older than this is a leftover of a writer that died; clear() removes it.
 constexpr auto kStaleTempAge = std::chrono::minutes(10);
 
-// ---- digest -------------------------------------------------------------------------
-
-// Two bijective 64-bit finalizers (SplitMix64's and MurmurHash3's): chaining
-// state = mix(state ^ word) never maps two inputs that differ in a single word to the
-// same state, and the two lanes use different mixers and seeds so they fail independently.
-uint64_t mix_a(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-uint64_t mix_b(uint64_t z) {
-  z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdULL;
-  z = (z ^ (z >> 33)) * 0xc4ceb9fe1a85ec53ULL;
-  return z ^ (z >> 33);
-}
-uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-std::string to_hex(uint64_t v) {
-  static const char digits[] = "0123456789abcdef";
-  std::string s(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) s[static_cast<std::size_t>(i)] = digits[v & 0xf];
-  return s;
-}
-
 // ---- payload serialization (explicit little-endian: entries are portable) -----------
 
 void put_u64(std::string& out, uint64_t v) {
@@ -251,30 +227,6 @@ std::vector<fs::path> walk_entries(const fs::path& root) {
 }
 
 }  // namespace
-
-std::string digest_hex(const std::string& bytes) {
-  uint64_t a = 0x6a09e667f3bcc908ULL;  // seeds: fractional parts of sqrt(2), sqrt(3)
-  uint64_t b = 0xbb67ae8584caa73bULL;
-  const std::size_t n = bytes.size();
-  const unsigned char* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  std::size_t i = 0;
-  auto absorb = [&](uint64_t w) {
-    a = mix_a(a ^ w);
-    b = mix_b(b ^ rotl(w, 29) ^ 0x3c6ef372fe94f82bULL);
-  };
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w = 0;
-    for (int k = 0; k < 8; ++k) w |= uint64_t(p[i + k]) << (8 * k);  // little-endian on every host
-    absorb(w);
-  }
-  uint64_t tail = 0;
-  for (int k = 0; i + k < n; ++k) tail |= uint64_t(p[i + k]) << (8 * k);
-  absorb(tail);
-  // The length disambiguates inputs that differ only by trailing zero bytes.
-  a = mix_a(a ^ uint64_t(n));
-  b = mix_b(b ^ rotl(uint64_t(n), 17) ^ 0xa54ff53a5f1d36f1ULL);
-  return to_hex(a) + to_hex(b);
-}
 
 CacheEntry cache_entry_for(const CompiledKernel& k, const std::string& spec_json) {
   CacheEntry e;

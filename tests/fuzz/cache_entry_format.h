@@ -2,7 +2,7 @@
 // (which keeps its encoder private), for tests/fuzz/fuzz_cache_entry.cpp and the seed
 // generator. If the two disagree, the fuzzer's round-trip check reports it.
 //
-//   FLASHJIT-KERNEL\n schema=1\n key=<key>\n payload=<n>\n checksum=<digest_hex(payload)>\n \n <payload>
+//   FLASHJIT-KERNEL\n schema=<kCacheSchemaVersion>\n key=<key>\n payload=<n>\n checksum=<digest_hex(payload)>\n \n <payload>
 //   payload: kernel_name, image, log (u64 length + bytes each), registers, shared_static_bytes,
 //            stack_frame_bytes, spill_store_bytes, spill_load_bytes, threads, dynamic_smem_bytes
 //            (i64 each), compile_ms (f64 bits), spec_json, arch (strings); all little-endian.

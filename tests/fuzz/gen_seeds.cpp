@@ -121,7 +121,8 @@ void cache_seeds(const fs::path& dir) {
   write(dir / "bad_checksum.fjk", key + "\n" + bad_sum);
   write(dir / "truncated.fjk", key + "\n" + file.substr(0, file.size() - 5));
   write(dir / "trailing_garbage.fjk", key + "\n" + file + "xyz");
-  write(dir / "bad_schema.fjk", key + "\n" + replaced(file, "schema=1", "schema=2"));
+  write(dir / "bad_schema.fjk", key + "\n" + replaced(file, "schema=" + std::to_string(flashjit::kCacheSchemaVersion),
+                                                                "schema=" + std::to_string(flashjit::kCacheSchemaVersion + 1)));
   write(dir / "huge_length.fjk", key + "\n" + replaced(file, "payload=", "payload=9999999999999999999"));
   // A payload that the harness wraps in a valid header (its second check): the encoded entry
   // alone, and one whose threads field does not fit 32 bits.

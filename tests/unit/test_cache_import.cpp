@@ -96,12 +96,12 @@ TEST_CASE("cache import prints that imported kernels are run, and --verify accep
   const Genuine& g = genuine();
   fjtest::ScratchDir work("import");
   const fs::path exported = work.path / "exported", plain = work.path / "plain", verified = work.path / "verified";
-  fjtest::CliResult r = run_cli({"cache", "export", exported.string(), "--dir", g.cache.string()});
+  fjtest::CliResult r = run_cli({"cache", "export", exported.string(), "--cache-dir", g.cache.string()});
   INFO(r.out);
   REQUIRE(r.status == 0);
   CHECK(!has(r.out, kTrustLine));  // exporting runs nothing
 
-  r = run_cli({"cache", "import", exported.string(), "--dir", plain.string()});
+  r = run_cli({"cache", "import", exported.string(), "--cache-dir", plain.string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, kTrustLine));
@@ -109,7 +109,7 @@ TEST_CASE("cache import prints that imported kernels are run, and --verify accep
   CHECK(has(r.out, "imported 1 kernel entry"));
 
   // --verify recompiles the entry here (another working directory than its compile's).
-  r = run_cli({"cache", "import", "--verify", exported.string(), "--dir", verified.string()});
+  r = run_cli({"cache", "import", "--verify", exported.string(), "--cache-dir", verified.string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, kTrustLine));
@@ -121,8 +121,8 @@ TEST_CASE("cache import prints that imported kernels are run, and --verify accep
   CHECK(got->spec_json == g.entry.spec_json);
 
   // --verify=VALUE is not a thing; the flag takes no value.
-  CHECK(run_cli({"cache", "import", "--verify=yes", exported.string(), "--dir", verified.string()}).status == 2);
-  CHECK(run_cli({"cache", "export", "--verify", exported.string(), "--dir", verified.string()}).status == 2);
+  CHECK(run_cli({"cache", "import", "--verify=yes", exported.string(), "--cache-dir", verified.string()}).status == 2);
+  CHECK(run_cli({"cache", "export", "--verify", exported.string(), "--cache-dir", verified.string()}).status == 2);
 }
 
 TEST_CASE("cache import --verify rejects a forged cubin that plain import takes", "[cli]") {
@@ -138,14 +138,14 @@ TEST_CASE("cache import --verify rejects a forged cubin that plain import takes"
   e.image[text->first + text->second / 2] ^= 0x40;
   const fs::path path = DiskCache(forged).store(g.key, e);
 
-  fjtest::CliResult r = run_cli({"cache", "import", forged.string(), "--dir", (work.path / "plain").string()});
+  fjtest::CliResult r = run_cli({"cache", "import", forged.string(), "--cache-dir", (work.path / "plain").string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, "imported 1 kernel entry"));  // the checksum proves nothing
   CHECK(has(r.out, kTrustLine));
 
   const fs::path dst = work.path / "verified";
-  r = run_cli({"cache", "import", "--verify", forged.string(), "--dir", dst.string()});
+  r = run_cli({"cache", "import", "--verify", forged.string(), "--cache-dir", dst.string()});
   INFO(r.out);
   CHECK(r.status == 1);
   CHECK(has(r.out, "rejected " + path.string()));
@@ -173,7 +173,7 @@ TEST_CASE("cache import --verify rejects an entry whose key does not match its s
   const fs::path rekeyed = DiskCache(src).store(other_key, g.entry);
 
   const fs::path dst = work.path / "dst";
-  fjtest::CliResult r = run_cli({"cache", "import", "--verify", src.string(), "--dir", dst.string()});
+  fjtest::CliResult r = run_cli({"cache", "import", "--verify", src.string(), "--cache-dir", dst.string()});
   INFO(r.out);
   CHECK(r.status == 1);
   CHECK(has(r.out, "rejected " + respec.string() + ": key does not match its spec for this flashjit/NVRTC version"));
@@ -201,7 +201,7 @@ TEST_CASE("cache import skips a badly named entry and imports the rest", "[cli]"
   write_all(bad, file);
 
   const fs::path dst = work.path / "dst";
-  fjtest::CliResult r = run_cli({"cache", "import", src.string(), "--dir", dst.string()});
+  fjtest::CliResult r = run_cli({"cache", "import", src.string(), "--cache-dir", dst.string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, "skipped " + bad.string() + ": not a valid cache key"));
@@ -211,7 +211,7 @@ TEST_CASE("cache import skips a badly named entry and imports the rest", "[cli]"
 
   // --verify skips it the same way (and verifies the good one: one NVRTC compile).
   const fs::path dst2 = work.path / "dst2";
-  r = run_cli({"cache", "import", "--verify", src.string(), "--dir", dst2.string()});
+  r = run_cli({"cache", "import", "--verify", src.string(), "--cache-dir", dst2.string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, "skipped " + bad.string() + ": not a valid cache key"));
@@ -233,7 +233,7 @@ TEST_CASE("cache import --verify recompiles block-mask builder entries too", "[c
   meta.mask.expr = "doc[q_idx] == doc[kv_idx]";
   meta.captures = caps;
   DiskCache(exported).store(k.cache_key, flashjit::cache_entry_for(k, flashjit::spec_to_json(meta)));
-  const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--dir", verified.string()});
+  const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--cache-dir", verified.string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, "1 verified, 0 rejected"));
@@ -255,7 +255,7 @@ TEST_CASE("cache import --verify recompiles bwd_preprocess entries too", "[cli][
   const flashjit::CompiledKernel k = flashjit::compile_kind(flashjit::KernelKind::bwd_preprocess, spec, o);
   const std::string meta = flashjit::spec_to_json(flashjit::codegen::bwd_preprocess_spec(spec));  // what it stores
   DiskCache(exported).store(k.cache_key, flashjit::cache_entry_for(k, meta));
-  const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--dir", verified.string()});
+  const fjtest::CliResult r = run_cli({"cache", "import", "--verify", exported.string(), "--cache-dir", verified.string()});
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK(has(r.out, "1 verified, 0 rejected"));

@@ -138,7 +138,7 @@ TEST_CASE("hostile 1: a deeply nested tuning record is a miss; list and the CLI 
     REQUIRE(listing.size() == 1);
     CHECK(!listing[0].record);
     for (const char* action : {"list", "stats"}) {
-      const fjtest::CliResult r = fjtest::run_cli({"cache", action, "--dir", dir.path.string()});
+      const fjtest::CliResult r = fjtest::run_cli({"cache", action, "--cache-dir", dir.path.string()});
       INFO(r.out);
       CHECK(r.status == 0);
       CHECK(has(r.out, "corrupt"));
@@ -413,7 +413,7 @@ TEST_CASE("hostile 6: compile() returns the kernel when the cache cannot be writ
     CHECK(!k.cache_hit);
     CHECK(k.cache_path.empty());
     CHECK(fs::is_directory(cache.entry_path(key)));
-    const fjtest::CliResult r = fjtest::run_cli({"cache", "clear", "--dir", dir.path.string()});
+    const fjtest::CliResult r = fjtest::run_cli({"cache", "clear", "--cache-dir", dir.path.string()});
     CHECK(r.status == 0);
     CHECK(!fs::exists(cache.entry_path(key)));
     flashjit::CacheEntry e;

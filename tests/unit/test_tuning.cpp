@@ -381,19 +381,19 @@ TEST_CASE("tuning: cache export / import through the CLI", "[tuning][cli]") {
   write_text(a / "kernels" / "ff" / ("ff" + std::string(30, '0') + ".fjk"), "FLASHJIT-KERNEL\nschema=1\ntruncated");
   write_text(a / "tuning" / (std::string(32, 'e') + ".json"), "{\"schema\": 1");
 
-  r = fjtest::run_cli({"cache", "export", b.string(), "--dir", a.string()});
+  r = fjtest::run_cli({"cache", "export", b.string(), "--cache-dir", a.string()});
   INFO(r.out);
   REQUIRE(r.status == 0);
   CHECK(has(r.out, "exported 2 kernel entries and 1 tuning record"));
   CHECK(has(r.out, "2 corrupt skipped"));
 
-  r = fjtest::run_cli({"cache", "import", b.string(), "--dir", c.string()});
+  r = fjtest::run_cli({"cache", "import", b.string(), "--cache-dir", c.string()});
   INFO(r.out);
   REQUIRE(r.status == 0);
   CHECK(has(r.out, "imported 2 kernel entries and 1 tuning record"));
   CHECK(has(r.out, "0 corrupt skipped"));
 
-  r = fjtest::run_cli({"cache", "list", "--dir", c.string()});
+  r = fjtest::run_cli({"cache", "list", "--cache-dir", c.string()});
   INFO(r.out);
   REQUIRE(r.status == 0);
   CHECK(has(r.out, "flashjit_fwd_bf16_d64"));
@@ -404,7 +404,7 @@ TEST_CASE("tuning: cache export / import through the CLI", "[tuning][cli]") {
   CHECK(has(r.out, "1 tuning record in"));
   CHECK(!has(r.out, "corrupt"));
 
-  r = fjtest::run_cli({"cache", "stats", "--dir", c.string()});
+  r = fjtest::run_cli({"cache", "stats", "--cache-dir", c.string()});
   CHECK(has(r.out, "entries:   2"));
   CHECK(has(r.out, "tuning:    1 record (0 corrupt)"));
 
@@ -423,19 +423,19 @@ TEST_CASE("tuning: cache export / import through the CLI", "[tuning][cli]") {
   CHECK(fjtest::same_record(*rec, fjtest::sample_tuning_record(key)));
 
   // A second import finds everything there already.
-  r = fjtest::run_cli({"cache", "import", b.string(), "--dir", c.string()});
+  r = fjtest::run_cli({"cache", "import", b.string(), "--cache-dir", c.string()});
   CHECK(has(r.out, "imported 0 kernel entries and 0 tuning records"));
   CHECK(has(r.out, "3 already there"));
 
   // clear removes both kinds.
-  r = fjtest::run_cli({"cache", "clear", "--dir", c.string()});
+  r = fjtest::run_cli({"cache", "clear", "--cache-dir", c.string()});
   CHECK(has(r.out, "removed 2 entries"));
   CHECK(has(r.out, "removed 1 tuning record"));
 
   // Usage errors.
-  CHECK(fjtest::run_cli({"cache", "import", (work.path / "missing").string(), "--dir", c.string()}).status == 2);
-  CHECK(fjtest::run_cli({"cache", "export", "--dir", c.string()}).status == 2);
-  CHECK(fjtest::run_cli({"cache", "export", a.string(), "--dir", a.string()}).status == 2);
+  CHECK(fjtest::run_cli({"cache", "import", (work.path / "missing").string(), "--cache-dir", c.string()}).status == 2);
+  CHECK(fjtest::run_cli({"cache", "export", "--cache-dir", c.string()}).status == 2);
+  CHECK(fjtest::run_cli({"cache", "export", a.string(), "--cache-dir", a.string()}).status == 2);
 }
 
 // The backward's tile is tuned as its own kind: bwd_dkdv candidates, keys whose digest differs

@@ -19,9 +19,12 @@
 
 namespace flashjit {
 
-inline constexpr int kCacheSchemaVersion = 1;
+// 2: keys and checksums are XXH3-128 (1: a home-made digest). A version-1 entry is refused
+// by its schema line, so it reads as a miss and is rebuilt, never as a checksum mismatch.
+inline constexpr int kCacheSchemaVersion = 2;
 
-// 128-bit digest of arbitrary bytes, as 32 hex chars. Stable across platforms/runs.
+// XXH3-128 (xxHash, seed 0) of arbitrary bytes, as 32 lowercase hex chars: the text
+// `xxh128sum` prints. Stable across platforms and runs (runtime/src/digest.cpp).
 std::string digest_hex(const std::string& bytes);
 
 struct CacheEntry {
