@@ -7,17 +7,8 @@
 #   all: the benchmark runs first, alone on the GPU; then the tests in parallel.
 set -u
 mode=${1:-all}; shift || true
-OUT=${OUT:-/tmp/flashjit-out}
-mkdir -p "$OUT"
 export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache PYTHONUNBUFFERED=1
-root=$(pwd)
-: >"$OUT/steps.txt"
-run() {  # run NAME LIMIT CMD...
-  local name=$1 limit=$2; shift 2
-  local s=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
-  echo "$name rc=$? $((SECONDS - s)) s" >>"$OUT/steps.txt"
-}
+source "$(dirname "$0")/device_lib.sh"
 summary() {
   echo "---- C++"
   grep -hE "GPU dropout|with dropout|cases checked|FAILED|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY|expansion|  [0-9.e+-]+ <" \
@@ -32,14 +23,7 @@ summary() {
   (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
 }
 trap summary EXIT
-run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
-if [ "$mode" = all ]; then
-  (python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$OUT/pip_deps.log" 2>&1
-   PYTHONPATH=/tmp/site run pip_install 300 python3 -m pip install --no-build-isolation --no-deps --no-index . \
-     --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include") &
-fi
-run build 300 ninja -C build
-wait
+if [ "$mode" = all ]; then build_all python; else build_all; fi
 # The benchmark first and alone on the GPU (autotune on, as users run it), then the tests.
 if [ "$mode" = all ]; then
   cd /tmp && FLASHJIT_AUTOTUNE=1 run bench 300 python3 "$root/bench/bench_dropout.py" --out "$OUT" "$@"; cd "$root"

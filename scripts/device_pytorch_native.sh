@@ -7,17 +7,8 @@
 # Usage: scripts/device_pytorch_native.sh [tests|all]
 set -u
 mode=${1:-all}
-OUT=${OUT:-/tmp/flashjit-out}
-mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-root=$(pwd)
-: >"$OUT/steps.txt"
-run() {  # run NAME LIMIT CMD...
-  local name=$1 limit=$2; shift 2
-  local s=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
-  echo "$name rc=$? $((SECONDS - s)) s" >>"$OUT/steps.txt"
-}
+source "$(dirname "$0")/device_lib.sh"
 summary() {
   echo "---- C++ tuning"
   grep -hE "background tuning|autotune on|FAILED|test cases:|All tests passed|expansion" "$OUT"/cpp_tuning.log 2>/dev/null | head -30
@@ -36,12 +27,7 @@ summary() {
   (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
 }
 trap summary EXIT
-run configure 120 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHJIT_EXTRA_INCLUDE="$root/.deps/include"
-(python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$OUT/pip_deps.log" 2>&1
- PYTHONPATH=/tmp/site run pip_install 300 python3 -m pip install --no-build-isolation --no-deps --no-index . \
-   --config-settings=cmake.define.FLASHJIT_EXTRA_INCLUDE="$root/.deps/include") &
-run build 300 ninja -C build
-wait
+build_all python
 cd /tmp
 if [ "$mode" = all ]; then
   run first_call 420 python3 "$root/bench/bench_first_call.py" --out "$OUT/first_call.json"
