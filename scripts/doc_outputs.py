@@ -20,6 +20,8 @@ Normalisation (kept small, and applied to both sides before comparing):
   - the block's cache directory is shown as /tmp/fj-cache and its working directory as
     /tmp/fj-work (they are fresh temporary directories);
   - a number followed by " ms" (compile and load times) compares equal to any number;
+  - the NVRTC library in `flashjit --version`'s "(NVRTC X.Y, PATH)" compares equal to any path
+    (where NVRTC was found differs between machines);
   - trailing spaces at the end of a line are ignored.
 
 Registers, cubin sizes and cache keys depend on the NVRTC version. The file records the version
@@ -43,6 +45,7 @@ WORK_SHOWN = "/tmp/fj-work"
 MARKER = re.compile(r"<!-- doc-outputs: NVRTC (\S+) -->")
 FENCE = re.compile(r"^(\s*)(```+)(.*)$")
 TIME = re.compile(r"\b\d+(\.\d+)? ms\b")
+NVRTC_PATH = re.compile(r"(\(NVRTC [0-9.]+, )[^)]*\)")
 COMMAND_TIMEOUT_S = 300
 
 
@@ -106,12 +109,12 @@ def run_block(cli, commands):
 
 
 def normalised(lines):
-    return [TIME.sub("N ms", line.rstrip()) for line in lines]
+    return [NVRTC_PATH.sub(r"\1PATH)", TIME.sub("N ms", line.rstrip())) for line in lines]
 
 
 def nvrtc_version(cli):
     out = subprocess.run([cli, "--version"], stdout=subprocess.PIPE, check=True).stdout.decode()
-    m = re.search(r"\(NVRTC (\S+)\)", out)
+    m = re.search(r"\(NVRTC ([0-9.]+)[,)]", out)
     if not m:
         raise SystemExit(f"cannot read the NVRTC version from '{cli} --version': {out!r}")
     return m.group(1)

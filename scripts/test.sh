@@ -2,7 +2,9 @@
 # Builds (if needed) and runs every test that can run on this machine:
 #   1. ctest: unit tests (Catch2; NVRTC compiles included), golden FileCheck tests, the
 #      example, and the GPU tests (which skip, printing why, without a GPU);
-#   2. the Python package: pip install, then pytest (GPU tests skip with a reason);
+#   2. the Python package: pip install, then pytest (GPU tests skip with a reason); then the
+#      manylinux wheel (scripts/build_wheel.sh, incremental after the install) installed alone
+#      into a fresh venv, where scripts/wheel_smoke.py compiles a kernel from outside the repo;
 #   3. with clang-14: the C++ tests under ASan+UBSan (scripts/sanitize.sh, build-asan/);
 #   4. with clang-14: the libFuzzer harnesses, FLASHJIT_FUZZ_SECONDS each (scripts/fuzz.sh, build-fuzz/).
 # Exits non-zero if any step fails; prints a summary last.
@@ -59,6 +61,30 @@ fi
 # flashjit` finds the installed package, not the sources in python/flashjit.
 step pip_install python3 -m pip install "${pip_args[@]}" &&
   step pytest python3 -m pytest -q -rs python/tests
+
+# ---- the wheel, in a fresh virtual environment ---------------------------------------------
+# The wheel must work where it was not built: only the wheel is installed (no --index, so
+# nothing else can come with it) into a new venv, and the smoke test runs from a temporary
+# folder, so neither the sources nor the build folder can stand in for the installed package.
+wheel_dir=$(mktemp -d "${TMPDIR:-/tmp}/flashjit-wheel-test-XXXXXX")
+wheel_venv() {  # wheel_venv: installs the built wheel into $wheel_dir/venv and runs the smoke test
+  local whl=("$build"/wheelhouse/flashjit-*manylinux*.whl)
+  [ -f "${whl[0]}" ] || { echo "no manylinux wheel in $build/wheelhouse"; return 1; }
+  echo "wheel: $(basename "${whl[0]}")"
+  "$wheel_dir/venv/bin/python" -m pip install -q --no-index --no-deps "${whl[0]}" || return 1
+  cp scripts/wheel_smoke.py "$wheel_dir/"
+  (cd "$wheel_dir" && env -u PYTHONPATH FLASHJIT_CACHE_DIR="$wheel_dir/cache" \
+     "$wheel_dir/venv/bin/python" wheel_smoke.py)
+}
+if python3 -m venv "$wheel_dir/venv" >"$wheel_dir/venv.log" 2>&1; then
+  step wheel scripts/build_wheel.sh "$build/wheelhouse" &&
+    step wheel_venv wheel_venv
+else
+  why=$(tail -n 1 "$wheel_dir/venv.log")
+  echo "wheel: skipped: python3 -m venv failed ($why); Debian: apt-get install python3-venv"
+  summary+=("$(printf '%-14s %-6s' wheel "skipped (python3 -m venv failed: $why; apt-get install python3-venv)")")
+fi
+rm -rf "$wheel_dir"
 
 # ---- sanitizers and fuzzing (need clang-14) ---------------------------------------------
 # 3. scripts/sanitize.sh: the C++ tests again, built with ASan+UBSan in build-asan/;

@@ -18,6 +18,12 @@ except ImportError as e:  # pragma: no cover - only when the extension was not b
         "with -DFLASHJIT_BUILD_PYTHON=ON and put <build>/python on PYTHONPATH.") from e
 
 from ._C import ArgumentError, CompileError, CudaError, LegalityError, SpecError
+from . import _nvrtc
+from ._nvrtc import nvrtc_candidates, nvrtc_library
+
+# NVRTC is loaded on the first compile, not here: importing flashjit, and emit/emit_ir/Spec,
+# work without it. This only adds pip's nvidia-cuda-nvrtc to the places that load looks in.
+_nvrtc.configure()
 from ._attention import attention
 from ._check import check
 from ._dropin import flex_attention, scaled_dot_product_attention
@@ -73,6 +79,6 @@ __all__ = [
     "ALIGNS", "MASK_KINDS", "ArgumentError", "BlockMask", "create_block_mask", "CompileError", "CudaError", "KernelInfo",
     "LegalityError", "Spec", "SpecError", "Tile", "attention", "flex_attention", "scaled_dot_product_attention",
     "check", "dropout_keep_mask", "masks", "compile", "emit", "emit_ir",
-    "gpu_available", "gpu_unavailable_reason", "plot_block_mask", "resolve_tile", "runtime_stats", "wait_for_tuning",
-    "__version__",
+    "gpu_available", "gpu_unavailable_reason", "nvrtc_candidates", "nvrtc_library", "plot_block_mask", "resolve_tile",
+    "runtime_stats", "wait_for_tuning", "__version__",
 ]

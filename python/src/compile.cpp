@@ -1,6 +1,7 @@
 // Compile-side entry points: they need no GPU when an arch is given.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <mutex>
 #include <string>
@@ -8,6 +9,8 @@
 
 #include "bindings.h"
 #include "flashjit/block_mask.h"
+#include "flashjit/nvrtc_compiler.h"
+#include "flashjit/nvrtc_loader.h"
 #include "flashjit/runtime.h"
 
 namespace flashjit::python {
@@ -163,6 +166,40 @@ void bind_compile(nb::module_& m) {
       },
       nb::arg("spec_json"), nb::arg("arch") = "",
       "The spec's canonical JSON with its tile filled in as compile()/forward() would.");
+
+  // NVRTC is dlopen'ed on the first compile (flashjit/nvrtc_loader.h); flashjit/_nvrtc.py adds
+  // pip's nvidia-cuda-nvrtc folders to the search at import.
+  m.def("nvrtc_built_major", [] { return nvrtc_built_major(); },
+        "The CUDA major flashjit was built for (the NVRTC major it loads).");
+  m.def("nvrtc_soname", [] { return nvrtc_soname(); }, "e.g. 'libnvrtc.so.13'");
+  m.def(
+      "set_nvrtc_search_dirs",
+      [](const std::vector<std::string>& dirs, const std::string& origin) { set_nvrtc_search_dirs(dirs, origin); },
+      nb::arg("dirs"), nb::arg("origin"),
+      "Folders searched for NVRTC after FLASHJIT_NVRTC and before the toolkit's (until NVRTC is loaded).");
+  m.def(
+      "nvrtc_candidates",
+      [] {
+        nb::list out;
+        for (const NvrtcCandidate& c : nvrtc_candidates()) out.append(nb::make_tuple(c.path, c.origin));
+        return out;
+      },
+      "The (path, origin) pairs tried for NVRTC, in order.");
+  m.def(
+      "nvrtc_library",
+      [] {
+        const NvrtcApi* api = nullptr;
+        {
+          nb::gil_scoped_release release;  // the first call searches and dlopens
+          api = &nvrtc();
+        }
+        nb::dict d;
+        d["path"] = api->path;
+        d["origin"] = api->origin;
+        d["version"] = nvrtc_version_string();
+        return d;
+      },
+      "Loads NVRTC if needed; {'path', 'origin', 'version'}. CompileError listing what was tried if none loads.");
 
   m.def("gpu_available", [] { return gpu_available(); });
   m.def("gpu_unavailable_reason", [] { return gpu_unavailable_reason(); });

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import flashjit
-from flashjit import Spec, Tile
+from flashjit import Spec, Tile, _C
 
 
 @pytest.fixture
@@ -466,3 +466,82 @@ def test_sdpa_mask_expressions_compile():
                     **({"mask": "custom", "mask_expr": text} if field == "mask" else {"score_mod": text}))
         src = flashjit.emit(spec, arch="sm_90a")
         assert "attn_mask" in src
+
+
+# --- Finding NVRTC (dlopen'ed on the first compile, runtime/include/flashjit/nvrtc_loader.h) ---
+
+def _run_python(script, env):
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_nvrtc_library_is_one_of_the_candidates():
+    lib = flashjit.nvrtc_library()
+    assert (lib["path"], lib["origin"]) in flashjit.nvrtc_candidates()
+    assert lib["version"].split(".")[0] == str(_C.nvrtc_built_major())
+    assert _C.nvrtc_soname() == f"libnvrtc.so.{_C.nvrtc_built_major()}"
+
+
+def test_without_nvrtc_import_and_emit_work_and_compile_says_how_to_fix(cache_dir):
+    # An explicit FLASHJIT_NVRTC is the only candidate, so a missing file stands for a machine
+    # without NVRTC (no fallback to the toolkit that this machine has).
+    env = dict(os.environ, FLASHJIT_NVRTC="/nonexistent/flashjit-test/libnvrtc.so.13")
+    out = _run_python("""
+        import json, flashjit
+        spec = flashjit.Spec(dtype="bf16", head_dim=128, mask="causal")
+        src = flashjit.emit(spec, arch="sm_90a")
+        ir = flashjit.emit_ir(spec, arch="sm_90a")
+        tile = flashjit.resolve_tile(spec, "sm_90a")
+        errors = []
+        for call in (lambda: flashjit.compile(spec, arch="sm_90a"), flashjit.nvrtc_library):
+            try:
+                call()
+                errors.append(None)
+            except flashjit.CompileError as e:
+                errors.append(str(e))
+        try:
+            flashjit.compile(spec, arch="sm_91")
+            bad_arch = None
+        except flashjit.ArgumentError as e:
+            bad_arch = str(e)
+        print(json.dumps({"global": "__global__" in src, "ir": len(ir), "wgmma": tile.mma,
+                          "errors": errors, "bad_arch": bad_arch}))
+    """, env)
+    assert out["global"] and out["ir"] > 0 and out["wgmma"] == "wgmma"
+    for msg in out["errors"]:
+        assert msg is not None, "compiled without NVRTC"
+        assert "/nonexistent/flashjit-test/libnvrtc.so.13 (FLASHJIT_NVRTC): not found" in msg
+        assert "pip install" in msg and "nvidia-cuda-nvrtc" in msg
+        assert "CUDA_HOME" in msg and "FLASHJIT_NVRTC to the full path" in msg
+    # The arch is still checked, against flashjit's own list, before NVRTC is needed.
+    assert out["bad_arch"] is not None and "'sm_91' is not a known target" in out["bad_arch"]
+
+
+def test_pip_nvrtc_package_is_searched_before_the_toolkit(tmp_path, cache_dir):
+    # A stand-in for `pip install nvidia-cuda-nvrtc`: the namespace package nvidia/ with
+    # cu13/lib/libnvrtc.so.13 (links to this machine's NVRTC files) on sys.path.
+    real = flashjit.nvrtc_library()["path"]
+    if "/" not in real:
+        pytest.skip(f"NVRTC was found by the loader's own search ({real}); no file to mirror")
+    real_dir = os.path.dirname(os.path.realpath(real))
+    lib_dir = tmp_path / "site" / "nvidia" / f"cu{_C.nvrtc_built_major()}" / "lib"
+    lib_dir.mkdir(parents=True)
+    for name in os.listdir(real_dir):
+        if name.startswith("libnvrtc"):
+            os.symlink(os.path.join(real_dir, name), lib_dir / name)
+    env = {k: v for k, v in os.environ.items() if k != "FLASHJIT_NVRTC"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site")] + [p for p in sys.path if p])
+    out = _run_python("""
+        import json, flashjit
+        lib = flashjit.nvrtc_library()
+        info = flashjit.compile(flashjit.Spec(dtype="fp16", head_dim=64), arch="sm_80", use_cache=False)
+        print(json.dumps({"lib": lib, "elf": info.cubin[:4] == b"\\x7fELF",
+                          "first": flashjit.nvrtc_candidates()[0]}))
+    """, env)
+    expected = str(lib_dir / _C.nvrtc_soname())
+    assert out["lib"]["path"] == expected
+    assert out["lib"]["origin"] == "pip package nvidia-cuda-nvrtc"
+    assert out["first"] == [expected, "pip package nvidia-cuda-nvrtc"]
+    assert out["elf"]

@@ -1,8 +1,8 @@
-// NVRTC: generated CUDA C++ -> cubin. The device templates travel as in-memory headers,
-// so a compile needs no toolkit headers or install paths at run time.
+// NVRTC: generated CUDA C++ -> cubin. The device templates travel as in-memory headers and
+// include no system or CUDA header (templates/flashjit/types.cuh), so a compile passes no -I
+// and needs no toolkit headers at run time: only libnvrtc, which nvrtc_loader.cpp finds.
 #include "flashjit/nvrtc_compiler.h"
 
-#include <nvrtc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "flashjit/error.h"
+#include "flashjit/nvrtc_loader.h"
 
 namespace flashjit {
 namespace {
@@ -33,16 +34,18 @@ constexpr KnownArch kKnownArchs[] = {{80, false}, {86, false}, {87, false}, {89,
 
 void nvrtc_check(nvrtcResult r, const char* what) {
   if (r != NVRTC_SUCCESS)
-    throw CompileError(std::string("flashjit: NVRTC ") + what + " failed: " + nvrtcGetErrorString(r));
+    throw CompileError(std::string("flashjit: NVRTC ") + what + " failed: " + nvrtc().nvrtcGetErrorString(r));
 }
 
-// The arch numbers the linked NVRTC can target (e.g. 75, 80, ..., 120).
+// The arch numbers the loaded NVRTC can target (e.g. 75, 80, ..., 120). Throws (and is
+// retried by the next call) when no NVRTC can be loaded.
 const std::vector<int>& nvrtc_supported_archs() {
   static const std::vector<int> archs = [] {
+    const NvrtcApi& api = nvrtc();
     int n = 0;
-    nvrtc_check(nvrtcGetNumSupportedArchs(&n), "nvrtcGetNumSupportedArchs");
+    nvrtc_check(api.nvrtcGetNumSupportedArchs(&n), "nvrtcGetNumSupportedArchs");
     std::vector<int> v(static_cast<std::size_t>(std::max(n, 0)));
-    if (n > 0) nvrtc_check(nvrtcGetSupportedArchs(v.data()), "nvrtcGetSupportedArchs");
+    if (n > 0) nvrtc_check(api.nvrtcGetSupportedArchs(v.data()), "nvrtcGetSupportedArchs");
     return v;
   }();
   return archs;
@@ -52,7 +55,7 @@ const std::vector<int>& nvrtc_supported_archs() {
 struct ProgramGuard {
   nvrtcProgram prog = nullptr;
   ~ProgramGuard() {
-    if (prog) nvrtcDestroyProgram(&prog);
+    if (prog) nvrtc().nvrtcDestroyProgram(&prog);  // prog exists, so nvrtc() is loaded
   }
 };
 
@@ -107,7 +110,7 @@ int parse_int(const std::string& s) {
 int nvrtc_major_version() {
   static const int major = [] {
     int maj = 0, min = 0;
-    nvrtc_check(nvrtcVersion(&maj, &min), "nvrtcVersion");
+    nvrtc_check(nvrtc().nvrtcVersion(&maj, &min), "nvrtcVersion");
     return maj;
   }();
   return major;
@@ -139,14 +142,18 @@ std::vector<std::string> nvrtc_options(const std::string& arch) {
 
 std::string nvrtc_version_string() {
   int major = 0, minor = 0;
-  nvrtc_check(nvrtcVersion(&major, &minor), "nvrtcVersion");
+  nvrtc_check(nvrtc().nvrtcVersion(&major, &minor), "nvrtcVersion");
   return std::to_string(major) + "." + std::to_string(minor);
 }
 
 void check_arch(const std::string& arch) {
   static const std::regex pattern("sm_([0-9]+)(a?)");
-  const std::vector<int>& supported = nvrtc_supported_archs();
-  auto nvrtc_has = [&](int n) { return std::find(supported.begin(), supported.end(), n) != supported.end(); };
+  // Without a loadable NVRTC the arch is checked against flashjit's own list only: emit and
+  // emit_ir need no compiler, and a compile then stops at nvrtc() with its own message.
+  const std::vector<int>* supported = nvrtc_available() ? &nvrtc_supported_archs() : nullptr;
+  auto nvrtc_has = [&](int n) {
+    return supported == nullptr || std::find(supported->begin(), supported->end(), n) != supported->end();
+  };
 
   std::string allowed;
   for (const KnownArch& k : kKnownArchs) {
@@ -180,8 +187,9 @@ NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_n
     header_contents.push_back(f.content);
   }
 
+  const NvrtcApi& api = nvrtc();  // throws, listing where it looked, if there is no NVRTC
   ProgramGuard guard;
-  nvrtc_check(nvrtcCreateProgram(&guard.prog, source.c_str(), source_name.c_str(),
+  nvrtc_check(api.nvrtcCreateProgram(&guard.prog, source.c_str(), source_name.c_str(),
                                  static_cast<int>(header_names.size()), header_contents.data(),
                                  header_names.data()),
               "nvrtcCreateProgram");
@@ -192,32 +200,32 @@ NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_n
 
   const auto t0 = std::chrono::steady_clock::now();
   const nvrtcResult compile_result =
-      nvrtcCompileProgram(guard.prog, static_cast<int>(option_ptrs.size()), option_ptrs.data());
+      api.nvrtcCompileProgram(guard.prog, static_cast<int>(option_ptrs.size()), option_ptrs.data());
   const auto t1 = std::chrono::steady_clock::now();
 
   // The log is read on success too: ptxas' -v report is in it.
   NvrtcOutput out;
   std::size_t log_size = 0;
-  nvrtc_check(nvrtcGetProgramLogSize(guard.prog, &log_size), "nvrtcGetProgramLogSize");
+  nvrtc_check(api.nvrtcGetProgramLogSize(guard.prog, &log_size), "nvrtcGetProgramLogSize");
   if (log_size > 0) {
     out.log.resize(log_size);
-    nvrtc_check(nvrtcGetProgramLog(guard.prog, &out.log[0]), "nvrtcGetProgramLog");
+    nvrtc_check(api.nvrtcGetProgramLog(guard.prog, &out.log[0]), "nvrtcGetProgramLog");
     while (!out.log.empty() && out.log.back() == '\0') out.log.pop_back();  // size counts the NUL
   }
 
   if (compile_result != NVRTC_SUCCESS) {
     const std::string path = dump_failed_source(source, source_name);
     throw CompileError("flashjit: NVRTC failed to compile " + source_name + " for " + arch + ": " +
-                       nvrtcGetErrorString(compile_result) + "\n" + out.log + "\nsource written to " + path);
+                       api.nvrtcGetErrorString(compile_result) + "\n" + out.log + "\nsource written to " + path);
   }
 
   std::size_t cubin_size = 0;
-  nvrtc_check(nvrtcGetCUBINSize(guard.prog, &cubin_size), "nvrtcGetCUBINSize");
+  nvrtc_check(api.nvrtcGetCUBINSize(guard.prog, &cubin_size), "nvrtcGetCUBINSize");
   if (cubin_size == 0)
     throw CompileError("flashjit: NVRTC produced no cubin for " + source_name + " (arch " + arch +
                        " must be a real sm_ target)");
   out.cubin.resize(cubin_size);
-  nvrtc_check(nvrtcGetCUBIN(guard.prog, &out.cubin[0]), "nvrtcGetCUBIN");
+  nvrtc_check(api.nvrtcGetCUBIN(guard.prog, &out.cubin[0]), "nvrtcGetCUBIN");
 
   out.compile_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   out.resources = parse_ptxas_report(out.log);
