@@ -4,7 +4,7 @@
 # drop-in parity pytest (against torch SDPA and flex_attention), the torch.compile and GPU
 # pytest files, the C++ tuning cases (blocking and background modes) and the accuracy table
 # (bench/accuracy_report.py). Logs in $OUT.
-# Usage: scripts/device_pytorch_native.sh [tests|all]
+# Usage: scripts/device_pytorch_native.sh [first|tests|all]
 set -u
 mode=${1:-all}
 export PYTHONUNBUFFERED=1
@@ -12,8 +12,10 @@ source "$(dirname "$0")/device_lib.sh"
 summary() {
   echo "---- C++ tuning"
   grep -hE "background tuning|autotune on|FAILED|test cases:|All tests passed|expansion" "$OUT"/cpp_tuning.log 2>/dev/null | head -30
+  echo "---- probe"
+  sed -n '/^| phase/,$p' "$OUT/probe.log" 2>/dev/null
   echo "---- pytest"
-  for f in pytest_dropin pytest_rest; do grep -hE "passed|failed|Error" "$OUT/$f.log" 2>/dev/null | tail -3; done
+  for f in pytest_dropin pytest_bwd pytest_rest; do grep -hE "passed|failed|Error" "$OUT/$f.log" 2>/dev/null | tail -3; done
   grep -hE "^(FAILED|ERROR) " "$OUT"/pytest_*.log 2>/dev/null | head -20
   echo "---- host overhead"
   cat "$OUT/host.log" 2>/dev/null | tail -12
@@ -27,17 +29,32 @@ summary() {
   (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
 }
 trap summary EXIT
-build_all python
-cd /tmp
-if [ "$mode" = all ]; then
-  run first_call 420 python3 "$root/bench/bench_first_call.py" --out "$OUT/first_call.json"
-  FLASHJIT_CACHE_DIR=/tmp/fj-host run host 120 python3 "$root/bench/bench_host_overhead.py" --out "$OUT/host_overhead.json"
+# Modes: first (build; probe, host overhead, first call without the blocking mode), tests
+# (build, reusing an installed package when the tree is unchanged; every GPU test; the blocking
+# first calls), all (both, as one call).
+if [ "$mode" = tests ] && python3 -c "import flashjit" 2>/dev/null && [ -f /tmp/fj-installed-tree ] &&
+   [ "$(cat /tmp/fj-installed-tree)" = "$(git -C "$root" diff HEAD | md5sum)$(git -C "$root" rev-parse HEAD)" ]; then
+  run build 300 ninja -C build
+else
+  build_all python
+  echo "$(git -C "$root" diff HEAD | md5sum)$(git -C "$root" rev-parse HEAD)" >/tmp/fj-installed-tree
 fi
-FLASHJIT_CACHE_DIR=/tmp/fj-acc run accuracy 300 python3 "$root/bench/accuracy_report.py" --out "$OUT/accuracy.json" \
-  --markdown "$OUT/accuracy.md" &
-export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache
-run pytest_dropin 400 python3 -m pytest -q -rs "$root/python/tests/test_dropin_gpu.py" &
-run cpp_tuning 300 "$root/build/tests/flashjit_tests" "[gpu][tuning]" &
-wait
-run pytest_rest 400 python3 -m pytest -q -rs "$root/python/tests/test_gpu.py" "$root/python/tests/test_torch_compile_gpu.py" "$root/python/tests/test_variants_gpu.py"
+cd /tmp
+if [ "$mode" = first ] || [ "$mode" = all ]; then
+  run probe 120 python3 "$root/bench/probe_first_call.py" --out "$OUT/probe_first_call.json"
+  FLASHJIT_CACHE_DIR=/tmp/fj-host run host 120 python3 "$root/bench/bench_host_overhead.py" --out "$OUT/host_overhead.json"
+  modes=background,heuristic,flex
+  [ "$mode" = all ] && modes=background,blocking,heuristic,flex
+  run first_call 300 python3 "$root/bench/bench_first_call.py" --modes "$modes" --out "$OUT/first_call.json"
+fi
+if [ "$mode" = tests ] || [ "$mode" = all ]; then
+  export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache
+  run pytest_dropin 400 python3 -m pytest -q -rs "$root/python/tests/test_dropin_gpu.py" "$root/python/tests/test_block_mask_gpu.py" &
+  run cpp_tuning 400 "$root/build/tests/flashjit_tests" "[gpu][tuning],[gpu][variants]~[sanitize],[gpu]~[backward]~[dropout]~[sanitize]~[variants]" &
+  run pytest_bwd 400 python3 -m pytest -q -rs "$root/python/tests/test_backward_gpu.py" "$root/python/tests/test_dropout_gpu.py" &
+  wait
+  run pytest_rest 300 python3 -m pytest -q -rs "$root/python/tests/test_gpu.py" "$root/python/tests/test_torch_compile_gpu.py" "$root/python/tests/test_variants_gpu.py"
+  [ "$mode" = tests ] && run first_call 200 python3 "$root/bench/bench_first_call.py" --modes blocking \
+    --out "$OUT/first_call_blocking.json"
+fi
 cd "$root"

@@ -3,7 +3,7 @@
 # in build-fuzz/ and runs each for a bounded time:
 #
 #   scripts/fuzz.sh [SECONDS] [FUZZER...]    default: 60 s each; fuzz_spec_json fuzz_tuning_record fuzz_cache_entry
-#                                            fuzz_expr
+#                                            fuzz_expr fuzz_cli_args
 #
 # Each fuzzer runs on a copy of its seed corpus (tests/fuzz/corpus/<fuzzer>, never written)
 # in build-fuzz/fuzz-work/<fuzzer>/corpus, which keeps growing from run to run; a crash, a
@@ -24,7 +24,7 @@ seconds=${1:-60}
 [ $# -gt 0 ] && shift
 # (0 would be libFuzzer's "no time limit")
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS >= 1] [FUZZER...]" >&2; exit 2; }
-all_fuzzers=(fuzz_spec_json fuzz_tuning_record fuzz_cache_entry fuzz_expr)
+all_fuzzers=(fuzz_spec_json fuzz_tuning_record fuzz_cache_entry fuzz_expr fuzz_cli_args)
 fuzzers=("$@")
 [ ${#fuzzers[@]} -gt 0 ] || fuzzers=("${all_fuzzers[@]}")
 build=${FLASHJIT_FUZZ_BUILD_DIR:-build-fuzz}

@@ -671,6 +671,17 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                        rng)
         return (out, lse_out) if return_lse else out
 
+    if not compiling and _eager_launchable(torch, q, k, v):
+        # Eager: launch from here (autograd through a torch.autograd.Function when it records
+        # the call), not through the custom op: its first call imports torch._dynamo (seconds),
+        # and its dispatch and the DLPack exports cost several times the launch (docs/python.md).
+        state = rng_state()
+        if needs_grad:
+            o, lse = _torch_ops.eager_function(torch).apply(q, k, v, spec_json, bool(deterministic), state, *caps)
+        else:
+            o, lse = _torch_ops.launch_forward(torch, q, k, v, spec_json, caps, state, want_lse, placeholder=False)
+        return (o, lse) if return_lse else o
+
     # Under torch.compile the op is named through torch.ops (what Dynamo puts in the graph; _plan
     # has defined it); eagerly, ops() defines it on first use.
     fwd = torch.ops.flashjit.attention_fwd.default if compiling else _torch_ops.ops(torch).attention_fwd
@@ -690,6 +701,18 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
 
 
 _NO_RNG = (0, 0, 0)
+
+
+def _eager_launchable(torch: Any, q: Any, k: Any, v: Any) -> bool:
+    """Whether a call may skip the custom op and launch from Python: plain torch tensors, no
+    TorchDispatchMode (FakeTensorMode, make_fx) and no functorch transform (vmap, grad)
+    active, which see only the op's dispatch. Unknown torch internals: take the op."""
+    C = torch._C
+    try:
+        return (type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor
+                and not C._len_torch_dispatch_stack() and not C._are_functorch_transforms_active())
+    except AttributeError:
+        return False
 
 
 def _dropout_p(p: Any) -> float:

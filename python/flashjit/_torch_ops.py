@@ -28,13 +28,19 @@ a spec compiles its kernels (NVRTC, or a cache hit); later calls, CUDA-graph cap
 included, only launch.
 
 Made on first use (``ops(torch)``), so that flashjit imports without torch.
+
+Eager calls do not go through these ops (flashjit.attention calls ``launch_forward`` itself,
+and ``eager_function(torch)``, a torch.autograd.Function with the same formula, when autograd
+records the call): a custom op's first call imports torch._dynamo (seconds), and each call
+costs more in dispatch than the launch. torch.compile, AOTAutograd, FakeTensorMode and
+functorch transforms get the ops.
 """
 
 import functools
 import json
 import threading
 import types
-from typing import Any
+from typing import Any, Optional
 
 from . import _C
 
@@ -102,6 +108,146 @@ def _dropout_ptr(torch: Any, spec_json: str, state: Any, q: Any, op: str) -> int
     return int(state.data_ptr())
 
 
+_TORCH_DTYPE_NAMES: dict = {}
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = _TORCH_DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _TORCH_DTYPE_NAMES[dtype] = str(dtype).rsplit(".", 1)[-1]
+    return name
+
+
+def _current_stream(torch: Any, index: int) -> int:
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return int(raw(index))
+    return int(torch.cuda.current_stream(index).cuda_stream)
+
+
+def _raw_captures(torch: Any, captures: Any, q: Any) -> list:
+    """The captured tensors as _C.forward_torch takes them: (address, dtype, sizes, strides)."""
+    raw = []
+    for i, t in enumerate(captures):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"flashjit.attention: captured tensor {i} must be a torch.Tensor like q; "
+                            f"got {type(t).__name__}")
+        if t.device != q.device:
+            raise ValueError(f"flashjit.attention: captured tensor {i} is on {t.device} but q is on {q.device}; "
+                             "all tensors must be on one device")
+        raw.append((t.data_ptr(), _dtype_name(t.dtype), tuple(t.shape), t.stride()))
+    return raw
+
+
+def launch_forward(torch: Any, q: Any, k: Any, v: Any, spec_json: str, captures: Any, dropout_state: Any = None,
+                   want_lse: Optional[bool] = None, placeholder: bool = True) -> Any:
+    """attention_fwd's computation, (out, lse), for real CUDA tensors on q's device: fresh
+    outputs and one _C.forward_torch on torch's current stream (tensors as addresses, sizes and
+    strides: no DLPack export). want_lse: whether the spec returns the LSE (None: read it from
+    spec_json); without it lse is an empty (0,) tensor, or None when not ``placeholder``."""
+    if want_lse is None:
+        want_lse = _returns_lse(spec_json)
+    b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    out = torch.empty((b, hq, nq, v.shape[3]), dtype=q.dtype, device=q.device)
+    lse = None
+    if want_lse or placeholder:
+        lse = torch.empty((b, hq, nq) if want_lse else (0,), dtype=torch.float32, device=q.device)
+    state = _dropout_ptr(torch, spec_json, dropout_state, q, "attention_fwd")
+    if b == 0 or hq == 0 or nq == 0:
+        return out, lse  # nothing to compute
+    if nk == 0:  # no key at all: every row is fully masked
+        out.zero_()
+        if lse is not None:
+            lse.fill_(float("-inf"))
+        return out, lse
+    index = q.device.index
+    _C.forward_torch(spec_json, index, _dtype_name(q.dtype), q.data_ptr(), q.shape, q.stride(), k.data_ptr(),
+                     k.shape, k.stride(), v.data_ptr(), v.shape, v.stride(), out.data_ptr(),
+                     lse.data_ptr() if want_lse else 0, _current_stream(torch, index),
+                     _raw_captures(torch, captures, q) if captures else [], 0, 0, state)
+    return out, lse
+
+
+def launch_backward(torch: Any, dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
+                    captures: Any, deterministic: bool = False, capture_grad_index: Any = (),
+                    dropout_state: Any = None) -> Any:
+    """attention_bwd's computation: (dq, dk, dv, [float32 gradients of the indexed captures])."""
+    state = _dropout_ptr(torch, spec_json, dropout_state, q, "attention_bwd")
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dcaps = [q.new_empty(tuple(captures[i].shape), dtype=torch.float32) for i in capture_grad_index]
+    b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    if not (b and hq and nq and nk):
+        return dq.zero_(), dk.zero_(), dv.zero_(), [g.zero_() for g in dcaps]
+    if lse.dim() != 3:
+        raise ValueError("flashjit::attention_bwd: lse must be the forward's (batch, heads_q, seqlen_q) "
+                         "log-sum-exp; the forward's spec needs return_lse")
+    # The kernels read 16-byte aligned rows with a contiguous last dim.
+    if dout.stride(-1) != 1 or any(st % 8 for st in dout.stride()[:-1]) or dout.data_ptr() % 16:
+        dout = dout.contiguous()
+    ws = torch.empty(_C.backward_workspace_bytes(spec_json, b, nq), dtype=torch.uint8, device=q.device)
+    stream = _current_stream(torch, q.device.index)
+    with torch.cuda.device(q.device):
+        _C.backward(spec_json, q, k, v, out, lse, dout, dq, dk, dv, stream, list(captures), ws,
+                    deterministic=bool(deterministic), capture_grad_index=[int(i) for i in capture_grad_index],
+                    capture_grads=dcaps, dropout_state=state)
+    return dq, dk, dv, dcaps
+
+
+def _grads(torch: Any, bwd: Any, saved: Any, spec_json: str, num_captures: int, has_state: bool,
+           deterministic: bool, dout: Any, capture_needs: Any) -> Any:
+    """The autograd formula shared by the op's and the eager Function's backward: (dq, dk, dv,
+    [gradient or None per capture]). bwd: attention_bwd (the op, or launch_backward)."""
+    q, k, v, out, lse, *captures = saved
+    state = captures.pop() if has_state else None
+    if lse.dim() != 3:
+        raise RuntimeError("flashjit::attention_fwd: this call's spec has no return_lse, so it cannot be "
+                           "differentiated (flashjit.attention sets it when q, k or v require grad)")
+    if dout is None:
+        dout = torch.zeros_like(out)
+    # Captures that require grad and that the score_mod reads differentiably get one (the
+    # others, e.g. a mask's document ids, are piecewise constant in the loss: None).
+    wanted = _grad_captures(spec_json)
+    index = [i for i, need in enumerate(capture_needs) if need and i in wanted]
+    dq, dk, dv, dcaps = bwd(dout, q, k, v, out, lse, spec_json, captures, deterministic, index, state)
+    cap_grads = [None] * num_captures
+    for i, g in zip(index, dcaps):
+        cap_grads[i] = g.to(captures[i].dtype)
+    return dq, dk, dv, cap_grads
+
+
+_EAGER = None
+
+
+def eager_function(torch: Any) -> Any:
+    """A torch.autograd.Function with attention_fwd's autograd formula for eager calls:
+    ``eager_function(torch).apply(q, k, v, spec_json, deterministic, dropout_state, *captures)``
+    -> (out, lse); lse is not differentiable."""
+    global _EAGER
+    if _EAGER is not None:
+        return _EAGER
+
+    class EagerAttention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, q: Any, k: Any, v: Any, spec_json: str, deterministic: bool, state: Any,
+                    *captures: Any) -> Any:
+            out, lse = launch_forward(torch, q, k, v, spec_json, captures, state)
+            ctx.save_for_backward(q, k, v, out, lse, *captures, *((state,) if state is not None else ()))
+            ctx.spec_json, ctx.deterministic = spec_json, bool(deterministic)
+            ctx.num_captures, ctx.has_state = len(captures), state is not None
+            ctx.mark_non_differentiable(lse)
+            return out, lse
+
+        @staticmethod
+        def backward(ctx: Any, dout: Any, _dlse: Any) -> Any:
+            bwd = functools.partial(launch_backward, torch)
+            dq, dk, dv, cap_grads = _grads(torch, bwd, ctx.saved_tensors, ctx.spec_json, ctx.num_captures,
+                                           ctx.has_state, ctx.deterministic, dout, ctx.needs_input_grad[6:])
+            return (dq, dk, dv, None, None, None, *cap_grads)
+
+    _EAGER = EagerAttention
+    return _EAGER
+
+
 def _define(torch: Any) -> Any:
     lib = "flashjit"
     existing = getattr(torch.ops, lib, None)
@@ -117,62 +263,27 @@ def _define(torch: Any) -> Any:
 
     def attention_fwd(q: Any, k: Any, v: Any, spec_json: str, captures: Any, deterministic: bool = False,
                       dropout_state: Any = None) -> Any:
-        out_shape, lse_shape = fwd_shapes(q, k, v, spec_json)
-        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
-        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
-        state = _dropout_ptr(torch, spec_json, dropout_state, q, "attention_fwd")
-        b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-        if b == 0 or hq == 0 or nq == 0:
-            return out, lse  # nothing to compute
-        if nk == 0:  # no key at all: every row is fully masked
-            out.zero_()
-            lse.fill_(float("-inf"))
-            return out, lse
-        lse_arg = lse if lse.numel() else None
-        stream = torch.cuda.current_stream(q.device).cuda_stream
         if q.device.index != torch.cuda.current_device():
             with torch.cuda.device(q.device):
-                _C.forward(spec_json, q, k, v, out, lse_arg, stream, list(captures), dropout_state=state)
-        else:
-            _C.forward(spec_json, q, k, v, out, lse_arg, stream, list(captures), dropout_state=state)
-        return out, lse
+                return launch_forward(torch, q, k, v, spec_json, captures, dropout_state)
+        return launch_forward(torch, q, k, v, spec_json, captures, dropout_state)
 
     def attention_fwd_fake(q: Any, k: Any, v: Any, spec_json: str, captures: Any, deterministic: bool = False,
                            dropout_state: Any = None) -> Any:
         out_shape, lse_shape = fwd_shapes(q, k, v, spec_json)
         return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
 
-    def capture_grad_buffers(captures: Any, capture_grad_index: Any, like: Any) -> list:
-        return [like.new_empty(tuple(captures[i].shape), dtype=torch.float32) for i in capture_grad_index]
-
     def attention_bwd(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
                       captures: Any, deterministic: bool = False, capture_grad_index: Any = (),
                       dropout_state: Any = None) -> Any:
-        state = _dropout_ptr(torch, spec_json, dropout_state, q, "attention_bwd")
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        dcaps = capture_grad_buffers(captures, capture_grad_index, q)
-        b, hq, nq, nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-        if not (b and hq and nq and nk):
-            return dq.zero_(), dk.zero_(), dv.zero_(), [g.zero_() for g in dcaps]
-        if lse.dim() != 3:
-            raise ValueError("flashjit::attention_bwd: lse must be the forward's (batch, heads_q, seqlen_q) "
-                             "log-sum-exp; the forward's spec needs return_lse")
-        # The kernels read 16-byte aligned rows with a contiguous last dim.
-        if dout.stride(-1) != 1 or any(st % 8 for st in dout.stride()[:-1]) or dout.data_ptr() % 16:
-            dout = dout.contiguous()
-        ws = torch.empty(_C.backward_workspace_bytes(spec_json, b, nq), dtype=torch.uint8, device=q.device)
-        stream = torch.cuda.current_stream(q.device).cuda_stream
-        with torch.cuda.device(q.device):
-            _C.backward(spec_json, q, k, v, out, lse, dout, dq, dk, dv, stream, list(captures), ws,
-                        deterministic=bool(deterministic), capture_grad_index=[int(i) for i in capture_grad_index],
-                        capture_grads=dcaps, dropout_state=state)
-        return dq, dk, dv, dcaps
+        return launch_backward(torch, dout, q, k, v, out, lse, spec_json, captures, deterministic,
+                               capture_grad_index, dropout_state)
 
     def attention_bwd_fake(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, spec_json: str,
                            captures: Any, deterministic: bool = False, capture_grad_index: Any = (),
                            dropout_state: Any = None) -> Any:
         return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
-                capture_grad_buffers(captures, capture_grad_index, q))
+                [q.new_empty(tuple(captures[i].shape), dtype=torch.float32) for i in capture_grad_index])
 
     fwd = torch.library.custom_op(f"{lib}::attention_fwd", attention_fwd, mutates_args=(),
                                   device_types="cuda", schema=FWD_SCHEMA)
@@ -197,22 +308,9 @@ def _define(torch: Any) -> Any:
         ctx.mark_non_differentiable(lse)
 
     def backward(ctx: Any, dout: Any, _dlse: Any) -> Any:
-        q, k, v, out, lse, *captures = ctx.saved_tensors
-        state = captures.pop() if ctx.has_dropout_state else None
-        if lse.dim() != 3:
-            raise RuntimeError("flashjit::attention_fwd: this call's spec has no return_lse, so it cannot be "
-                               "differentiated (flashjit.attention sets it when q, k or v require grad)")
-        if dout is None:
-            dout = torch.zeros_like(out)
-        # Captures that require grad and that the score_mod reads differentiably get one (the
-        # others, e.g. a mask's document ids, are piecewise constant in the loss: None).
         needs = ctx.needs_input_grad[4] if len(ctx.needs_input_grad) > 4 else []
-        wanted = _grad_captures(ctx.spec_json)
-        index = [i for i, need in enumerate(needs) if need and i in wanted]
-        dq, dk, dv, dcaps = bwd_op(dout, q, k, v, out, lse, ctx.spec_json, captures, ctx.deterministic, index, state)
-        cap_grads = [None] * ctx.num_captures
-        for i, g in zip(index, dcaps):
-            cap_grads[i] = g.to(captures[i].dtype)
+        dq, dk, dv, cap_grads = _grads(torch, bwd_op, ctx.saved_tensors, ctx.spec_json, ctx.num_captures,
+                                       ctx.has_dropout_state, ctx.deterministic, dout, needs)
         # One gradient per argument the call passed: inputs above has the schema's defaults
         # filled in, needs_input_grad has what the caller gave (deterministic, dropout_state may
         # be absent; dropout_state, an int64 tensor, gets None).

@@ -1,14 +1,18 @@
 // forward() and backward(): tensors come in through DLPack (nb::ndarray<>), so torch, CuPy, JAX or any
 // producer of __dlpack__ works without this module depending on any of them.
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 
 #include "bindings.h"
@@ -210,6 +214,67 @@ DropoutRng dropout_rng(uint64_t seed, uint64_t offset, uintptr_t device_state) {
   return rng;
 }
 
+// The PreparedForward of a spec JSON: the bindings are called with the same few strings
+// over and over; each is parsed, validated and prepared once (bounded, like parsed_spec).
+PreparedForward prepared_forward(const std::string& spec_json) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, PreparedForward> prepared;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = prepared.find(spec_json);
+    if (it != prepared.end()) return it->second;
+  }
+  PreparedForward p(parsed_spec(spec_json));
+  std::lock_guard<std::mutex> lock(mu);
+  if (prepared.size() > 4096) prepared.clear();
+  return prepared.emplace(spec_json, p).first->second;
+}
+
+using Dims = std::array<int64_t, 4>;
+
+// A torch tensor as forward_torch receives it: its address, sizes and strides (elements),
+// read in Python without the DLPack export, which costs more than the launch. Rank 4.
+TensorView raw_view(uintptr_t data, ElemType t, const Dims& sizes, const Dims& strides) {
+  TensorView v;
+  v.data = reinterpret_cast<void*>(data);
+  v.dtype = t;
+  v.rank = 4;
+  for (int i = 0; i < 4; ++i) v.sizes[i] = sizes[i], v.strides[i] = strides[i];
+  return v;
+}
+
+ElemType elem_type_named(const std::string& name, const std::string& param) {
+  static const std::unordered_map<std::string, ElemType> types = {
+      {"float16", ElemType::f16}, {"bfloat16", ElemType::bf16}, {"float32", ElemType::f32},
+      {"int32", ElemType::i32},   {"int64", ElemType::i64},     {"bool", ElemType::boolean}};
+  auto it = types.find(name);
+  if (it == types.end())
+    throw ArgumentError(param, "dtype " + name + " is not supported; allowed: int32, int64, float32, float16, "
+                               "bfloat16, bool");
+  return it->second;
+}
+
+// (address, dtype name, sizes, strides) of one captured tensor, rank 1 to 4.
+using RawCapture = std::tuple<uintptr_t, std::string, std::vector<int64_t>, std::vector<int64_t>>;
+
+std::vector<TensorView> raw_capture_views(const AttentionSpec& spec, const std::vector<RawCapture>& captures) {
+  std::vector<TensorView> views;
+  for (size_t i = 0; i < captures.size(); ++i) {
+    const std::string name = i < spec.captures.size() ? "captures." + spec.captures[i].name
+                                                      : "captures[" + std::to_string(i) + "]";
+    const auto& [data, dtype, sizes, strides] = captures[i];
+    if (sizes.size() < 1 || sizes.size() > 4 || strides.size() != sizes.size())
+      throw ArgumentError(name, "must have 1 to 4 dimensions; got " + std::to_string(sizes.size()));
+    TensorView v;
+    v.data = reinterpret_cast<void*>(data);
+    v.dtype = elem_type_named(dtype, name);
+    v.rank = static_cast<int>(sizes.size());
+    for (int d = 0; d < v.rank; ++d) v.sizes[d] = sizes[d], v.strides[d] = strides[d];
+    views.push_back(v);
+  }
+  return views;
+}
+
 }  // namespace
 
 void bind_forward(nb::module_& m) {
@@ -218,7 +283,8 @@ void bind_forward(nb::module_& m) {
       [](const std::string& spec_json, const Array& q, const Array& k, const Array& v,
          const Array& o, std::optional<Array> lse, uintptr_t stream, const std::vector<Array>& captures,
          uint64_t dropout_seed, uint64_t dropout_offset, uintptr_t dropout_state) {
-        const AttentionSpec spec = parsed_spec(spec_json);
+        const PreparedForward prepared = prepared_forward(spec_json);
+        const AttentionSpec& spec = prepared.spec();
         int32_t device = -1;
         const TensorView qv = view_of(q, "q", 4, &device);
         const TensorView kv = view_of(k, "k", 4, &device);
@@ -231,7 +297,7 @@ void bind_forward(nb::module_& m) {
         DeviceContextGuard on_device(device, "q");  // the tensors' GPU, not only the current one
         {
           nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
-          forward(spec, qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream), cv, rng);
+          prepared(qv, kv, vv, ov, lv ? &*lv : nullptr, reinterpret_cast<CUstream_st*>(stream), cv, rng);
         }
         on_device.pop();
       },
@@ -246,6 +312,42 @@ void bind_forward(nb::module_& m) {
       "`dropout_state`, the address (an int, 8-byte aligned) of two uint64 {seed, offset} in device "
       "memory that the kernel reads when it runs, or when that is 0 the host values `dropout_seed`, "
       "`dropout_offset`; ignored without dropout. Pass backward() the same.");
+
+  m.def(
+      "forward_torch",
+      [](const std::string& spec_json, int32_t device, const std::string& dtype, uintptr_t q, const Dims& q_sizes,
+         const Dims& q_strides, uintptr_t k, const Dims& k_sizes, const Dims& k_strides, uintptr_t v,
+         const Dims& v_sizes, const Dims& v_strides, uintptr_t o, uintptr_t lse, uintptr_t stream,
+         const std::vector<RawCapture>& captures, uint64_t dropout_seed, uint64_t dropout_offset,
+         uintptr_t dropout_state) {
+        const PreparedForward prepared = prepared_forward(spec_json);
+        const ElemType t = elem_type_named(dtype, "q");
+        const TensorView qv = raw_view(q, t, q_sizes, q_strides);
+        const TensorView kv = raw_view(k, t, k_sizes, k_strides);
+        const TensorView vv = raw_view(v, t, v_sizes, v_strides);
+        const int64_t b = q_sizes[0], h = q_sizes[1], n = q_sizes[2], dv = v_sizes[3];
+        const TensorView ov = raw_view(o, t, {b, h, n, dv}, {h * n * dv, n * dv, dv, 1});
+        const TensorView lv = TensorView::lse(reinterpret_cast<float*>(lse), b, h, n);
+        const std::vector<TensorView> cv = raw_capture_views(prepared.spec(), captures);
+        const DropoutRng rng = dropout_rng(dropout_seed, dropout_offset, dropout_state);
+        DeviceContextGuard on_device(device, "q");
+        {
+          nb::gil_scoped_release release;  // the first call of a spec may compile (seconds)
+          prepared(qv, kv, vv, ov, lse ? &lv : nullptr, reinterpret_cast<CUstream_st*>(stream), cv, rng);
+        }
+        on_device.pop();
+      },
+      nb::arg("spec_json"), nb::arg("device"), nb::arg("dtype"), nb::arg("q"), nb::arg("q_sizes"),
+      nb::arg("q_strides"), nb::arg("k"), nb::arg("k_sizes"), nb::arg("k_strides"), nb::arg("v"),
+      nb::arg("v_sizes"), nb::arg("v_strides"), nb::arg("o"), nb::arg("lse"), nb::arg("stream"),
+      nb::arg("captures"), nb::arg("dropout_seed") = 0, nb::arg("dropout_offset") = 0, nb::arg("dropout_state") = 0,
+      "forward() for torch's eager calls, without DLPack (whose export costs more than the launch): "
+      "q, k, v as (address, sizes, strides in elements) of rank 4 on CUDA device `device`, all of "
+      "dtype `dtype` ('float16' or 'bfloat16'); o a fresh contiguous (b, heads_q, seqlen_q, head_dim_v) "
+      "tensor's address, lse a contiguous float32 (b, heads_q, seqlen_q) one's or 0; captures as "
+      "(address, dtype name, sizes, strides). The caller (flashjit.attention) has checked that "
+      "every tensor is a CUDA tensor on `device`; shapes, strides, dtypes against the spec, "
+      "alignment and capture index ranges are checked here as by forward().");
 
   m.def(
       "backward",

@@ -545,3 +545,38 @@ def test_pip_nvrtc_package_is_searched_before_the_toolkit(tmp_path, cache_dir):
     assert out["lib"]["origin"] == "pip package nvidia-cuda-nvrtc"
     assert out["first"] == [expected, "pip package nvidia-cuda-nvrtc"]
     assert out["elf"]
+
+
+# --- _C.forward_torch (eager torch calls: tensors as addresses, sizes, strides) ------------
+
+def test_forward_torch_checks_arguments_before_any_launch():
+    """The eager path's entry validates like forward() (the checks run before the GPU is
+    needed, so they run here): each error names the parameter and what is allowed."""
+    spec = Spec(dtype="bf16", head_dim=64, num_heads_q=2, num_heads_kv=2).to_json()
+    sizes, strides = (1, 2, 16, 64), (2048, 1024, 64, 1)
+
+    def call(**changes):
+        args = dict(spec_json=spec, device=0, dtype="bfloat16", q=256, q_sizes=sizes, q_strides=strides, k=256,
+                    k_sizes=sizes, k_strides=strides, v=256, v_sizes=sizes, v_strides=strides, o=256, lse=0,
+                    stream=0, captures=[])
+        args.update(changes)
+        _C.forward_torch(**args)
+
+    with pytest.raises(flashjit.ArgumentError, match=r"q: dtype is float32, the spec says bf16"):
+        call(dtype="float32")
+    with pytest.raises(flashjit.ArgumentError, match=r"q: dtype complex64 is not supported"):
+        call(dtype="complex64")
+    with pytest.raises(flashjit.ArgumentError, match=r"k: the last dim \(head_dim\) must be contiguous"):
+        call(k_strides=(2048, 1024, 64, 2))
+    with pytest.raises(flashjit.ArgumentError, match=r"q: size 3 of dim 1 \(num_heads_q of the spec\) must be 2"):
+        call(q_sizes=(1, 3, 16, 64))
+    with pytest.raises(flashjit.ArgumentError, match=r"lse"):
+        _C.forward_torch(Spec(dtype="bf16", head_dim=64, return_lse=True).to_json(), 0, "bfloat16", 256,
+                         (1, 1, 16, 64), (1024, 1024, 64, 1), 256, (1, 1, 16, 64), (1024, 1024, 64, 1), 256,
+                         (1, 1, 16, 64), (1024, 1024, 64, 1), 256, 0, 0, [])
+    capture_spec = Spec(dtype="bf16", head_dim=64, mask="custom", mask_expr="doc[q_idx] == doc[kv_idx]",
+                        captures=(("doc", "i32", 1),)).to_json()
+    with pytest.raises(flashjit.ArgumentError, match=r"captures.doc: dtype uint8 is not supported"):
+        _C.forward_torch(capture_spec, 0, "bfloat16", 256, (1, 1, 16, 64), (1024, 1024, 64, 1), 256,
+                         (1, 1, 16, 64), (1024, 1024, 64, 1), 256, (1, 1, 16, 64), (1024, 1024, 64, 1), 256, 0, 0,
+                         [(512, "uint8", [16], [1])])

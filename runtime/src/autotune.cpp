@@ -91,7 +91,7 @@ TuneMode tune_mode() {
 }
 
 TileConfig remembered_or_decide_interim(const std::string& digest,
-                                       const std::function<std::pair<TileConfig, bool>()>& decide) {
+                                       const std::function<std::pair<TileConfig, bool>()>& decide, bool* is_final) {
   static std::mutex mu;         // guards `tiles`; held only for lookups and inserts
   static std::mutex decide_mu;  // held while a new digest is decided, so it is tuned once
   static std::unordered_map<std::string, TileConfig> tiles;
@@ -101,6 +101,7 @@ TileConfig remembered_or_decide_interim(const std::string& digest,
     if (it == tiles.end()) return std::nullopt;
     return it->second;
   };
+  if (is_final) *is_final = true;
   if (std::optional<TileConfig> t = remembered()) return *t;
   std::lock_guard<std::mutex> deciding(decide_mu);
   if (std::optional<TileConfig> t = remembered()) return *t;  // decided while we waited
@@ -109,6 +110,7 @@ TileConfig remembered_or_decide_interim(const std::string& digest,
     std::lock_guard<std::mutex> lock(mu);
     tiles.emplace(digest, t);
   }
+  if (is_final) *is_final = final;
   return t;
 }
 

@@ -75,9 +75,26 @@ std::string emit_ir(const AttentionSpec& spec, const std::string& arch, const st
 
 CompiledKernel compile_source(const std::string& name, const std::string& source, const std::string& arch,
                               const std::string& meta_json, int threads, int dynamic_smem_bytes,
-                              const TileConfig& tile, bool use_cache) {
+                              const TileConfig& tile, bool use_cache, bool quick) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<std::string> nvrtc_opts = nvrtc_options(arch);
+  // In-process memory cache: a second compile of the same source is free.
+  static std::mutex mu;
+  static std::map<std::string, CompiledKernel> memory;
+  if (quick) {
+    // The fully optimised kernel, where a cache has it, costs less than any compile.
+    const std::string full_key = kernel_cache_key(source, arch, nvrtc_options(arch));
+    bool cached = false;
+    if (use_cache) {
+      std::lock_guard<std::mutex> lock(mu);
+      cached = memory.count(full_key) > 0;
+    }
+    if (use_cache && !cached) cached = DiskCache(DiskCache::default_dir()).load(full_key).has_value();
+    if (cached)
+      quick = false;
+    else
+      use_cache = false;  // a quick kernel serves this process only
+  }
+  const std::vector<std::string> nvrtc_opts = nvrtc_options(arch, quick);
   const std::string key = kernel_cache_key(source, arch, nvrtc_opts);
 
   CompiledKernel out;
@@ -88,9 +105,6 @@ CompiledKernel compile_source(const std::string& name, const std::string& source
   out.dynamic_smem_bytes = dynamic_smem_bytes;
   out.tile = tile;
 
-  // In-process memory cache: a second compile of the same source is free.
-  static std::mutex mu;
-  static std::map<std::string, CompiledKernel> memory;
   if (use_cache) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = memory.find(key);
@@ -119,7 +133,7 @@ CompiledKernel compile_source(const std::string& name, const std::string& source
     if (detail::log_enabled())
       detail::log_line(fmt::format("compile {} {} (cache hit, disk {})", out.kernel_name, arch, out.cache_path));
   } else {
-    NvrtcOutput compiled = nvrtc_compile(source, name + ".cu", arch);
+    NvrtcOutput compiled = nvrtc_compile(source, name + ".cu", arch, quick);
     out.image = std::move(compiled.cubin);
     out.log = std::move(compiled.log);
     out.resources = compiled.resources;
@@ -127,7 +141,8 @@ CompiledKernel compile_source(const std::string& name, const std::string& source
     ++detail::counters().compiles;
     if (detail::log_enabled())
       detail::log_line(
-          fmt::format("compile {} {} (cache miss, NVRTC {:.1f} ms)", out.kernel_name, arch, out.compile_ms));
+          fmt::format("compile {} {} ({}, NVRTC {:.1f} ms)", out.kernel_name, arch,
+                      quick ? "quick, not cached" : "cache miss", out.compile_ms));
     if (use_cache) {
       const CacheEntry e = cache_entry_for(out, meta_json);
       try {
@@ -155,7 +170,7 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options)
   const std::string arch = resolve_arch(options.arch);
   const GeneratedKernel g = generate(spec, arch);
   return compile_source(g.kernel.name, g.source, arch, spec_to_json(g.spec), 32 * g.spec.tile->warps,
-                        passes::smem_bytes(g.spec, *g.spec.tile), *g.spec.tile, options.use_cache);
+                        passes::smem_bytes(g.spec, *g.spec.tile), *g.spec.tile, options.use_cache, options.quick);
 }
 
 }  // namespace flashjit

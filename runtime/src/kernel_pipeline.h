@@ -21,9 +21,10 @@ std::string resolve_arch(const std::string& arch);
 GeneratedKernel generate(const AttentionSpec& spec, const std::string& arch);
 
 // NVRTC with the memory and disk caches, for any kernel kind: `meta_json` is stored beside
-// the cubin (what produced it), `tile` reported back as is.
+// the cubin (what produced it), `tile` reported back as is. quick: NVRTC's fast-compile mode
+// (nvrtc_options), and neither cache: such a kernel serves one process while it tunes.
 CompiledKernel compile_source(const std::string& name, const std::string& source, const std::string& arch,
                               const std::string& meta_json, int threads, int dynamic_smem_bytes,
-                              const TileConfig& tile, bool use_cache);
+                              const TileConfig& tile, bool use_cache, bool quick = false);
 
 }  // namespace flashjit

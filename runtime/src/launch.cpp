@@ -31,10 +31,11 @@ const LoadedKernel& loaded_module(CUcontext ctx, const std::string& key, const s
   return loaded.emplace(std::make_pair(ctx, key), std::move(lk)).first->second;
 }
 
-const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch) {
-  return loaded_module(ctx, spec_to_json(spec) + "@" + arch, [&] {
+const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch, bool quick) {
+  return loaded_module(ctx, spec_to_json(spec) + "@" + arch + (quick ? "#quick" : ""), [&] {
     CompileOptions opts;
     opts.arch = arch;
+    opts.quick = quick;
     return compile(spec, opts);
   });
 }

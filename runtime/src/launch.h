@@ -25,7 +25,7 @@ struct LoadedKernel {
 // Every kernel kind goes through here.
 const LoadedKernel& loaded_module(CUcontext ctx, const std::string& key, const std::function<CompiledKernel()>& compile_fn);
 // The forward kernel for `spec` (tile set).
-const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch);
+const LoadedKernel& loaded_kernel(const AttentionSpec& spec, CUcontext ctx, const std::string& arch, bool quick = false);
 
 FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
                       const TensorView* lse, const ProblemShape& shape, const std::vector<TensorView>& captures);

@@ -118,7 +118,7 @@ int nvrtc_major_version() {
 
 }  // namespace
 
-std::vector<std::string> nvrtc_options(const std::string& arch) {
+std::vector<std::string> nvrtc_options(const std::string& arch, bool quick) {
   // No fast-math flags: the kernels' softmax uses exp2 with explicitly pre-scaled
   // inputs, and the generated code chooses its approximate intrinsics itself.
   // --ptxas-options=-v puts the register/smem/spill report into the log.
@@ -137,6 +137,7 @@ std::vector<std::string> nvrtc_options(const std::string& arch) {
   // report, so no register/spill numbers (seen on an H200 machine). flashjit keeps its
   // own cache keyed on everything, so NVRTC's is redundant: turn it off.
   if (nvrtc_major_version() >= 13) opts.push_back("-no-cache");
+  if (quick) opts.push_back("--Ofast-compile=max");  // NVRTC 12.8 and later
   return opts;
 }
 
@@ -177,7 +178,8 @@ void check_arch(const std::string& arch) {
   throw ArgumentError("arch", "'" + arch + "' is not a known target; allowed: " + allowed);
 }
 
-NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_name, const std::string& arch) {
+NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_name, const std::string& arch,
+                          bool quick) {
   check_arch(arch);
 
   const std::vector<EmbeddedFile>& templates = embedded_templates();
@@ -194,7 +196,7 @@ NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_n
                                  header_names.data()),
               "nvrtcCreateProgram");
 
-  const std::vector<std::string> options = nvrtc_options(arch);
+  const std::vector<std::string> options = nvrtc_options(arch, quick);
   std::vector<const char*> option_ptrs;
   for (const std::string& o : options) option_ptrs.push_back(o.c_str());
 

@@ -36,8 +36,10 @@ TuneMode tune_mode();
 TileConfig remembered_or_decide(const std::string& digest, const std::function<TileConfig()>& decide);
 // The same where decide() may return an interim tile ({tile, false}: used for this call, not
 // remembered, so the next call decides again): background tuning's heuristic phase.
+// *is_final (when given): whether the tile returned is the remembered, final one.
 TileConfig remembered_or_decide_interim(const std::string& digest,
-                                       const std::function<std::pair<TileConfig, bool>()>& decide);
+                                       const std::function<std::pair<TileConfig, bool>()>& decide,
+                                       bool* is_final = nullptr);
 
 // compile(i) for i in [0, n) on one worker per core, at most max_workers (0 = no limit)
 // (NVRTC is thread-safe and the caches are guarded); the error of each ("" where it compiled).

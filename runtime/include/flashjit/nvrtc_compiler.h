@@ -26,7 +26,9 @@ struct NvrtcOutput {
 // --ptxas-options=-v (the resource report), -lineinfo only with FLASHJIT_LINEINFO=1 (it makes
 // the cubin depend on the working directory), -no-cache on NVRTC >= 13 (its own cache would
 // drop that report). No fast-math flags: the templates choose their approximations. Part of the cache key.
-std::vector<std::string> nvrtc_options(const std::string& arch);
+// quick: also --Ofast-compile=max (about half the compile time for a slower kernel, which may
+// use local memory): background tuning's interim kernel, never a tuned or cached one.
+std::vector<std::string> nvrtc_options(const std::string& arch, bool quick = false);
 // "13.0"
 std::string nvrtc_version_string();
 // Accepts sm_80, sm_86, sm_89, sm_90, sm_90a, sm_100a, ... ; throws ArgumentError("arch", ...) otherwise.
@@ -35,7 +37,7 @@ void check_arch(const std::string& arch);
 // Compiles `source` (named `source_name` in diagnostics). On failure throws CompileError
 // carrying NVRTC's log and the path where the failing source was written.
 NvrtcOutput nvrtc_compile(const std::string& source, const std::string& source_name,
-                          const std::string& arch);
+                          const std::string& arch, bool quick = false);
 
 // Parses ptxas' "-v" report lines found in an NVRTC log.
 ResourceUsage parse_ptxas_report(const std::string& log);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ struct DropoutRng {
 struct CompileOptions {
   std::string arch;   // "sm_80", "sm_90a", ...; empty = current device's
   bool use_cache = true;
+  // NVRTC's fast-compile mode (--Ofast-compile=max): about half the compile time, a slower
+  // kernel; not cached. What background tuning's first calls run while the tuned candidates
+  // compile.
+  bool quick = false;
 };
 
 // Generates, compiles (NVRTC) and caches the kernel for `spec`; needs no GPU when
@@ -70,6 +75,25 @@ CompiledKernel compile(const AttentionSpec& spec, const CompileOptions& options 
 void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k,
              const TensorView& v, const TensorView& o, const TensorView* lse,
              CUstream_st* stream, const std::vector<TensorView>& captures = {}, const DropoutRng& dropout = {});
+
+// forward() for one spec called many times (a model's layer, the Python bindings): the spec
+// is validated once, and per (CUDA context, shape bucket) the decided tile and loaded kernel
+// are remembered after the first call, so a later call costs its argument checks and the
+// launch (forward() itself re-derives the tuning key and the kernel's cache key on every
+// call, some microseconds each). Same semantics and errors as forward(). Copies share the
+// memo; thread-safe.
+class PreparedForward {
+ public:
+  explicit PreparedForward(const AttentionSpec& spec);  // throws SpecError as validate() does
+  void operator()(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& o,
+                  const TensorView* lse, CUstream_st* stream, const std::vector<TensorView>& captures = {},
+                  const DropoutRng& dropout = {}) const;
+  const AttentionSpec& spec() const;
+
+ private:
+  struct Memo;
+  std::shared_ptr<Memo> memo_;
+};
 
 // Blocks until the candidates that background tuning is compiling (FLASHJIT_TUNE_MODE=
 // background, the default) have all compiled; each variant's next forward() then times them
