@@ -11,6 +11,7 @@
 #include <random>
 
 #include "cli.h"
+#include "device_buffer.h"
 #include "flashjit/autotune.h"
 #include "flashjit/backward.h"
 #include "flashjit/cuda_driver.h"
@@ -23,31 +24,6 @@
 namespace flashjit::cli {
 
 namespace {
-
-// Device memory through the driver API. free() on the normal path reports errors; the
-// destructor only cleans up after an exception, which is then the error worth reporting.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(std::size_t bytes) {
-    CudaDriver& d = CudaDriver::get();
-    d.check(d.cuMemAlloc(&ptr_, bytes ? bytes : 16), "cuMemAlloc");
-  }
-  ~DeviceBuffer() {
-    if (ptr_) (void)CudaDriver::get().cuMemFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* data() const { return reinterpret_cast<void*>(ptr_); }
-  void free() {
-    CudaDriver& d = CudaDriver::get();
-    const CUdeviceptr p = ptr_;
-    ptr_ = 0;
-    d.check(d.cuMemFree(p), "cuMemFree");
-  }
-
- private:
-  CUdeviceptr ptr_ = 0;
-};
 
 // Random 16-bit floats with magnitudes in [2^-5, 2) and random signs: never zero (a zero
 // input lets hardware skip work and makes timings lie), never large enough to overflow.
