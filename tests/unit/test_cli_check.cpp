@@ -28,7 +28,7 @@ TEST_CASE("cli check: argument errors are usage errors naming the option", "[cli
   CHECK(r.status == 2);
   CHECK(has(r.out, "check needs --shape, e.g. --shape 'b=2,sq=1000,sk=1000'"));
 
-  for (const std::string& bad : {"b=1", "b=0,sq=16", "b=1,sq=x", "b=1,sq=16,h=4", ""}) {
+  for (const char* bad : {"b=1", "b=0,sq=16", "b=1,sq=x", "b=1,sq=16,h=4", ""}) {
     INFO("--shape '" << bad << "'");
     r = run_cli({"check", "--spec", kCausal, "--shape", bad}, fjtest::kNoGpuEnv);
     CHECK(r.status == 2);
@@ -82,10 +82,10 @@ TEST_CASE("cli check: help and the global usage", "[cli][cli_check]") {
   const fjtest::CliResult r = run_cli({"check", "--help"});
   CHECK(r.status == 0);
   CHECK(has(r.out, "usage: flashjit check --spec SPEC --shape SHAPE"));
-  for (const std::string& o : {"--spec SPEC", "--shape SHAPE", "--seed N", "--forward-only", "--deterministic",
-                               "--cache-dir DIR"}) {
+  for (const char* o :
+       {"--spec SPEC", "--shape SHAPE", "--seed N", "--forward-only", "--deterministic", "--cache-dir DIR"}) {
     INFO(o);
-    CHECK(has(r.out, "\n  " + o + " "));
+    CHECK(has(r.out, std::string("\n  ") + o + " "));
   }
   CHECK(has(r.out, "rounding floor"));
   CHECK(has(r.out, "  flashjit check --spec"));
