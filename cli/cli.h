@@ -77,8 +77,8 @@ struct TuneShape {
   int64_t batch = 1, seqlen_q = 1, seqlen_k = 1;  // heads come from the spec
 };
 std::vector<AttentionSpec> load_specs_file(const std::string& path);
-// "b=4,sq=4096,sk=4096;b=1,sq=16384" (sk defaults to sq); throws UsageError.
-std::vector<TuneShape> parse_shapes(const std::string& text);
+// "b=4,sq=4096,sk=4096;b=1,sq=16384" (sk defaults to sq); throws UsageError naming `option`.
+std::vector<TuneShape> parse_shapes(const std::string& text, const std::string& option = "--shapes");
 std::string describe(const AttentionSpec& spec);  // "bf16 d128 causal h16/16 lse"
 std::string describe(const TuneShape& shape);     // "b=4 sq=4096 sk=4096"
 
@@ -89,6 +89,7 @@ int run_ir(const Args& args);
 int run_cache(const Args& args);
 int run_tune(const Args& args);
 int run_mask(const Args& args);
+int run_check(const Args& args);
 // `cache export DIR` / `cache import [--verify] DIR`: copies verified entries between cache
 // directories. `verify` recompiles every imported kernel and rejects those whose key or cubin
 // do not match their spec (exit status 1 when any is rejected).

@@ -79,6 +79,25 @@ std::vector<CommandSpec> make_table() {
                 {"--forward-only", "", "tune (or compile) the forward kernel only, not the backward's", ""}},
                {"flashjit tune --specs specs.jsonl --shapes 'b=4,sq=4096;b=1,sq=16384'",
                 "flashjit tune --specs specs.jsonl --shapes 'b=1,sq=1024' --compile-only --arch sm_90a"}});
+  t.push_back({"check",
+               {"--spec SPEC --shape SHAPE [--seed N] [--forward-only] [--deterministic] [--cache-dir DIR]"},
+               "run the variant on the GPU against float64 attention: errors beside the dtype's rounding floor",
+               "Runs the spec's forward and backward on the GPU on random normal inputs (the spec's dtype, BHSD)\n"
+               "and compares O, LSE, dQ, dK, dV with float64 attention computed on the CPU, as flashjit.check()\n"
+               "does in Python: the largest absolute error, the Frobenius-relative error, and the dtype's\n"
+               "rounding floor (the float64 result rounded to fp16 / bf16). Exit status 0 when every relative\n"
+               "error is below 10 x its floor + 1e-2 and the LSE's below 2e-3, else 1. Needs a GPU. Specs with\n"
+               "captured tensors are refused (use flashjit.check in Python).",
+               {spec_option(),
+                {"--shape", "SHAPE",
+                 "b=, sq=, sk= (sk defaults to sq; heads from the spec); ';' between shapes checks each; "
+                 "b * heads_q * sq * sk at most 2^22",
+                 ""},
+                {"--seed", "N", "the inputs' random seed (default: 0)", ""},
+                {"--forward-only", "", "check the forward only (O and LSE), not the backward", ""},
+                {"--deterministic", "", "run the deterministic backward (BackwardOptions::deterministic)", ""},
+                cache_dir_option()},
+               {R"(flashjit check --spec '{"dtype":"bf16","head_dim":64,"mask":"causal"}' --shape 'b=2,sq=17,sk=1000')"}});
   t.push_back({"mask",
                {"--spec SPEC --sq N [--sk N] [--png FILE]"},
                "count the empty / partial / full tiles of the spec's mask and draw it",

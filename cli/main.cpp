@@ -26,6 +26,7 @@ int run_command(const CommandSpec& c, const std::vector<std::string>& rest) {
   if (c.name == "ir") return run_ir(args);
   if (c.name == "tune") return run_tune(args);
   if (c.name == "mask") return run_mask(args);
+  if (c.name == "check") return run_check(args);
   if (c.name == "cache") return run_cache(args);
   throw std::logic_error("command table entry '" + c.name + "' has no runner in cli/main.cpp");
 }

@@ -6,11 +6,14 @@
 // tile is tuned too (and its kernels compiled in compile-only mode) unless --forward-only.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <random>
 
 #include "cli.h"
+#include "device_buffer.h"
+#include "progress.h"
 #include "flashjit/autotune.h"
 #include "flashjit/backward.h"
 #include "flashjit/cuda_driver.h"
@@ -23,31 +26,6 @@
 namespace flashjit::cli {
 
 namespace {
-
-// Device memory through the driver API. free() on the normal path reports errors; the
-// destructor only cleans up after an exception, which is then the error worth reporting.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(std::size_t bytes) {
-    CudaDriver& d = CudaDriver::get();
-    d.check(d.cuMemAlloc(&ptr_, bytes ? bytes : 16), "cuMemAlloc");
-  }
-  ~DeviceBuffer() {
-    if (ptr_) (void)CudaDriver::get().cuMemFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* data() const { return reinterpret_cast<void*>(ptr_); }
-  void free() {
-    CudaDriver& d = CudaDriver::get();
-    const CUdeviceptr p = ptr_;
-    ptr_ = 0;
-    d.check(d.cuMemFree(p), "cuMemFree");
-  }
-
- private:
-  CUdeviceptr ptr_ = 0;
-};
 
 // Random 16-bit floats with magnitudes in [2^-5, 2) and random signs: never zero (a zero
 // input lets hardware skip work and makes timings lie), never large enough to overflow.
@@ -85,11 +63,50 @@ void ensure_cached(const AttentionSpec& spec, const TuneResult& r) {
   cache.store(r.winner.cache_key, e);
 }
 
+// The progress display of one (spec, shape) pair on stderr (progress.h): drawn only when
+// stderr is a terminal; when stdout is that terminal too, its pending "[i/n] spec | shape ... "
+// is written back when the display goes, so the line reads as it does without one.
+class PairProgress {
+ public:
+  PairProgress(std::size_t spec, std::size_t specs, std::size_t shape, std::size_t shapes, const std::string& prefix)
+      : line_(stderr, is_terminal(2), is_terminal(1) ? prefix : std::string()) {
+    state_.spec = spec, state_.specs = specs, state_.shape = shape, state_.shapes = shapes;
+  }
+  TuneOptions options() {
+    TuneOptions o;
+    if (!is_terminal(2)) return o;  // nothing to draw: leave the tuner without a callback
+    start_ = std::chrono::steady_clock::now();
+    o.progress = [this](const TuneProgress& p) {
+      const auto now = std::chrono::steady_clock::now();
+      if (p.compiled < p.candidates) timing_start_.reset();
+      else if (!timing_start_) timing_start_ = now;  // the last compile just ended
+      state_.candidates = p.candidates, state_.compiled = p.compiled, state_.timed = p.timed;
+      state_.compile_s = std::chrono::duration<double>(now - start_).count();
+      state_.timing_s = timing_start_ ? std::chrono::duration<double>(now - *timing_start_).count() : 0.0;
+      line_.draw(format_progress(state_));
+    };
+    return o;
+  }
+  void note(const std::string& what) {
+    line_.draw(fmt::format("[spec {}/{}, shape {}/{}] {}", state_.spec, state_.specs, state_.shape, state_.shapes,
+                           what));
+  }
+  void finish() { line_.finish(); }
+
+ private:
+  TuneProgressState state_;
+  ProgressLine line_;
+  std::chrono::steady_clock::time_point start_;
+  std::optional<std::chrono::steady_clock::time_point> timing_start_;
+};
+
 // Tunes one pair on fresh random tensors (BHSD layout) and stores the record.
 // backward_too: then tune the backward's bwd_dkdv tile too; *backward_record gets its record
 // (null when FLASHJIT_AUTOTUNE=0 kept backward() on the heuristic).
+// `progress`: the pair's progress display (the forward's candidates; then a note while the
+// backward tunes).
 TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt19937_64& rng, bool backward_too,
-                    std::optional<TuningRecord>* backward_record) {
+                    std::optional<TuningRecord>* backward_record, PairProgress& progress) {
   const AttentionSpec s = spec0.normalized();
   const ElemType et = s.dtype == DType::bf16 ? ElemType::bf16 : ElemType::f16;
   const int64_t b = shape.batch, hq = s.num_heads_q, hkv = s.num_heads_kv;
@@ -105,7 +122,7 @@ TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt1
                TensorView::bhsd(k.data(), et, b, hkv, shape.seqlen_k, s.head_dim),
                TensorView::bhsd(v.data(), et, b, hkv, shape.seqlen_k, s.head_dim_v),
                TensorView::bhsd(o.data(), et, b, hq, shape.seqlen_q, s.head_dim_v), s.return_lse ? &tl : nullptr,
-               nullptr);
+               nullptr, {}, progress.options());
   TuningDb::default_db().store(r.key, r.record());
   ensure_cached(s, r);
   if (backward_too) {
@@ -118,6 +135,7 @@ TuneResult tune_one(const AttentionSpec& spec0, const TuneShape& shape, std::mt1
                      tk = TensorView::bhsd(k.data(), et, b, hkv, shape.seqlen_k, s.head_dim),
                      tv = TensorView::bhsd(v.data(), et, b, hkv, shape.seqlen_k, s.head_dim_v),
                      to = TensorView::bhsd(o.data(), et, b, hq, shape.seqlen_q, s.head_dim_v);
+    progress.note("tuning the backward's bwd_dkdv tile");
     AttentionSpec tuned = with_lse;  // the forward's winner, so the forward is not tuned again
     tuned.tile = r.best;
     forward(tuned, tq, tk, tv, to, &tl, nullptr);
@@ -148,14 +166,19 @@ int tune_all(const std::vector<AttentionSpec>& specs, const std::vector<TuneShap
   std::mt19937_64 rng(20240601);  // fixed: reruns time the same data
   const std::size_t total = specs.size() * shapes.size();
   std::size_t done = 0, failed = 0;
-  for (const AttentionSpec& spec : specs)
-    for (const TuneShape& shape : shapes) {
+  for (std::size_t spec_i = 1; spec_i <= specs.size(); ++spec_i)
+    for (std::size_t shape_i = 1; shape_i <= shapes.size(); ++shape_i) {
+      const AttentionSpec& spec = specs[spec_i - 1];
+      const TuneShape& shape = shapes[shape_i - 1];
       Row row{describe(spec), describe(shape), "", ""};
-      fmt::print("[{}/{}] {} | {} ... ", ++done, total, row.spec, row.shape);
+      const std::string prefix = fmt::format("[{}/{}] {} | {} ... ", ++done, total, row.spec, row.shape);
+      fmt::print("{}", prefix);
       std::fflush(stdout);
+      PairProgress progress(spec_i, specs.size(), shape_i, shapes.size(), prefix);
       try {
         std::optional<TuningRecord> bwd;
-        const TuneResult r = tune_one(spec, shape, rng, backward_too, &bwd);
+        const TuneResult r = tune_one(spec, shape, rng, backward_too, &bwd, progress);
+        progress.finish();
         int timed = 0;
         for (const CandidateTiming& c : r.candidates) timed += c.ok;
         row.bucket = to_string(r.key.bucket);
@@ -170,6 +193,7 @@ int tune_all(const std::vector<AttentionSpec>& specs, const std::vector<TuneShap
         }
         fmt::print("\n");
       } catch (const std::exception& e) {
+        progress.finish();
         ++failed;
         row.result = "FAILED";
         fmt::print("FAILED: {}\n", e.what());

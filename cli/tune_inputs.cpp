@@ -70,7 +70,7 @@ std::vector<AttentionSpec> load_specs_file(const std::string& path) {
   return specs;
 }
 
-std::vector<TuneShape> parse_shapes(const std::string& text) {
+std::vector<TuneShape> parse_shapes(const std::string& text, const std::string& option) {
   std::vector<TuneShape> shapes;
   for (const std::string& item0 : split(text, ';')) {
     const std::string item = trim(item0);
@@ -90,19 +90,19 @@ std::vector<TuneShape> parse_shapes(const std::string& text) {
         used = 0;
       }
       if (used == 0 || used != value.size() || n < 1 || n > (1LL << 31))
-        throw UsageError(fmt::format("--shapes: '{}' in '{}' needs a positive integer value (NAME=N)", kv, item));
+        throw UsageError(fmt::format("{}: '{}' in '{}' needs a positive integer value (NAME=N)", option, kv, item));
       if (name == "b") s.batch = n, have_b = true;
       else if (name == "sq") s.seqlen_q = n, have_sq = true;
       else if (name == "sk") s.seqlen_k = n, have_sk = true;
-      else throw UsageError(fmt::format("--shapes: unknown name '{}' in '{}'; allowed: b, sq, sk", name, item));
+      else throw UsageError(fmt::format("{}: unknown name '{}' in '{}'; allowed: b, sq, sk", option, name, item));
     }
     if (!have_b || !have_sq)
       throw UsageError(
-          fmt::format("--shapes: '{}' needs b and sq (sk defaults to sq), e.g. b=4,sq=4096,sk=4096", item));
+          fmt::format("{}: '{}' needs b and sq (sk defaults to sq), e.g. b=4,sq=4096,sk=4096", option, item));
     if (!have_sk) s.seqlen_k = s.seqlen_q;
     shapes.push_back(s);
   }
-  if (shapes.empty()) throw UsageError("--shapes is empty; e.g. --shapes 'b=4,sq=4096,sk=4096;b=1,sq=16384'");
+  if (shapes.empty()) throw UsageError(fmt::format("{0} is empty; e.g. {0} 'b=4,sq=4096,sk=4096;b=1,sq=16384'", option));
   return shapes;
 }
 

@@ -233,16 +233,28 @@ std::string not_worth_timing(const CompiledKernel& k) {
 
 std::vector<std::string> compile_candidates(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
                                             const std::string& arch, std::size_t max_workers,
-                                            const std::atomic<bool>* stop) {
+                                            const std::atomic<bool>* stop, const std::function<void()>& on_compiled) {
   std::vector<std::string> skip(tiles.size());
+  std::mutex progress;
+  const auto compiled = [&] {
+    if (!on_compiled) return;
+    const std::lock_guard<std::mutex> lock(progress);
+    on_compiled();
+  };
   const std::vector<std::string> errors = compile_in_parallel(
       tiles.size(),
       [&](std::size_t i) {
-        if (stop != nullptr && stop->load()) throw CompileError("not compiled: the process is exiting");
-        CompileOptions options;
-        options.arch = arch;
-        const CompiledKernel k = compile(with_tile(spec, tiles[i]), options);
-        if (i > 0) skip[i] = not_worth_timing(k);  // the heuristic always runs: it is the fallback
+        try {
+          if (stop != nullptr && stop->load()) throw CompileError("not compiled: the process is exiting");
+          CompileOptions options;
+          options.arch = arch;
+          const CompiledKernel k = compile(with_tile(spec, tiles[i]), options);
+          if (i > 0) skip[i] = not_worth_timing(k);  // the heuristic always runs: it is the fallback
+        } catch (...) {
+          compiled();
+          throw;
+        }
+        compiled();
       },
       max_workers);
   for (std::size_t i = 0; i < tiles.size(); ++i)
@@ -253,7 +265,7 @@ std::vector<std::string> compile_candidates(const AttentionSpec& spec, const std
 TuneResult time_candidates(const AttentionSpec& spec0, const std::vector<TileConfig>& tiles,
                            const std::vector<std::string>& skip, const TensorView& q, const TensorView& k,
                            const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream0,
-                           const std::vector<TensorView>& captures) {
+                           const std::vector<TensorView>& captures, const std::function<void()>& on_timed) {
   const AttentionSpec spec = without_tile(spec0.normalized());
   const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
   CudaDriver& drv = CudaDriver::get();
@@ -290,6 +302,7 @@ TuneResult time_candidates(const AttentionSpec& spec0, const std::vector<TileCon
     if (c.ok && (best < 0 || c.median_ms < result.candidates[static_cast<std::size_t>(best)].median_ms))
       best = static_cast<int>(i);
     result.candidates.push_back(std::move(c));
+    if (on_timed) on_timed();
   }
   events.destroy();
   if (best < 0) {
@@ -313,7 +326,7 @@ TuneResult time_candidates(const AttentionSpec& spec0, const std::vector<TileCon
 
 TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const TensorView& k, const TensorView& v,
                     const TensorView& o, const TensorView* lse, CUstream_st* stream,
-                    const std::vector<TensorView>& captures) {
+                    const std::vector<TensorView>& captures, const TuneOptions& options) {
   validate(spec0);
   const AttentionSpec spec = without_tile(spec0.normalized());
   const ProblemShape shape = validate_forward_args(spec, q, k, v, o, lse);
@@ -323,8 +336,20 @@ TuneResult autotune(const AttentionSpec& spec0, const TensorView& q, const Tenso
   drv.require("flashjit::autotune");
   const DeviceInfo device = detail::device_info(drv.current_device());
   const std::vector<TileConfig> tiles = tile_candidates(spec, device.arch);
-  const std::vector<std::string> skip = detail::compile_candidates(spec, tiles, device.arch);
-  return detail::time_candidates(spec, tiles, skip, q, k, v, o, lse, stream, captures);
+  TuneProgress progress;
+  progress.candidates = tiles.size();
+  const auto report = [&] {
+    if (options.progress) options.progress(progress);
+  };
+  report();  // 0 of n: the display can start before the first compile ends
+  const std::vector<std::string> skip = detail::compile_candidates(spec, tiles, device.arch, 0, nullptr, [&] {
+    ++progress.compiled;
+    report();
+  });
+  return detail::time_candidates(spec, tiles, skip, q, k, v, o, lse, stream, captures, [&] {
+    ++progress.timed;
+    report();
+  });
 }
 
 }  // namespace flashjit

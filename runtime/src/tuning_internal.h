@@ -55,16 +55,20 @@ std::string not_worth_timing(const CompiledKernel& k);
 // compile error, or not_worth_timing() ("" = time it). tiles[0], the heuristic, is timed
 // whenever it compiles. No GPU needed.
 // `stop` (may be null): once true, candidates not yet started are left out.
+// `on_compiled` (may be empty): called once per candidate when its compile ends, failed or
+// not, from the compiling worker thread; the calls never overlap (a lock is held).
 std::vector<std::string> compile_candidates(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
                                             const std::string& arch, std::size_t max_workers = 0,
-                                            const std::atomic<bool>* stop = nullptr);
+                                            const std::atomic<bool>* stop = nullptr,
+                                            const std::function<void()>& on_compiled = {});
 
 // Times every candidate whose skip reason is "" on these tensors (see autotune()), the rest
 // recorded as not timed with their reason; counts one tuning. Throws when none could run.
+// `on_timed` (may be empty): called after each candidate is timed or skipped.
 TuneResult time_candidates(const AttentionSpec& spec, const std::vector<TileConfig>& tiles,
                            const std::vector<std::string>& skip, const TensorView& q, const TensorView& k,
                            const TensorView& v, const TensorView& o, const TensorView* lse, CUstream_st* stream,
-                           const std::vector<TensorView>& captures);
+                           const std::vector<TensorView>& captures, const std::function<void()>& on_timed = {});
 
 // CUDA events for one tuning run. destroy() on the normal path reports errors; the
 // destructor only cleans up after an exception, which is then the error worth reporting.

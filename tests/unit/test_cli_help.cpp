@@ -50,6 +50,7 @@ const std::vector<Command> kCommands = {
     {"emit", {"--spec SPEC", "--arch ARCH", "--kind KIND"}},
     {"ir", {"--spec SPEC", "--arch ARCH", "--after PASS", "--kind KIND"}},
     {"tune", {"--specs FILE", "--shapes SHAPES", "--arch ARCH", "--cache-dir DIR", "--compile-only", "--forward-only"}},
+    {"check", {"--spec SPEC", "--shape SHAPE", "--seed N", "--forward-only", "--deterministic", "--cache-dir DIR"}},
     {"mask", {"--spec SPEC", "--sq N", "--sk N", "--png FILE"}},
     {"cache", {"--cache-dir DIR", "--dir DIR", "--verify"}},
 };
@@ -147,7 +148,7 @@ TEST_CASE("cli: mistyped commands and options get a suggestion, exit 2 on stderr
   CHECK(r.status == 2);
   CHECK(r.out.empty());
   CHECK(has(r.err, "unknown command 'compil'; did you mean 'compile'?"));
-  CHECK(has(r.err, "commands: compile, emit, ir, tune, mask, cache, help"));
+  CHECK(has(r.err, "commands: compile, emit, ir, tune, check, mask, cache, help"));
 
   r = run_split({"compile", "--arhc", "sm_90a"});
   CHECK(r.status == 2);

@@ -4,6 +4,8 @@
 // `flashjit tune` command runs it offline.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,14 +38,30 @@ struct TuneResult {
   TuningRecord record() const;  // what the tuning database stores
 };
 
+// How far one autotune() call is, for a progress display (`flashjit tune` draws one).
+struct TuneProgress {
+  std::size_t candidates = 0;  // tiles considered (tile_candidates())
+  std::size_t compiled = 0;    // of them, compiled so far (or failed to compile)
+  std::size_t timed = 0;       // of them, timed so far (or skipped: failed, spills, ...)
+};
+
+struct TuneOptions {
+  // Empty: no reports. Else called once with nothing done yet, after each candidate's
+  // compile (from the compiling worker threads) and after each candidate's timing (from the
+  // calling thread). The calls never overlap, and must not throw; a compile-phase call that
+  // throws counts as that candidate's compile error.
+  std::function<void(const TuneProgress&)> progress;
+};
+
 // Compiles every candidate in parallel, then times each on these tensors with CUDA events
 // on `stream`: 2 warm-up launches, then 3 to 50 timed launches (about 20 ms in all), the
 // median counts. q, k and v are only read; o and lse are overwritten with some candidate's
 // (correct) output. Candidates that fail to compile or launch are recorded as failed and
 // skipped. Throws CudaError when no GPU is present or no candidate could be timed; stores
-// nothing (forward() and the CLI write the database).
+// nothing (forward() and the CLI write the database). options.progress, if set, is told how
+// far it is (TuneOptions).
 TuneResult autotune(const AttentionSpec& spec, const TensorView& q, const TensorView& k, const TensorView& v,
                     const TensorView& o, const TensorView* lse, CUstream_st* stream,
-                    const std::vector<TensorView>& captures = {});
+                    const std::vector<TensorView>& captures = {}, const TuneOptions& options = {});
 
 }  // namespace flashjit
