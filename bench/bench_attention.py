@@ -440,6 +440,40 @@ def errors_legend(rows, which) -> str:
     return "\n".join(f"- {LABELS[p]} n/a ({where} and maybe others): {e}" for (p, e), where in seen.items())
 
 
+# One colour per implementation, the same in every plot (scripts/plot_perf.py draws the
+# README's figure from saved results.json files with draw_bars too).
+COLORS = {"flashjit": "C0", "flashjit_det": "#9ecae1", "sdpa_flash": "C1", "sdpa_cudnn": "C2", "flex": "C3"}
+
+
+def row_label(r: Dict[str, Any]) -> str:
+    case = r.get("case") or ("causal" if r.get("causal") else "full")
+    if len(case) > 10:  # "window1024+causal": one line per part
+        case = case.replace("+", "+\n")
+    return f"D{r['D']}\nN{r['N']}\n{case}"
+
+
+def draw_bars(ax, rows, which, labels: Dict[str, str] = LABELS) -> List[float]:
+    """TFLOP/s bars, one group per row, one bar per implementation of `which` that has a
+    number in that row (a missing one leaves no gap). Returns each group's x position."""
+    width = 0.8 / max(1, len(which))
+    drawn = set()
+    for j, r in enumerate(rows):
+        present = [p for p in which if r["results"].get(p, {}).get("tflops")]
+        for i, p in enumerate(present):
+            x = j + (i - (len(present) - 1) / 2) * width
+            ax.bar(x, r["results"][p]["tflops"], width, color=COLORS.get(p),
+                   label=None if p in drawn else labels[p])
+            drawn.add(p)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([row_label(r) for r in rows], fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    # Legend in the order of `which`, whatever row drew an implementation first.
+    handles, names = ax.get_legend_handles_labels()
+    order = [labels[p] for p in which if labels[p] in names]
+    ax.legend([handles[names.index(n)] for n in order], order, fontsize=8)
+    return list(range(len(rows)))
+
+
 def plot(rows, which, path: str) -> Optional[str]:
     try:
         import matplotlib
@@ -449,19 +483,10 @@ def plot(rows, which, path: str) -> Optional[str]:
     except Exception as e:
         log(f"plot skipped: matplotlib is not importable ({short(e)})")
         return None
-    labels = [f"D{r['D']}\nN{r['N']}\n{'causal' if r['causal'] else 'full'}" for r in rows]
-    width = 0.8 / max(1, len(which))
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(rows)), 5))
-    for i, p in enumerate(which):
-        ys = [r["results"].get(p, {}).get("tflops") or 0.0 for r in rows]
-        xs = [j + (i - (len(which) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(xs, ys, width, label=LABELS[p])
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(labels, fontsize=8)
+    draw_bars(ax, rows, which)
     ax.set_ylabel("TFLOP/s (forward, bf16)")
     ax.set_title("Attention forward: flashjit vs peers (16k tokens, hidden 2048)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (if needed) and runs every test that can run on this machine:
 #   1. ctest: unit tests (Catch2; NVRTC compiles included), golden FileCheck tests, the
-#      example, and the GPU tests (which skip, printing why, without a GPU);
+#      example, the docs checks (docs/cli.md's quoted outputs, README.md's pictures), and the
+#      GPU tests (which skip, printing why, without a GPU);
 #   2. the Python package: pip install, then pytest (GPU tests skip with a reason); then the
 #      manylinux wheel (scripts/build_wheel.sh, incremental after the install) installed alone
 #      into a fresh venv, where scripts/wheel_smoke.py compiles a kernel from outside the repo;
