@@ -17,6 +17,8 @@ summary() {
   echo "---- pytest"
   for f in pytest_dropin pytest_bwd pytest_rest; do grep -hE "passed|failed|Error" "$OUT/$f.log" 2>/dev/null | tail -3; done
   grep -hE "^(FAILED|ERROR) " "$OUT"/pytest_*.log 2>/dev/null | head -20
+  echo "---- flashjit check"
+  cat "$OUT/cli_check.log" "$OUT/cli_check_fp16.log" 2>/dev/null | tail -30
   echo "---- host overhead"
   cat "$OUT/host.log" 2>/dev/null | tail -12
   echo "---- first call"
@@ -53,6 +55,10 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
   run cpp_tuning 400 "$root/build/tests/flashjit_tests" "[gpu][tuning],[gpu][variants]~[sanitize],[gpu]~[backward]~[dropout]~[sanitize]~[variants]" &
   run pytest_bwd 400 python3 -m pytest -q -rs "$root/python/tests/test_backward_gpu.py" "$root/python/tests/test_dropout_gpu.py" &
   wait
+  run cli_check 200 "$root/build/cli/flashjit" check --spec '{"dtype":"bf16","head_dim":128,"num_heads_q":6,"num_heads_kv":2,"mask":"causal"}' \
+    --shape 'b=1,sq=600,sk=600;b=1,sq=17,sk=4097'
+  run cli_check_fp16 200 "$root/build/cli/flashjit" check --spec '{"dtype":"fp16","head_dim":64,"mask":{"kind":"sliding_window","left":100,"right":0}}' \
+    --shape 'b=1,sq=1,sk=1000;b=1,sq=4097,sk=1000'
   run pytest_rest 300 python3 -m pytest -q -rs "$root/python/tests/test_gpu.py" "$root/python/tests/test_torch_compile_gpu.py" "$root/python/tests/test_variants_gpu.py"
   [ "$mode" = tests ] && run first_call 200 python3 "$root/bench/bench_first_call.py" --modes blocking \
     --out "$OUT/first_call_blocking.json"
