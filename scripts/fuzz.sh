@@ -59,6 +59,7 @@ for f in "${fuzzers[@]}"; do
     fuzz_tuning_record) max_len=70000; dict=tests/fuzz/json.dict ;;  # a record embeds a spec
     fuzz_cache_entry)   max_len=8192;  dict=tests/fuzz/cache_entry.dict ;;
     fuzz_expr)          max_len=4200;  dict=tests/fuzz/expr.dict ;;  # > the 4096-byte text limit
+    fuzz_cli_args)      max_len=4096;  dict=tests/fuzz/cli_args.dict ;;
     *) echo "fuzz: unknown fuzzer '$f' (have: ${all_fuzzers[*]})" >&2; exit 2 ;;
   esac
   work=$build/fuzz-work/$f
