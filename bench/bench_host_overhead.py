@@ -75,11 +75,11 @@ def main() -> None:
     out = torch.empty_like(q)
     spec_json = flashjit.Spec(dtype="fp16", head_dim=d, num_heads_q=h, num_heads_kv=h, mask="causal").to_json()
     stream = torch.cuda.current_stream().cuda_stream
-    args = (spec_json, q.device.index, "float16", q.data_ptr(), q.shape, q.stride(), k.data_ptr(), k.shape, k.stride(),
+    fargs = (spec_json, q.device.index, "float16", q.data_ptr(), q.shape, q.stride(), k.data_ptr(), k.shape, k.stride(),
             v.data_ptr(), v.shape, v.stride(), out.data_ptr(), 0, stream, [])
     real = _C.forward_torch
     parts = {"flashjit Python layer (launch stubbed)": lambda: flashjit.attention(q, k, v, causal=True),
-             "flashjit C++ entry (_C.forward_torch)": lambda: real(*args)}
+             "flashjit C++ entry (_C.forward_torch)": lambda: real(*fargs)}
     for name, call in parts.items():
         stub = name.startswith("flashjit Python")
         with torch.no_grad():

@@ -181,6 +181,9 @@ int run_check(const Args& args) {
   if (opt.deterministic && !opt.backward)
     throw UsageError("--deterministic is about the backward; it does nothing with --forward-only");
   if (const auto dir = args.get("--cache-dir")) ::setenv("FLASHJIT_CACHE_DIR", dir->c_str(), 1);
+  // The kernel checked is the one later calls get: the tuned winner (unless the user asks
+  // for background mode, whose first call runs the interim, quickly compiled kernel).
+  ::setenv("FLASHJIT_TUNE_MODE", "blocking", 0);
   if (!gpu_available())
     throw CudaError(fmt::format("check runs the kernels, so it needs a GPU: {} (flashjit compile --arch and "
                                 "flashjit tune --compile-only work without one)",

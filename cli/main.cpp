@@ -12,6 +12,7 @@
 #include "flashjit/error.h"
 #include "flashjit/nvrtc_compiler.h"
 #include "flashjit/nvrtc_loader.h"
+#include "flashjit/runtime.h"
 
 namespace flashjit::cli {
 
@@ -87,7 +88,9 @@ std::string message(const std::exception& e) {
 int main(int argc, char** argv) {
   using namespace flashjit::cli;
   try {
-    return dispatch(std::vector<std::string>(argv + 1, argv + argc));
+    const int status = dispatch(std::vector<std::string>(argv + 1, argv + argc));
+    flashjit::stop_tuning();  // before exit() starts destroying what background compiles use
+    return status;
   } catch (const UsageError& e) {
     const std::string help = e.command().empty() ? "flashjit --help" : "flashjit " + e.command() + " --help";
     fmt::print(stderr, "flashjit: usage error: {}\n(run '{}' for usage)\n", e.what(), help);

@@ -17,6 +17,8 @@ except ImportError as e:  # pragma: no cover - only when the extension was not b
         f"({e}). Install the package with `pip install .` from the repository root, or build "
         "with -DFLASHJIT_BUILD_PYTHON=ON and put <build>/python on PYTHONPATH.") from e
 
+import atexit
+
 from ._C import ArgumentError, CompileError, CudaError, LegalityError, SpecError
 from . import _nvrtc
 from ._nvrtc import nvrtc_candidates, nvrtc_library
@@ -73,6 +75,11 @@ def wait_for_tuning() -> None:
     each variant (nothing is timed inside a capture). FLASHJIT_TUNE_MODE=blocking tunes on the
     first call instead; FLASHJIT_AUTOTUNE=0 does not tune."""
     _C.wait_for_tuning()
+
+
+# Background compiles still running when the interpreter exits are stopped (each running
+# compile finishes) from Python's atexit, which runs before any C++ static is destroyed.
+atexit.register(_C.stop_tuning)
 
 
 __all__ = [

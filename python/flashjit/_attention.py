@@ -442,6 +442,18 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
 
     Returns o, or (o, lse) when return_lse.
     """
+    if (out is None and lse_out is None and stream is None and mask_mod is None and score_mod is None
+            and block_mask is None and tile is None and window_size is None and softmax_scale is None
+            and not dropout_p and not softcap and layout == "bhsd"):
+        fast_key = _fast_key(q, k, v, causal, window, scale, return_lse, align)
+        if fast_key is not None:
+            spec_json = _FAST_SPECS.get(fast_key)
+            if spec_json is not None:
+                res = _launch_fast(q, k, v, spec_json, return_lse)
+                if res is not None:
+                    return res
+        return _attention(q, k, v, causal=causal, window=window, scale=scale, return_lse=return_lse, align=align,
+                          deterministic=deterministic, fast_key=fast_key)
     if window_size is not None:
         if window is not None:
             raise ValueError("flashjit.attention: pass window= or window_size= (FlashAttention's name), not both")
@@ -514,10 +526,12 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
                out: Any = None, lse_out: Any = None, stream: Any = None,
                mask_mod: Any = None, score_mod: Any = None, block_mask: Any = None,
                deterministic: bool = False, dropout_p: float = 0.0, generator: Any = None,
-               dropout_state: Any = None, exprs: Optional[tuple] = None) -> Any:
+               dropout_state: Any = None, exprs: Optional[tuple] = None, fast_key: Optional[tuple] = None) -> Any:
     """attention() in the bhsd layout. ``exprs``: (mask_text, score_text, capture
     declarations, capture tensors) built by the caller instead of traced functions
-    (_dropin.py), with mask_mod / score_mod None."""
+    (_dropin.py), with mask_mod / score_mod None. ``fast_key``: the call's _fast_key, under
+    which an eager call without autograd that gets through every check leaves its spec JSON
+    for _launch_fast."""
     torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(q, torch.Tensor)
     compiling = is_torch and _compiling(torch)
@@ -679,6 +693,10 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         if needs_grad:
             o, lse = _torch_ops.eager_function(torch).apply(q, k, v, spec_json, bool(deterministic), state, *caps)
         else:
+            if fast_key is not None and not caps and p == 0:
+                if len(_FAST_SPECS) >= _FAST_SPECS_MAX:
+                    _FAST_SPECS.clear()
+                _FAST_SPECS[fast_key] = spec_json
             o, lse = _torch_ops.launch_forward(torch, q, k, v, spec_json, caps, state, want_lse, placeholder=False)
         return (o, lse) if return_lse else o
 
@@ -701,6 +719,68 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
 
 
 _NO_RNG = (0, 0, 0)
+
+
+# The eager fast path: a call with no variant functions, outputs, stream or dropout, whose
+# static signature (_fast_key) an earlier call took through every check of _attention, goes
+# from attention() straight to the launch: the checks that depend on more than the signature
+# (devices, dtypes, batch and sequence lengths, strides) are redone here or in C++
+# (_C.forward_torch validates like forward()), so a mismatch still raises before any launch.
+# Why: the general path's Python costs more than torch SDPA's whole call (docs/performance.md,
+# host overhead).
+_FAST_SPECS: dict = {}
+_FAST_SPECS_MAX = 4096
+
+
+def _fast_key(q: Any, k: Any, v: Any, causal: Any, window: Any, scale: Any, return_lse: Any, align: Any) -> Any:
+    """The static signature of an eager, no-autograd call on plain CUDA torch tensors of one
+    dtype and device with consistent batch and sequence lengths, or None (then _attention
+    decides and reports)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    T = torch.Tensor
+    if type(q) is not T or type(k) is not T or type(v) is not T:
+        return None
+    C = torch._C
+    try:
+        if (torch.compiler.is_compiling() or C._len_torch_dispatch_stack()
+                or C._are_functorch_transforms_active()):
+            return None
+    except AttributeError:
+        return None
+    if C.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return None
+    qs, ks, vs = q.shape, k.shape, v.shape
+    if len(qs) != 4 or len(ks) != 4 or len(vs) != 4:
+        return None
+    dev, dt = q.device, q.dtype
+    if dev.type != "cuda" or k.device != dev or v.device != dev or k.dtype != dt or v.dtype != dt:
+        return None
+    if ks[0] != qs[0] or vs[0] != qs[0] or vs[2] != ks[2] or not (qs[0] and qs[1] and qs[2] and ks[2]):
+        return None
+    key = (dt, qs[1], qs[3], ks[1], ks[3], vs[1], vs[3], causal, window, scale, return_lse, align)
+    try:
+        hash(key)
+    except TypeError:  # a list window, say
+        return None
+    return key
+
+
+def _launch_fast(q: Any, k: Any, v: Any, spec_json: str, return_lse: bool) -> Any:
+    torch = sys.modules["torch"]
+    qs, qst, kst, vst = q.shape, q.stride(), k.stride(), v.stride()
+    if qst[3] != 1 or kst[3] != 1 or vst[3] != 1:  # _attention names the tensor and the fix
+        return None
+    b, hq, nq = qs[0], qs[1], qs[2]
+    dev = q.device
+    out = torch.empty((b, hq, nq, v.shape[3]), dtype=q.dtype, device=dev)
+    lse = torch.empty((b, hq, nq), dtype=torch.float32, device=dev) if return_lse else None
+    index = dev.index
+    _C.forward_torch(spec_json, index, _torch_ops._dtype_name(q.dtype), q.data_ptr(), qs, qst, k.data_ptr(), k.shape,
+                     kst, v.data_ptr(), v.shape, vst, out.data_ptr(), lse.data_ptr() if return_lse else 0,
+                     _torch_ops._current_stream(torch, index), [], 0, 0, 0)
+    return (out, lse) if return_lse else out
 
 
 def _eager_launchable(torch: Any, q: Any, k: Any, v: Any) -> bool:

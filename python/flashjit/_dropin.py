@@ -16,7 +16,7 @@ import math
 import sys
 from typing import Any, Optional, Tuple
 
-from ._attention import _attention, _shape_str
+from ._attention import _FAST_SPECS, _attention, _fast_key, _launch_fast, _shape_str
 
 __all__ = ["scaled_dot_product_attention", "flex_attention"]
 
@@ -112,6 +112,16 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: An
 
     One difference: a query row that sees no key gives 0 (torch gives NaN there).
     """
+    fast_key = None
+    if attn_mask is None and not dropout_p:
+        # The signature (with enable_gqa, whose check it passed) of a call that went through
+        # every check before: straight to the launch (_attention.py, the eager fast path).
+        fast_key = _fast_key(query, key, value, bool(is_causal), None, scale, False, ("top_left", bool(enable_gqa)))
+        spec_json = _FAST_SPECS.get(fast_key) if fast_key is not None else None
+        if spec_json is not None:
+            res = _launch_fast(query, key, value, spec_json, False)
+            if res is not None:
+                return res
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(query, torch.Tensor):
         raise TypeError(f"{_SDPA}: query must be a torch.Tensor; got {type(query).__name__}")
@@ -131,7 +141,7 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: An
         full = lead + (int(query.shape[-3]), int(query.shape[-2]), int(key.shape[-2]))
         exprs = _sdpa_mask_exprs(torch, attn_mask, full)
     o = _attention(q4, k4, v4, causal=bool(is_causal), align="top_left", scale=scale, dropout_p=dropout_p,
-                   exprs=exprs)
+                   exprs=exprs, fast_key=fast_key if rank == 4 else None)
     return o.reshape(lead + tuple(o.shape[-3:])) if rank != 4 else o
 
 

@@ -31,4 +31,11 @@ NB_MODULE(_C, m) {
         flashjit::wait_for_tuning();
       },
       "Blocks until background tuning's candidate compiles have finished.");
+  m.def(
+      "stop_tuning",
+      [] {
+        nanobind::gil_scoped_release release;
+        flashjit::stop_tuning();
+      },
+      "Stops background tuning: running compiles finish, no new one starts (run at exit).");
 }

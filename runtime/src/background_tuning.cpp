@@ -42,7 +42,11 @@ void BackgroundCompiles::start(const std::string& digest, const AttentionSpec& s
     Compiled c;
     try {
       c.tiles = tile_candidates(spec, arch);
-      c.skip = compile_candidates(spec, c.tiles, arch, background_workers(), &stopping_);
+      // After each compile the exit hook is registered again: exit() runs handlers and static
+      // destructors newest first, and a compile may have made statics (NVRTC's own among them)
+      // that the next compile uses; the hook must stop the workers before those go.
+      c.skip = compile_candidates(spec, c.tiles, arch, background_workers(), &stopping_,
+                                  [] { std::atexit(&BackgroundCompiles::at_exit); });
     } catch (const std::exception& e) {  // no candidates: time the heuristic alone
       c.tiles = {*resolve_tile(spec, arch).tile};
       c.skip = {""};

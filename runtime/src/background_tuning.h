@@ -41,11 +41,14 @@ class BackgroundCompiles {
   // Blocks until every job started so far has compiled.
   void wait_all();
 
+  // No new job or candidate compile starts, the running compiles finish, the threads are
+  // joined (flashjit::stop_tuning, and at exit). Later start() calls do nothing.
+  void shutdown();
+
   ~BackgroundCompiles();
 
  private:
   BackgroundCompiles() = default;
-  void shutdown();  // at exit: no new compile starts, running ones finish, threads joined
   static void at_exit();
 
   struct Job {

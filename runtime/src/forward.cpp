@@ -212,4 +212,6 @@ void forward(const AttentionSpec& spec, const TensorView& q, const TensorView& k
 
 void wait_for_tuning() { detail::BackgroundCompiles::get().wait_all(); }
 
+void stop_tuning() { detail::BackgroundCompiles::get().shutdown(); }
+
 }  // namespace flashjit

@@ -100,6 +100,12 @@ class PreparedForward {
 // and keeps the winner. For benchmarks, and before capturing CUDA graphs (a call inside a
 // capture keeps the tile it has: nothing is timed there).
 void wait_for_tuning();
+// Stops background tuning for the rest of the process: no new candidate compile starts, the
+// running ones finish, the worker threads are joined; variants not yet tuned keep their
+// interim tile. flashjit runs it at exit (and the Python module from Python's atexit, before
+// the interpreter tears anything down); a program that ends some other way (a thread calling
+// exit() while others run flashjit) calls it first.
+void stop_tuning();
 
 // For people studying a variant (no GPU needed). arch empty = emit_arch(""): the current
 // GPU's arch, or sm_80 where there is no GPU.
