@@ -442,9 +442,11 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
 
     Returns o, or (o, lse) when return_lse.
     """
+    # (Under torch.compile _eager_call is False before any value-dependent test: Dynamo traces
+    # the general path, which handles symbolic values.)
     if (out is None and lse_out is None and stream is None and mask_mod is None and score_mod is None
             and block_mask is None and tile is None and window_size is None and softmax_scale is None
-            and not dropout_p and not softcap and layout == "bhsd"):
+            and layout == "bhsd" and _eager_call() and not dropout_p and not softcap):
         fast_key = _fast_key(q, k, v, causal, window, scale, return_lse, align)
         if fast_key is not None:
             spec_json = _FAST_SPECS.get(fast_key)
@@ -732,20 +734,25 @@ _FAST_SPECS: dict = {}
 _FAST_SPECS_MAX = 4096
 
 
+def _eager_call() -> bool:
+    """False while torch.compile traces (or without torch): the fast path is for eager calls."""
+    torch = sys.modules.get("torch")
+    return torch is not None and not _compiling(torch)
+
+
 def _fast_key(q: Any, k: Any, v: Any, causal: Any, window: Any, scale: Any, return_lse: Any, align: Any) -> Any:
     """The static signature of an eager, no-autograd call on plain CUDA torch tensors of one
     dtype and device with consistent batch and sequence lengths, or None (then _attention
     decides and reports)."""
     torch = sys.modules.get("torch")
-    if torch is None:
+    if torch is None or _compiling(torch):
         return None
     T = torch.Tensor
     if type(q) is not T or type(k) is not T or type(v) is not T:
         return None
     C = torch._C
     try:
-        if (torch.compiler.is_compiling() or C._len_torch_dispatch_stack()
-                or C._are_functorch_transforms_active()):
+        if C._len_torch_dispatch_stack() or C._are_functorch_transforms_active():
             return None
     except AttributeError:
         return None

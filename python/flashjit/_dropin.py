@@ -16,7 +16,7 @@ import math
 import sys
 from typing import Any, Optional, Tuple
 
-from ._attention import _FAST_SPECS, _attention, _fast_key, _launch_fast, _shape_str
+from ._attention import _FAST_SPECS, _attention, _eager_call, _fast_key, _launch_fast, _shape_str
 
 __all__ = ["scaled_dot_product_attention", "flex_attention"]
 
@@ -113,7 +113,7 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: An
     One difference: a query row that sees no key gives 0 (torch gives NaN there).
     """
     fast_key = None
-    if attn_mask is None and not dropout_p:
+    if attn_mask is None and _eager_call() and not dropout_p:
         # The signature (with enable_gqa, whose check it passed) of a call that went through
         # every check before: straight to the launch (_attention.py, the eager fast path).
         fast_key = _fast_key(query, key, value, bool(is_causal), None, scale, False, ("top_left", bool(enable_gqa)))
