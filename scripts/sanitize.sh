@@ -50,12 +50,7 @@ symbolizer=$(command -v llvm-symbolizer-14 || command -v llvm-symbolizer || true
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 t1=$SECONDS
-# A test that fails is run once more: LeakSanitizer's stop-the-world at a process's exit
-# crashes now and then by itself ("Tracer caught signal 11 ... LeakSanitizer has encountered a
-# fatal error", google/sanitizers#1353; seen once in 2026-12 in a CLI child that had finished).
-# A real ASan/UBSan finding is deterministic here and fails both runs; ctest's output shows
-# every retry.
-ctest --test-dir "$build" --output-on-failure --repeat until-pass:2 "$@"
+ctest --test-dir "$build" --output-on-failure "$@"
 rc=$?
 echo "sanitize: build ${t_build} s, ctest $((SECONDS - t1)) s, exit status $rc (ASan+UBSan, $cxx, $build)"
 exit $rc
