@@ -29,7 +29,15 @@ inline std::string shell_quote(const std::string& s) {
 // Runs the CLI with `args` and `env` ("NAME=value ..." prefixed to the command line).
 // Returns status -1 when the process could not be run or did not exit normally.
 inline CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "") {
-  std::string cmd = env + (env.empty() ? "" : " ") + shell_quote(FLASHJIT_CLI_PATH);
+  std::string cmd;
+  // Under scripts/sanitize.sh the CLI children run with ASan and UBSan but without
+  // LeakSanitizer: its exit-time thread tracer crashed ("Tracer caught signal 11") in one
+  // `tune --compile-only` child, every time in the full suite and never alone (2026-12-03,
+  // not understood yet; google/sanitizers#1353 is the same symptom). The parent test process
+  // keeps leak checking.
+  if (const char* asan = std::getenv("ASAN_OPTIONS"))
+    cmd += "ASAN_OPTIONS=" + shell_quote(std::string(asan) + ":detect_leaks=0") + " ";
+  cmd += env + (env.empty() ? "" : " ") + shell_quote(FLASHJIT_CLI_PATH);  // env: assignments or a prefix command
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " 2>&1";
   CliResult r;
