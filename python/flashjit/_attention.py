@@ -447,11 +447,12 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     if (out is None and lse_out is None and stream is None and mask_mod is None and score_mod is None
             and block_mask is None and tile is None and window_size is None and softmax_scale is None
             and layout == "bhsd" and _eager_call() and not dropout_p and not softcap):
-        fast_key = _fast_key(q, k, v, causal, window, scale, return_lse, align)
+        fast_key = _fast_key(q, k, v, causal, window, scale, return_lse, align, deterministic)
         if fast_key is not None:
             spec_json = _FAST_SPECS.get(fast_key)
             if spec_json is not None:
-                res = _launch_fast(q, k, v, spec_json, return_lse)
+                res = (_launch_fast_grad(q, k, v, spec_json, return_lse, deterministic) if fast_key[-1] is not None
+                       else _launch_fast(q, k, v, spec_json, return_lse))
                 if res is not None:
                     return res
         return _attention(q, k, v, causal=causal, window=window, scale=scale, return_lse=return_lse, align=align,
@@ -532,8 +533,8 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
     """attention() in the bhsd layout. ``exprs``: (mask_text, score_text, capture
     declarations, capture tensors) built by the caller instead of traced functions
     (_dropin.py), with mask_mod / score_mod None. ``fast_key``: the call's _fast_key, under
-    which an eager call without autograd that gets through every check leaves its spec JSON
-    for _launch_fast."""
+    which an eager call that gets through every check leaves its spec JSON for _launch_fast
+    (or _launch_fast_grad when autograd records it)."""
     torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(q, torch.Tensor)
     compiling = is_torch and _compiling(torch)
@@ -692,13 +693,13 @@ def _attention(q: Any, k: Any, v: Any, *, causal: bool = False,
         # the call), not through the custom op: its first call imports torch._dynamo (seconds),
         # and its dispatch and the DLPack exports cost several times the launch (docs/python.md).
         state = rng_state()
+        if fast_key is not None and not caps and p == 0 and (fast_key[-1] is not None) == needs_grad:
+            if len(_FAST_SPECS) >= _FAST_SPECS_MAX:
+                _FAST_SPECS.clear()
+            _FAST_SPECS[fast_key] = spec_json
         if needs_grad:
             o, lse = _torch_ops.eager_function(torch).apply(q, k, v, spec_json, bool(deterministic), state, *caps)
         else:
-            if fast_key is not None and not caps and p == 0:
-                if len(_FAST_SPECS) >= _FAST_SPECS_MAX:
-                    _FAST_SPECS.clear()
-                _FAST_SPECS[fast_key] = spec_json
             o, lse = _torch_ops.launch_forward(torch, q, k, v, spec_json, caps, state, want_lse, placeholder=False)
         return (o, lse) if return_lse else o
 
@@ -740,10 +741,13 @@ def _eager_call() -> bool:
     return torch is not None and not _compiling(torch)
 
 
-def _fast_key(q: Any, k: Any, v: Any, causal: Any, window: Any, scale: Any, return_lse: Any, align: Any) -> Any:
-    """The static signature of an eager, no-autograd call on plain CUDA torch tensors of one
-    dtype and device with consistent batch and sequence lengths, or None (then _attention
-    decides and reports)."""
+def _fast_key(q: Any, k: Any, v: Any, causal: Any, window: Any, scale: Any, return_lse: Any, align: Any,
+              deterministic: Any) -> Any:
+    """The static signature of an eager call on plain CUDA torch tensors of one dtype and
+    device with consistent batch and sequence lengths, or None (then _attention decides and
+    reports). Its last element is None when autograd does not record the call, else the
+    backward's deterministic flag (a call that autograd records has its own spec: it returns
+    the LSE the backward needs)."""
     torch = sys.modules.get("torch")
     if torch is None or _compiling(torch):
         return None
@@ -756,8 +760,9 @@ def _fast_key(q: Any, k: Any, v: Any, causal: Any, window: Any, scale: Any, retu
             return None
     except AttributeError:
         return None
+    grad = None
     if C.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return None
+        grad = bool(deterministic)
     qs, ks, vs = q.shape, k.shape, v.shape
     if len(qs) != 4 or len(ks) != 4 or len(vs) != 4:
         return None
@@ -766,7 +771,7 @@ def _fast_key(q: Any, k: Any, v: Any, causal: Any, window: Any, scale: Any, retu
         return None
     if ks[0] != qs[0] or vs[0] != qs[0] or vs[2] != ks[2] or not (qs[0] and qs[1] and qs[2] and ks[2]):
         return None
-    key = (dt, qs[1], qs[3], ks[1], ks[3], vs[1], vs[3], causal, window, scale, return_lse, align)
+    key = (dt, qs[1], qs[3], ks[1], ks[3], vs[1], vs[3], causal, window, scale, return_lse, align, grad)
     try:
         hash(key)
     except TypeError:  # a list window, say
@@ -788,6 +793,15 @@ def _launch_fast(q: Any, k: Any, v: Any, spec_json: str, return_lse: bool) -> An
                      kst, v.data_ptr(), v.shape, vst, out.data_ptr(), lse.data_ptr() if return_lse else 0,
                      _torch_ops._current_stream(torch, index), [], 0, 0, 0)
     return (out, lse) if return_lse else out
+
+
+def _launch_fast_grad(q: Any, k: Any, v: Any, spec_json: str, return_lse: bool, deterministic: Any) -> Any:
+    """_launch_fast for a call that autograd records: the eager autograd.Function directly."""
+    if q.stride(3) != 1 or k.stride(3) != 1 or v.stride(3) != 1:
+        return None
+    torch = sys.modules["torch"]
+    o, lse = _torch_ops.eager_function(torch).apply(q, k, v, spec_json, bool(deterministic), None)
+    return (o, lse) if return_lse else o
 
 
 def _eager_launchable(torch: Any, q: Any, k: Any, v: Any) -> bool:

@@ -16,7 +16,7 @@ import math
 import sys
 from typing import Any, Optional, Tuple
 
-from ._attention import _FAST_SPECS, _attention, _eager_call, _fast_key, _launch_fast, _shape_str
+from ._attention import _FAST_SPECS, _attention, _eager_call, _fast_key, _launch_fast, _launch_fast_grad, _shape_str
 
 __all__ = ["scaled_dot_product_attention", "flex_attention"]
 
@@ -116,10 +116,12 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: An
     if attn_mask is None and _eager_call() and not dropout_p:
         # The signature (with enable_gqa, whose check it passed) of a call that went through
         # every check before: straight to the launch (_attention.py, the eager fast path).
-        fast_key = _fast_key(query, key, value, bool(is_causal), None, scale, False, ("top_left", bool(enable_gqa)))
+        fast_key = _fast_key(query, key, value, bool(is_causal), None, scale, False, ("top_left", bool(enable_gqa)),
+                             False)
         spec_json = _FAST_SPECS.get(fast_key) if fast_key is not None else None
         if spec_json is not None:
-            res = _launch_fast(query, key, value, spec_json, False)
+            res = (_launch_fast_grad(query, key, value, spec_json, False, False) if fast_key[-1] is not None
+                   else _launch_fast(query, key, value, spec_json, False))
             if res is not None:
                 return res
     torch = sys.modules.get("torch")

@@ -216,3 +216,36 @@ def test_deterministic_backward_is_bit_identical_and_accurate(dtype, shape):
             for a, g in zip(first, grads):
                 assert torch.equal(a, g)
     assert torch.isfinite(dq).all()
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_repeated_calls_take_the_checked_fast_path_and_keep_gradients(deterministic):
+    """The second and later calls of a signature that autograd records go straight to the
+    launch (_launch_fast_grad): same outputs and gradients as the first, checked call, the
+    deterministic flag honoured, and a mismatching call after it still raises before a launch."""
+    torch.manual_seed(7)
+    q, k, v = make(2, 6, 2, 130, 130, 64, torch.bfloat16)
+    dout = torch.randn(2, 6, 130, 64, device="cuda", dtype=torch.bfloat16)
+    grads = []
+    for _ in range(3):
+        qg, kg, vg = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+        o, lse = flashjit.attention(qg, kg, vg, causal=True, return_lse=True, deterministic=deterministic)
+        assert o.requires_grad and not lse.requires_grad
+        o.backward(dout)
+        grads.append((o.detach(), lse, qg.grad, kg.grad, vg.grad))
+    for later in grads[1:]:
+        for a, b in zip(grads[0][:2], later[:2]):
+            assert torch.equal(a, b)
+        for a, b in zip(grads[0][2:], later[2:]):
+            assert torch.equal(a, b) if deterministic else rel(b, a.double()) < 1e-3
+    rq, rk, rv, _ = reference_grads(q, k, v, dout, lambda b, h, i, j: j <= i)
+    for got, ref in zip(grads[-1][2:], (rq, rk, rv)):
+        assert rel(got, ref) < TOL[torch.bfloat16]
+    # Same signature, a batch mismatch between q and k: refused with the general path's error.
+    k_bad = torch.randn(1, 2, 130, 64, device="cuda", dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="batch"):
+        flashjit.attention(q.clone().requires_grad_(True), k_bad, v, causal=True, deterministic=deterministic)
+    # A non-contiguous last dim with the same signature: the general path names the tensor.
+    q_t = q.transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_(True)
+    with pytest.raises(ValueError, match="q's last dimension must be contiguous"):
+        flashjit.attention(q_t, k, v, causal=True, deterministic=deterministic)
