@@ -31,9 +31,9 @@ summary() {
   (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
 }
 trap summary EXIT
-# Modes: first (build; probe, host overhead, first call without the blocking mode), tests
-# (build, reusing an installed package when the tree is unchanged; every GPU test; the blocking
-# first calls), all (both, as one call).
+# Modes: first (build; probe, host overhead, first calls in every mode, blocking included),
+# tests (build, reusing an installed package when the tree is unchanged; every GPU test),
+# all (both, as one call: more than one device call's 600 s).
 if [ "$mode" = tests ] && python3 -c "import flashjit" 2>/dev/null && [ -f /tmp/fj-installed-tree ] &&
    [ "$(cat /tmp/fj-installed-tree)" = "$(git -C "$root" diff HEAD | md5sum)$(git -C "$root" rev-parse HEAD)" ]; then
   run build 300 ninja -C build
@@ -45,9 +45,8 @@ cd /tmp
 if [ "$mode" = first ] || [ "$mode" = all ]; then
   run probe 120 python3 "$root/bench/probe_first_call.py" --out "$OUT/probe_first_call.json"
   FLASHJIT_CACHE_DIR=/tmp/fj-host run host 120 python3 "$root/bench/bench_host_overhead.py" --out "$OUT/host_overhead.json"
-  modes=background,heuristic,flex
-  [ "$mode" = all ] && modes=background,blocking,heuristic,flex
-  run first_call 300 python3 "$root/bench/bench_first_call.py" --modes "$modes" --out "$OUT/first_call.json"
+  modes=background,blocking,heuristic,flex
+  run first_call 400 python3 "$root/bench/bench_first_call.py" --modes "$modes" --out "$OUT/first_call.json"
 fi
 if [ "$mode" = tests ] || [ "$mode" = all ]; then
   # Everything in parallel and bounded, so the call ends (and its trap packs the logs: only 8
@@ -60,7 +59,5 @@ if [ "$mode" = tests ] || [ "$mode" = all ]; then
   run cli_check 200 "$root/build/cli/flashjit" check --spec '{"dtype":"bf16","head_dim":128,"num_heads_q":6,"num_heads_kv":2,"mask":"causal"}' \
     --shape 'b=1,sq=600,sk=600;b=1,sq=17,sk=4097'
   wait
-  [ "$mode" = tests ] && run first_call 150 python3 "$root/bench/bench_first_call.py" --modes blocking \
-    --out "$OUT/first_call_blocking.json"
 fi
 cd "$root"
