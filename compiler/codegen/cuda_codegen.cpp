@@ -29,6 +29,7 @@ class Emitter {
         spec_(k.spec),
         tile_(*k.spec.tile),
         wgmma_(k.spec.tile->mma == MmaKind::wgmma),
+        ws_(k.spec.tile->pipeline == PipelineKind::tma_ws),
         score_splits_(score_hook_splits(k.spec.score_mod, k.spec.captures)) {}
 
   std::string run() {
@@ -44,6 +45,7 @@ class Emitter {
   const AttentionSpec& spec_;
   const TileConfig& tile_;
   const bool wgmma_;  // sm_90a warpgroup path: swizzled tiles, wgmma GEMMs
+  const bool ws_;     // ... warp-specialised: a TMA producer warpgroup (fwd_ws_sm90.cuh)
   const bool score_splits_;  // score_mod has a narrow-index form (score_hook_splits)
   std::ostringstream out_;
 
@@ -57,7 +59,8 @@ class Emitter {
     std::istringstream ir_text(ir::print(k_));
     for (std::string line; std::getline(ir_text, line);) out_ << "//   " << line << "\n";
     out_ << "//\n// Launch: grid (ceil(seqlen_q / " << tile_.block_m << "), num_heads_q, batch), block "
-         << 32 * tile_.warps << " threads, dynamic shared memory T::SMEM_BYTES.\n\n";
+         << 32 * tile_.warps << " threads, dynamic shared memory T::SMEM_BYTES"
+         << (ws_ ? "; parameters FwdParams and the\n// TMA descriptors of Q, K and V (FwdTmaMaps, encoded per launch)" : "") << ".\n\n";
   }
 
   void preamble() {
@@ -66,16 +69,25 @@ class Emitter {
     for (const char* h : {"fwd_params", "band_mask", "block_context", "fragments"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
     for (const char* h : wgmma_ ? sm90 : sm80) out_ << "#include \"flashjit/" << h << ".cuh\"\n";
+    if (ws_) out_ << "#include \"flashjit/fwd_ws_sm90.cuh\"\n";
     for (const char* h : {"apply_mask", "kv_tiles", "online_softmax", "epilogue"})
       out_ << "#include \"flashjit/" << h << ".cuh\"\n";
     if (has_hooks()) out_ << "#include \"flashjit/score_hooks.cuh\"\n";
     if (dropout_op()) out_ << "#include \"flashjit/dropout.cuh\"\n";
     const ir::BandMask& b = k_.loop.mask;
     out_ << "\nnamespace {\n\n";
-    out_ << fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
-                        "/*WARPS=*/{}, /*STAGES=*/{}>;\n",
-                        wgmma_ ? "FwdTraitsSm90" : "FwdTraits", spec_.dtype == DType::bf16 ? "BF16" : "F16",
-                        spec_.head_dim, spec_.head_dim_v, tile_.block_m, tile_.block_n, tile_.warps, tile_.stages);
+    if (ws_)
+      out_ << fmt::format("using T = flashjit::FwdTraitsSm90Ws<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
+                          "/*STAGES=*/{}>;\n",
+                          spec_.dtype == DType::bf16 ? "BF16" : "F16", spec_.head_dim, spec_.head_dim_v, tile_.block_m,
+                          tile_.block_n, tile_.stages);
+    else
+      out_ << fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
+                          "/*WARPS=*/{}, /*STAGES=*/{}>;\n",
+                          wgmma_ ? "FwdTraitsSm90" : "FwdTraits", spec_.dtype == DType::bf16 ? "BF16" : "F16",
+                          spec_.head_dim, spec_.head_dim_v, tile_.block_m, tile_.block_n, tile_.warps, tile_.stages);
+    if (ws_) out_ << fmt::format("static_assert(T::THREADS == {}, \"host and device disagree on the block size\");\n",
+                                 32 * tile_.warps);
     // The host launches with the size the legality pass computed; the two must agree.
     out_ << fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
                         listed() ? " + flashjit::kTileListBytes" : "", passes::smem_bytes(spec_, tile_));
@@ -175,8 +187,13 @@ class Emitter {
   }
 
   void entry() {
-    out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::FwdParams params) {{\n",
-                        32 * tile_.warps, k_.name);
+    if (ws_)
+      out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}, 1)\n{}(const flashjit::FwdParams params, "
+                          "const __grid_constant__ flashjit::FwdTmaMaps maps) {{\n",
+                          32 * tile_.warps, k_.name);
+    else
+      out_ << fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}(const flashjit::FwdParams params) {{\n",
+                          32 * tile_.warps, k_.name);
     out_ << "  using namespace flashjit;\n";
     if (wgmma_) {
       out_ << "  extern __shared__ __align__(1024) unsigned char smem[];\n";
@@ -198,6 +215,7 @@ class Emitter {
       out_ << "  const DropoutKey dkey = dropout_key(params);  // dropout's RNG state\n"
               "  const u32 drop_bh = dropout_bh(params, blk.batch, blk.head);\n";
     out_ << "\n";
+    if (ws_) roles();
     for (const ir::Op& op : k_.prologue) prologue_op(op);
     // mma.sync: the FlashAttention-2 loop; wgmma: the loop with P·V one tile behind.
     if (wgmma_) loop_overlapped();
@@ -206,10 +224,32 @@ class Emitter {
     out_ << "}\n";
   }
 
+  // The warp-specialised block's split (fwd_ws_sm90.cuh): the tile sequence and the rings'
+  // mbarriers first, then the producer warpgroup's thread issues every TMA copy while the
+  // others continue as the consumers below.
+  void roles() {
+    kv_range("; P·V one tile behind (overlap_pv); copies by the producer warpgroup (TMA)");
+    out_ << "  // The rings' mbarriers after the tiles (WsBarriers: q_full, k_full, v_full, k_empty, v_empty).\n";
+    out_ << "  const WsBarriers<T::STAGES> bars{v_smem + T::STAGES * T::V_STAGE_BYTES};\n";
+    out_ << "  if (blk.tid == 0) bars.init(T::CONSUMER_THREADS);\n";
+    out_ << "  __syncthreads();\n";
+    out_ << "  if (blk.warp >= T::CONSUMER_WARPS) {  // the producer warpgroup\n";
+    out_ << "    if (T::MOVE_REGS) setmaxnreg_dec<T::PRODUCER_REGS>();\n";
+    out_ << "    if (blk.warp == T::CONSUMER_WARPS && blk.lane == 0)\n";
+    out_ << "      ws_produce<T>(bars, maps, q_smem, k_smem, v_smem, blk, n_tiles, [&](int i) { return tiles.at(i); });\n";
+    out_ << "    return;\n  }\n";
+    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
+    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
+  }
+
   void prologue_op(const ir::Op& op) {
     out_ << op_comment(op, "  ");
     switch (op.kind) {
       case ir::OpKind::load_tile:
+        if (ws_) {
+          out_ << "  mbarrier_wait(bars.q_full(), 0);  // Q has landed (the producer's TMA copy)\n";
+          break;
+        }
         out_ << "  " << loader() << "<T::BM, T::D, T::THREADS>(q_smem, q_rows_ptr(params, blk), params.q_row_stride, blk.q_rows, blk.tid);\n";
         out_ << "  cp_async_commit();\n";
         break;
@@ -338,6 +378,103 @@ class Emitter {
       if (op.kind == ir::OpKind::gemm && op.has_attr("lag")) lagged = &op;
     if (!lagged) throw std::logic_error("codegen: a wgmma kernel needs the overlap_pv pass (no lagged P·V gemm)");
     const std::string& acc = lagged->results[0];
+    if (!ws_) ring_with_copies();
+    out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
+    out_ << fmt::format("  // r: the iteration, = the copy step it consumes; {} its tile.\n", kv);
+    out_ << loop_header(kv);
+    out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
+    out_ << "    const bool has_prev = r > 0;\n";
+    std::string softmax_scores;  // the score tile that holds P after the softmax
+    for (const ir::Op& op : loop.body) {
+      out_ << op_comment(op, "    ");
+      switch (op.kind) {
+        case ir::OpKind::wait_copies:
+          if (ws_) {
+            out_ << "    mbarrier_wait(bars.k_full(slot), bars.parity(r));  // K of tile " << kv << " has landed\n";
+            break;
+          }
+          out_ << "    if (r + T::STAGES - 1 <= n_tiles) copy_step(r + T::STAGES - 1);  // prefetch\n";
+          out_ << "    mbarrier_wait(bars + 8 * slot, (r / T::STAGES) & 1);  // K of tile " << kv << ", V of " << kv
+               << " - 1 landed\n";
+          out_ << "    fence_proxy_async();  // ... and are visible to wgmma (async proxy)\n";
+          break;
+        case ir::OpKind::async_copy:
+          out_ << "    //   (copy step r, issued " << (ws_ ? "by the producer" : "STAGES - 1 iterations ago")
+               << (op.str_attr("tensor") == "V" ? ", one tile behind K" : "") << "; waited for above)\n";
+          break;
+        case ir::OpKind::gemm:
+          if (&op == lagged) {
+            out_ << "    //   (issued in the next iteration, after its Q·Kᵀ; the last tile's after the loop)\n";
+            break;
+          }
+          out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
+          out_ << fmt::format("    warpgroup_gemm_qk_issue<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
+                              op.results[0]);
+          out_ << "    // " << ir::print(*lagged) << "   <- of tile " << kv << " - 1\n";
+          if (ws_) out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(r - 1));  // V of tile " << kv << " - 1\n";
+          out_ << fmt::format("    if (has_prev) warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n",
+                              acc);
+          out_ << "    if (has_prev) warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
+          out_ << "    else warpgroup_wait<0>();\n";
+          out_ << fmt::format("    pin({}.s[0]);\n", op.results[0]);
+          if (ws_) out_ << "    mbarrier_arrive(bars.k_empty(slot));  // K's slot is free for the producer\n";
+          break;
+        case ir::OpKind::apply_mask:
+          apply_mask(op);
+          break;
+        case ir::OpKind::score_mod:
+          score_mod(op);
+          break;
+        case ir::OpKind::online_softmax:
+          out_ << "    RowVec<T> alpha;\n";
+          out_ << fmt::format("    softmax_rows<T>({}, {}, {}, alpha, kScaleLog2);\n", op.operands[0], op.operands[1],
+                              op.operands[2]);
+          if (const ir::Op* d = dropout_op()) {  // the dropout op's random numbers, here so that P·V hides them
+            out_ << op_comment(*d, "    ");
+            dropout_keep_flags();
+          }
+          out_ << "    warpgroup_wait<0>();  // the previous tile's P·V has landed in O\n";
+          out_ << fmt::format("    pin({}.o[0]);\n", op.operands[3]);
+          if (ws_) out_ << "    if (has_prev) mbarrier_arrive(bars.v_empty(prev_slot));  // V's slot is free\n";
+          else out_ << "    mbarrier_arrive(bars + 8 * (T::STAGES + slot));  // this thread is done with copy step r\n";
+          out_ << fmt::format("    rescale_rows<T>({}, alpha);\n", op.operands[3]);
+          softmax_scores = op.operands[0];
+          if (!dropout_op())
+            out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
+                                op.operands[0], op.results[0]);
+          break;
+        case ir::OpKind::dropout:
+          out_ << "    //   (keep flags drawn after the softmax above, while the previous tile's P·V ran)\n";
+          out_ << fmt::format("    pack_p<T>(p_prev, {});  // P, kept for the next iteration's P·V\n", softmax_scores);
+          dropout_mask_packed("p_prev.a", op.results[0], /*per_slice=*/false);
+          break;
+        default:
+          throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
+      }
+    }
+    out_ << "  }\n";
+    if (ws_) {
+      out_ << "  // The last tile's P·V.\n";
+      out_ << "  if (n_tiles > 0) {\n";
+      out_ << "    mbarrier_wait(bars.v_full((n_tiles - 1) % T::STAGES), bars.parity(n_tiles - 1));\n";
+      out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
+                          acc);
+      out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
+      return;
+    }
+    out_ << "  // Copy step n_tiles: V of the last tile, for its P·V.\n";
+    out_ << "  mbarrier_wait(bars + 8 * (n_tiles % T::STAGES), (n_tiles / T::STAGES) & 1);\n";
+    out_ << "  fence_proxy_async();\n";
+    out_ << "  if (n_tiles > 0) {\n";
+    out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
+                        acc);
+    out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
+    chunk_close();
+  }
+
+  // The cp.async ring of the plain wgmma loop: the tile sequence, per-slot mbarriers and
+  // the copy steps every thread issues.
+  void ring_with_copies() {
     kv_range("; P·V one tile behind (overlap_pv)");
     out_ << "  // Pipeline mbarriers after the tiles: full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).\n";
     out_ << "  const u32 bars = v_smem + T::STAGES * T::V_STAGE_BYTES;\n";
@@ -363,81 +500,6 @@ class Emitter {
     out_ << "  };\n";
     out_ << "  // Pipeline prologue: steps 0 .. STAGES - 2 (step n_tiles is the last: V of the last tile).\n";
     out_ << "#pragma unroll\n  for (int t = 0; t < T::STAGES - 1; ++t)\n    if (t <= n_tiles) copy_step(t);\n";
-    out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
-    out_ << fmt::format("  // r: the iteration, = the copy step it consumes; {} its tile.\n", kv);
-    out_ << loop_header(kv);
-    out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
-    out_ << "    const bool has_prev = r > 0;\n";
-    std::string softmax_scores;  // the score tile that holds P after the softmax
-    for (const ir::Op& op : loop.body) {
-      out_ << op_comment(op, "    ");
-      switch (op.kind) {
-        case ir::OpKind::wait_copies:
-          out_ << "    if (r + T::STAGES - 1 <= n_tiles) copy_step(r + T::STAGES - 1);  // prefetch\n";
-          out_ << "    mbarrier_wait(bars + 8 * slot, (r / T::STAGES) & 1);  // K of tile " << kv << ", V of " << kv
-               << " - 1 landed\n";
-          out_ << "    fence_proxy_async();  // ... and are visible to wgmma (async proxy)\n";
-          break;
-        case ir::OpKind::async_copy:
-          out_ << "    //   (copy step r, issued STAGES - 1 iterations ago" << (op.str_attr("tensor") == "V" ? ", one tile behind K" : "")
-               << "; waited for above)\n";
-          break;
-        case ir::OpKind::gemm:
-          if (&op == lagged) {
-            out_ << "    //   (issued in the next iteration, after its Q·Kᵀ; the last tile's after the loop)\n";
-            break;
-          }
-          out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
-          out_ << fmt::format("    warpgroup_gemm_qk_issue<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
-                              op.results[0]);
-          out_ << "    // " << ir::print(*lagged) << "   <- of tile " << kv << " - 1\n";
-          out_ << fmt::format("    if (has_prev) warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n",
-                              acc);
-          out_ << "    if (has_prev) warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
-          out_ << "    else warpgroup_wait<0>();\n";
-          out_ << fmt::format("    pin({}.s[0]);\n", op.results[0]);
-          break;
-        case ir::OpKind::apply_mask:
-          apply_mask(op);
-          break;
-        case ir::OpKind::score_mod:
-          score_mod(op);
-          break;
-        case ir::OpKind::online_softmax:
-          out_ << "    RowVec<T> alpha;\n";
-          out_ << fmt::format("    softmax_rows<T>({}, {}, {}, alpha, kScaleLog2);\n", op.operands[0], op.operands[1],
-                              op.operands[2]);
-          if (const ir::Op* d = dropout_op()) {  // the dropout op's random numbers, here so that P·V hides them
-            out_ << op_comment(*d, "    ");
-            dropout_keep_flags();
-          }
-          out_ << "    warpgroup_wait<0>();  // the previous tile's P·V has landed in O\n";
-          out_ << fmt::format("    pin({}.o[0]);\n", op.operands[3]);
-          out_ << "    mbarrier_arrive(bars + 8 * (T::STAGES + slot));  // this thread is done with copy step r\n";
-          out_ << fmt::format("    rescale_rows<T>({}, alpha);\n", op.operands[3]);
-          softmax_scores = op.operands[0];
-          if (!dropout_op())
-            out_ << fmt::format("    pack_p<T>(p_prev, {});  // {} = P, kept for the next iteration's P·V\n",
-                                op.operands[0], op.results[0]);
-          break;
-        case ir::OpKind::dropout:
-          out_ << "    //   (keep flags drawn after the softmax above, while the previous tile's P·V ran)\n";
-          out_ << fmt::format("    pack_p<T>(p_prev, {});  // P, kept for the next iteration's P·V\n", softmax_scores);
-          dropout_mask_packed("p_prev.a", op.results[0], /*per_slice=*/false);
-          break;
-        default:
-          throw std::logic_error("codegen: unexpected op in the KV loop: " + ir::to_string(op.kind));
-      }
-    }
-    out_ << "  }\n";
-    out_ << "  // Copy step n_tiles: V of the last tile, for its P·V.\n";
-    out_ << "  mbarrier_wait(bars + 8 * (n_tiles % T::STAGES), (n_tiles / T::STAGES) & 1);\n";
-    out_ << "  fence_proxy_async();\n";
-    out_ << "  if (n_tiles > 0) {\n";
-    out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
-                        acc);
-    out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
-    chunk_close();
   }
 
   // Issues the copies of KV tile `tile_expr` (K and V) into ring slot `slot_expr`.

@@ -61,6 +61,7 @@ void check_bwd_tile(const AttentionSpec& spec0, const TileConfig& t, const std::
   const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={}", t.block_m, t.block_n, t.warps, t.stages);
   auto bad = [&](const std::string& why) { throw SpecError("tile", "backward tile " + tile + ": " + why); };
   if (t.stages != 1 && t.stages != 2) bad("stages must be 1 or 2");
+  if (t.pipeline != PipelineKind::cp_async) bad("pipeline must be cp_async (tma_ws is the forward's)");
   if (t.mma == MmaKind::wgmma) {
     check_bwd_wgmma_tile(spec, t, arch, bad);
     const int smem = codegen::bwd_dkdv_smem_bytes(spec, t), limit = passes::smem_limit(arch);

@@ -69,7 +69,11 @@ std::string print(const Kernel& k) {
   out += fmt::format("kernel @{} {{\n", k.name);
   out += fmt::format("  grid q_tile = ceil(seqlen_q / {}), head_q, batch; head_kv = head_q / {}{}\n",
                      k.grid.block_m, k.grid.gqa_group, k.grid.reverse_q_tiles ? "; longest_rows_first" : "");
-  out += fmt::format("  block warps = {}, threads = {}\n", k.grid.warps, 32 * k.grid.warps);
+  if (k.grid.producer_warps)
+    out += fmt::format("  block warps = {} + {} producer (TMA), threads = {}\n", k.grid.warps, k.grid.producer_warps,
+                       32 * (k.grid.warps + k.grid.producer_warps));
+  else
+    out += fmt::format("  block warps = {}, threads = {}\n", k.grid.warps, 32 * k.grid.warps);
   for (const Op& op : k.prologue) print_op(out, op, 2);
 
   const KvLoop& loop = k.loop;

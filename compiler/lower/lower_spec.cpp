@@ -67,7 +67,8 @@ Kernel lower(const AttentionSpec& input) {
   Kernel k;
   k.name = codegen::kernel_name(spec);
   k.spec = spec;
-  k.grid = Grid{t.block_m, t.block_n, t.warps, spec.gqa_group(), spec.mask.kind != MaskKind::none};
+  const int producers = t.pipeline == PipelineKind::tma_ws ? 4 : 0;
+  k.grid = Grid{t.block_m, t.block_n, t.warps - producers, producers, spec.gqa_group(), spec.mask.kind != MaskKind::none};
 
   const TileType q_t{in, t.block_m, d, Space::shared};
   const TileType acc_t{Elem::f32, t.block_m, dv, Space::regs};

@@ -39,6 +39,9 @@ int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
     // tiles to 1024 bytes (fwd_traits_sm90.cuh).
     const int q = t.block_m * spec.head_dim;
     const int kv = t.stages * t.block_n * (spec.head_dim + spec.head_dim_v);
+    // tma_ws: q_full plus full and empty barriers per slot of the K and the V ring
+    // (fwd_ws_sm90.cuh); no tile list (validate() keeps those masks on cp_async).
+    if (t.pipeline == PipelineKind::tma_ws) return e * (q + kv) + 8 * (1 + 4 * t.stages) + 1024;
     return e * (q + kv) + 64 + 1024 + list;
   }
   const int q = t.block_m * (spec.head_dim + kRowPad);
@@ -80,15 +83,19 @@ void check_legality(ir::Kernel& k, const std::string& arch) {
   r.smem_limit = smem_limit(arch);
   r.est_registers = fragment_registers(k.spec, t) + kRegisterOverhead;
   r.threads = 32 * t.warps;
-  // One block per SM at least: its threads share the 64 K registers of the SM.
-  const int register_limit = std::min(kMaxRegisters, (65536 / r.threads) & ~7);
+  // One block per SM at least: its threads share the 64 K registers of the SM. A
+  // warp-specialised block moves the producer's registers to the consumers (setmaxnreg):
+  // theirs is the limit (FwdTraitsSm90Ws::CONSUMER_REGS).
+  int register_limit = std::min(kMaxRegisters, (65536 / r.threads) & ~7);
+  if (t.pipeline == PipelineKind::tma_ws) register_limit = t.block_m == 192 ? 160 : t.block_m == 128 ? 240 : kMaxRegisters;
   k.resources = r;
   if (t.mma == MmaKind::wgmma && arch != "sm_90a")
     throw LegalityError(fmt::format("flashjit: spec.tile.mma = wgmma needs arch sm_90a (Hopper); the target is {}; "
                                     "use mma = mma_sync",
                                     arch));
-  const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={} mma={}", t.block_m, t.block_n, t.warps,
-                                       t.stages, to_string(t.mma));
+  const std::string tile = fmt::format("block_m={} block_n={} warps={} stages={} mma={}{}", t.block_m, t.block_n, t.warps,
+                                       t.stages, to_string(t.mma),
+                                       t.pipeline == PipelineKind::tma_ws ? " pipeline=tma_ws" : "");
   if (r.smem_bytes > r.smem_limit)
     throw LegalityError(fmt::format(
         "flashjit: spec.tile ({}) needs {} bytes of shared memory for head_dim={} head_dim_v={}, but {} allows {} per "

@@ -102,6 +102,14 @@ const char* to_string(MmaKind m) {
   return "unknown";
 }
 
+const char* to_string(PipelineKind p) {
+  switch (p) {
+    case PipelineKind::cp_async: return "cp_async";
+    case PipelineKind::tma_ws: return "tma_ws";
+  }
+  return "unknown";
+}
+
 int dtype_size(DType) { return 2; }  // both supported element types are 16-bit
 
 }  // namespace flashjit

@@ -104,7 +104,7 @@ MaskSpec read_mask(const Json& v) {
 
 TileConfig read_tile(const Json& v) {
   if (!v.is_object()) type_error("tile", "an object", v);
-  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages", "mma"});
+  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages", "mma", "pipeline"});
   TileConfig t;  // keys left out keep TileConfig's defaults
   if (v.contains("block_m")) t.block_m = read_int(v["block_m"], "tile.block_m");
   if (v.contains("block_n")) t.block_n = read_int(v["block_n"], "tile.block_n");
@@ -113,6 +113,10 @@ TileConfig read_tile(const Json& v) {
   if (v.contains("mma"))
     t.mma = read_enum<MmaKind>(v["mma"], "tile.mma", {{"mma_sync", MmaKind::mma_sync}, {"wgmma", MmaKind::wgmma}},
                                "mma_sync, wgmma");
+  if (v.contains("pipeline"))
+    t.pipeline = read_enum<PipelineKind>(v["pipeline"], "tile.pipeline",
+                                         {{"cp_async", PipelineKind::cp_async}, {"tma_ws", PipelineKind::tma_ws}},
+                                         "cp_async, tma_ws");
   return t;
 }
 
@@ -215,6 +219,9 @@ std::string spec_to_json(const AttentionSpec& spec, bool pretty) {
     tile["warps"] = n.tile->warps;
     tile["stages"] = n.tile->stages;
     tile["mma"] = to_string(n.tile->mma);
+    // Written only when not the default, so that specs (and kernel keys) from before the
+    // field existed read and hash as they did.
+    if (n.tile->pipeline != PipelineKind::cp_async) tile["pipeline"] = to_string(n.tile->pipeline);
     j["tile"] = std::move(tile);
   }
   return pretty ? j.dump(2) : j.dump();

@@ -156,7 +156,20 @@ namespace {
 // (S = Q·Kᵀ) or head_dim_v (O += P·V), and the 128-byte swizzle slabs are 64 columns.
 void validate_wgmma(const TileConfig& tile, const AttentionSpec& n) {
   check_in("tile.block_m", tile.block_m, {64, 128, 192});
-  if (tile.warps != tile.block_m / 16)
+  if (tile.pipeline == PipelineKind::tma_ws) {
+    // The consumers' warpgroups own 64 rows each; the producer's 4 warps come on top.
+    if (tile.warps != tile.block_m / 16 + 4)
+      throw SpecError("tile.warps", fmt::format("{} with pipeline=tma_ws and block_m={}: a warpgroup of 4 warps per 64 "
+                                                "rows plus the producer's 4; allowed: {}",
+                                                tile.warps, tile.block_m, tile.block_m / 16 + 4));
+    // The producer walks a closed-form tile range; a tile list built at run time (a mask
+    // expression that is not a band, a block mask) is the cp_async pipeline's for now.
+    if (n.mask.kind == MaskKind::custom &&
+        !expr::as_band(*expr::parse_cached(n.mask.expr, expr::Context{false, n.captures})))
+      throw SpecError("tile.pipeline", "tma_ws supports masks whose tiles have a closed form (none, causal, "
+                                       "sliding_window, or an expression recognised as one of them); this mask "
+                                       "expression is classified per tile at run time: use pipeline=cp_async");
+  } else if (tile.warps != tile.block_m / 16)
     throw SpecError("tile.warps", fmt::format("{} with mma=wgmma and block_m={}: each warpgroup of 4 warps owns 64 "
                                               "rows; allowed: {}",
                                               tile.warps, tile.block_m, tile.block_m / 16));
@@ -176,7 +189,12 @@ void validate_wgmma(const TileConfig& tile, const AttentionSpec& n) {
 
 void validate(const TileConfig& tile, const AttentionSpec& spec) {
   // The rules below are arch- and shape-independent; fitting is the legality pass.
+  if (tile.pipeline != PipelineKind::cp_async && tile.pipeline != PipelineKind::tma_ws)
+    throw SpecError("tile.pipeline",
+                    fmt::format("{} is not a pipeline kind; allowed: cp_async, tma_ws", static_cast<int>(tile.pipeline)));
   if (tile.mma == MmaKind::wgmma) return validate_wgmma(tile, spec.normalized());
+  if (tile.pipeline == PipelineKind::tma_ws)
+    throw SpecError("tile.pipeline", "tma_ws needs mma=wgmma (the warp-specialised kernel is sm_90a's)");
   if (tile.mma != MmaKind::mma_sync)
     throw SpecError("tile.mma", fmt::format("{} is not an mma kind; allowed: mma_sync, wgmma", static_cast<int>(tile.mma)));
   const std::vector<int> blocks = {16, 32, 64, 128, 256};

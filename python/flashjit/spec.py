@@ -20,7 +20,7 @@ __all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
 MASK_KINDS = ("none", "causal", "sliding_window", "custom")
 ALIGNS = ("top_left", "bottom_right")
 _MASK_KEYS = ("kind", "align", "left", "right")
-_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma")
+_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma", "pipeline")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Tile:
     warps: warps per block; stages: depth of the K/V shared-memory pipeline;
     mma: "mma_sync" (warp MMA, sm_80+) or "wgmma" (warpgroup MMA, sm_90a only: one
     warpgroup of 4 warps per 64 rows, so warps = block_m / 16).
+    pipeline: "cp_async" (every thread copies K/V) or "tma_ws" (sm_90a, wgmma: a producer
+    warpgroup issues TMA copies, the others compute; warps = block_m / 16 + 4).
     """
 
     block_m: int = 128
@@ -38,9 +40,13 @@ class Tile:
     warps: int = 4
     stages: int = 2
     mma: str = "mma_sync"
+    pipeline: str = "cp_async"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["pipeline"] == "cp_async":  # the default, unwritten (as in the C++ spec JSON)
+            del d["pipeline"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Tile":

@@ -580,3 +580,16 @@ def test_forward_torch_checks_arguments_before_any_launch():
         _C.forward_torch(capture_spec, 0, "bfloat16", 256, (1, 1, 16, 64), (1024, 1024, 64, 1), 256,
                          (1, 1, 16, 64), (1024, 1024, 64, 1), 256, (1, 1, 16, 64), (1024, 1024, 64, 1), 256, 0, 0,
                          [(512, "uint8", [16], [1])])
+
+
+def test_tma_ws_tile_round_trips_and_emits_the_warp_specialised_kernel():
+    tile = Tile(block_m=128, block_n=128, warps=12, stages=2, mma="wgmma", pipeline="tma_ws")
+    spec = Spec(dtype="bf16", head_dim=128, mask="causal", tile=tile)
+    d = json.loads(spec.to_json())["tile"]
+    assert d["pipeline"] == "tma_ws" and d["warps"] == 12
+    assert Spec.from_json(spec.to_json()).tile == tile
+    src = flashjit.emit(spec, arch="sm_90a")
+    assert "FwdTraitsSm90Ws" in src and "ws_produce<T>" in src
+    with pytest.raises(flashjit.SpecError, match="tile.warps"):
+        Spec(dtype="bf16", head_dim=128, tile=Tile(block_m=128, block_n=128, warps=8, mma="wgmma",
+                                                   pipeline="tma_ws")).to_json()

@@ -67,8 +67,10 @@ double median(std::vector<double> v) {
 
 // One loaded forward candidate (time_launches).
 void time_candidate(const LoadedKernel& kernel, const TileConfig& tile, const FwdParams& params,
-                    const ProblemShape& shape, CUstream stream, detail::Events& ev, CandidateTiming& out) {
-  const CandidateTiming t = detail::time_launches([&] { launch(kernel, tile, params, shape, stream); }, stream, ev);
+                    const ProblemShape& shape, CUstream stream, detail::Events& ev, CandidateTiming& out,
+                    const FwdTmaMaps* maps) {
+  const CandidateTiming t =
+      detail::time_launches([&] { launch(kernel, tile, params, shape, stream, maps); }, stream, ev);
   out.ok = t.ok;
   out.median_ms = t.median_ms;
   out.repetitions = t.repetitions;
@@ -190,6 +192,13 @@ CandidateTiming time_launches(const std::function<void()>& launch_once, CUstream
 
 }  // namespace detail
 
+bool tma_ws_candidates_enabled() {
+  // Until the warp-specialised kernels have passed the GPU matrix they are tuned only on
+  // request (FLASHJIT_TUNE_TMA_WS=1); a spec can always name such a tile itself.
+  const char* v = std::getenv("FLASHJIT_TUNE_TMA_WS");
+  return v && std::string(v) == "1";
+}
+
 std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::string& arch) {
   check_arch(arch);
   validate(spec0);
@@ -203,6 +212,13 @@ std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::s
     for (int block_m : {64, 128, 192})
       for (int block_n : {64, 96, 128, 176, 192})
         for (int stages : {2, 3}) consider({block_m, block_n, block_m / 16, stages, MmaKind::wgmma});
+  // Warp-specialised (a TMA producer warpgroup beside 2 or 3 consumers), where the mask's
+  // tiles have a closed form (validate() refuses the others: legal() drops them).
+  if (arch == "sm_90a" && tma_ws_candidates_enabled())
+    for (int block_m : {128, 192})
+      for (int block_n : {64, 96, 128, 176, 192})
+        for (int stages : {2, 3})
+          consider({block_m, block_n, block_m / 16 + 4, stages, MmaKind::wgmma, PipelineKind::tma_ws});
   for (int block_m : {64, 128})
     for (int block_n : {32, 64, 128})
       for (int warps : {4, 8})
@@ -284,12 +300,16 @@ TuneResult time_candidates(const AttentionSpec& spec0, const std::vector<TileCon
   for (std::size_t i = 0; i < tiles.size(); ++i) {
     CandidateTiming c;
     c.tile = tiles[i];
+    const bool ws = tiles[i].pipeline == PipelineKind::tma_ws;
     if (!skip[i].empty()) {
       c.error = skip[i];
+    } else if (ws && !tma_compatible(q, k, v)) {
+      c.error = "not timed: TMA cannot read these tensors (a zero stride)";
     } else {
       try {
+        const std::optional<FwdTmaMaps> maps = ws ? std::optional<FwdTmaMaps>(make_tma_maps(q, k, v, tiles[i])) : std::nullopt;
         time_candidate(loaded_kernel(with_tile(spec, tiles[i]), ctx, device.arch), tiles[i], params, shape, stream,
-                       events, c);
+                       events, c, maps ? &*maps : nullptr);
       } catch (const std::exception& e) {
         c.ok = false;
         c.error = e.what();

@@ -116,6 +116,7 @@ CudaDriver::CudaDriver() {
   FJ_RESOLVE(cuEventSynchronize)
   FJ_RESOLVE(cuEventElapsedTime)
   FJ_RESOLVE(cuEventDestroy)
+  FJ_RESOLVE(cuTensorMapEncodeTiled)
 #undef FJ_RESOLVE
   if (!missing.empty()) {
     reason_ = "the CUDA driver library lacks " + missing + " (driver too old?)";

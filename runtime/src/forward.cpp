@@ -195,7 +195,22 @@ void PreparedForward::operator()(const TensorView& q, const TensorView& k, const
   }
   FwdParams params = make_params(q, k, v, o, lse, shape, captures);
   set_dropout(params, dropout);
-  launch(*entry->kernel, entry->tile, params, shape, reinterpret_cast<CUstream>(stream));
+  const CUstream cu_stream = reinterpret_cast<CUstream>(stream);
+  if (entry->tile.pipeline != PipelineKind::tma_ws) {
+    launch(*entry->kernel, entry->tile, params, shape, cu_stream);
+  } else if (tma_compatible(q, k, v)) {
+    const FwdTmaMaps maps = make_tma_maps(q, k, v, entry->tile);
+    launch(*entry->kernel, entry->tile, params, shape, cu_stream, &maps);
+  } else {
+    // Tensors TMA cannot describe (a zero stride: a broadcast view): the same tile on the
+    // cp.async pipeline, compiled on first need, serves this call.
+    TileConfig plain = entry->tile;
+    plain.pipeline = PipelineKind::cp_async;
+    plain.warps -= 4;
+    AttentionSpec s = spec;
+    s.tile = plain;
+    launch(loaded_kernel(s, ctx, detail::device_info(drv.current_device()).arch), plain, params, shape, cu_stream);
+  }
   // After the launch: the heuristic's compile, on this thread, comes first.
   if (!background.empty()) detail::BackgroundCompiles::get().start(background, *untiled, arch);
 }

@@ -6,7 +6,13 @@
 #include <mutex>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include <cstring>
+#include <stdexcept>
+
 #include "flashjit/cuda_driver.h"
+#include "flashjit/error.h"
 
 namespace flashjit {
 
@@ -75,11 +81,64 @@ void set_dropout(FwdParams& p, const DropoutRng& rng) {
   p.dropout_state = reinterpret_cast<const unsigned long long*>(rng.device_state);
 }
 
+namespace {
+// One tensor's map: {64 columns, rows, cols / 64 slabs, heads, batch}, innermost first, with
+// byte strides {row, 128, head, batch}; the box is one tile of `box_rows` rows, all slabs.
+TensorMap encode_map(const char* name, const TensorView& t, int box_rows) {
+  CudaDriver& drv = CudaDriver::get();
+  const int64_t cols = t.sizes[3];
+  const cuuint64_t dims[5] = {64, static_cast<cuuint64_t>(t.sizes[2]), static_cast<cuuint64_t>(cols / 64),
+                              static_cast<cuuint64_t>(t.sizes[1]), static_cast<cuuint64_t>(t.sizes[0])};
+  const cuuint64_t strides[4] = {static_cast<cuuint64_t>(t.strides[2] * 2), 128, static_cast<cuuint64_t>(t.strides[1] * 2),
+                                 static_cast<cuuint64_t>(t.strides[0] * 2)};
+  const cuuint32_t box[5] = {64, static_cast<cuuint32_t>(box_rows), static_cast<cuuint32_t>(cols / 64), 1, 1};
+  const cuuint32_t elem_strides[5] = {1, 1, 1, 1, 1};
+  CUtensorMap map;
+  const CUresult r = drv.cuTensorMapEncodeTiled(
+      &map, t.dtype == ElemType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 5, t.data,
+      dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    const char* err = nullptr;
+    if (drv.cuGetErrorName(r, &err) != CUDA_SUCCESS) err = "unknown error";
+    throw ArgumentError(name, fmt::format("the TMA descriptor cannot describe this tensor (cuTensorMapEncodeTiled: {}; "
+                                          "sizes {}x{}x{}x{}, strides {} {} {} elements)",
+                                          err, t.sizes[0], t.sizes[1], t.sizes[2], t.sizes[3], t.strides[0],
+                                          t.strides[1], t.strides[2]));
+  }
+  static_assert(sizeof(CUtensorMap) == sizeof(TensorMap) && alignof(CUtensorMap) == alignof(TensorMap),
+                "templates/flashjit/tensor_map.cuh must match cuda.h's CUtensorMap");
+  TensorMap out;
+  std::memcpy(&out, &map, sizeof out);
+  return out;
+}
+}  // namespace
+
+bool tma_compatible(const TensorView& q, const TensorView& k, const TensorView& v) {
+  for (const TensorView* t : {&q, &k, &v})
+    for (int d = 0; d < 3; ++d)
+      if (t->strides[d] <= 0) return false;
+  return true;
+}
+
+FwdTmaMaps make_tma_maps(const TensorView& q, const TensorView& k, const TensorView& v, const TileConfig& tile) {
+  FwdTmaMaps m;
+  m.q = encode_map("q", q, tile.block_m);
+  m.k = encode_map("k", k, tile.block_n);
+  m.v = encode_map("v", v, tile.block_n);
+  return m;
+}
+
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams p, const ProblemShape& shape,
-            CUstream stream) {
+            CUstream stream, const FwdTmaMaps* maps) {
   CudaDriver& drv = CudaDriver::get();
   const unsigned grid_x = static_cast<unsigned>((shape.seqlen_q + tile.block_m - 1) / tile.block_m);
-  void* args[] = {&p};
+  if ((tile.pipeline == PipelineKind::tma_ws) != (maps != nullptr))
+    throw std::logic_error("flashjit: launch() of a tma_ws kernel needs its TMA maps (and only such a kernel takes them)");
+  FwdTmaMaps m = maps ? *maps : FwdTmaMaps{};
+  void* args_ws[] = {&p, &m};
+  void* args_plain[] = {&p};
+  void** args = maps ? args_ws : args_plain;
   drv.check(drv.cuLaunchKernel(kernel.function, grid_x, static_cast<unsigned>(shape.heads_q),
                                static_cast<unsigned>(shape.batch), kernel.info.threads, 1, 1,
                                kernel.info.dynamic_smem_bytes, stream, args, nullptr),

@@ -36,7 +36,16 @@ void set_captures(FwdParams& p, const std::vector<TensorView>& captures);
 // Dropout's RNG state into p (philox.cuh reads it; unused by kernels without dropout).
 void set_dropout(FwdParams& p, const DropoutRng& rng);
 
+// The TMA descriptors of a warp-specialised kernel (tile.pipeline = tma_ws) for these
+// tensors (templates/flashjit/fwd_tma_params.cuh). Throws ArgumentError naming the tensor
+// when the driver cannot describe it (tma_compatible() says so beforehand).
+FwdTmaMaps make_tma_maps(const TensorView& q, const TensorView& k, const TensorView& v, const TileConfig& tile);
+// Whether q, k and v can be read by TMA: what the driver's encoder requires beyond the
+// forward's own checks (16-byte aligned rows are checked already): no zero strides.
+bool tma_compatible(const TensorView& q, const TensorView& k, const TensorView& v);
+
+// maps: the descriptors of a tma_ws kernel (required then), null otherwise.
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams params, const ProblemShape& shape,
-            CUstream stream);
+            CUstream stream, const FwdTmaMaps* maps = nullptr);
 
 }  // namespace flashjit

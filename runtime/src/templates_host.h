@@ -3,3 +3,4 @@
 #pragma once
 
 #include "flashjit/fwd_params.cuh"
+#include "flashjit/fwd_tma_params.cuh"

@@ -41,8 +41,10 @@ std::string now_utc_iso() {
 }
 
 Json tile_json(const TileConfig& t) {
-  return Json{{"block_m", t.block_m}, {"block_n", t.block_n}, {"warps", t.warps},
-              {"stages", t.stages},   {"mma", to_string(t.mma)}};
+  Json j{{"block_m", t.block_m}, {"block_n", t.block_n}, {"warps", t.warps},
+         {"stages", t.stages},   {"mma", to_string(t.mma)}};
+  if (t.pipeline != PipelineKind::cp_async) j["pipeline"] = to_string(t.pipeline);  // absent: cp_async
+  return j;
 }
 
 // An integer field, strictly: nlohmann's get<int>() of 1e300 is undefined behaviour (a
@@ -66,6 +68,9 @@ TileConfig tile_from(const Json& j) {
   const std::string mma = j.value("mma", std::string("mma_sync"));  // absent in records before wgmma
   if (mma == "wgmma") t.mma = MmaKind::wgmma;
   else if (mma != "mma_sync") throw std::runtime_error("tile.mma: unknown value " + mma);
+  const std::string pipeline = j.value("pipeline", std::string("cp_async"));  // absent in records before tma_ws
+  if (pipeline == "tma_ws") t.pipeline = PipelineKind::tma_ws;
+  else if (pipeline != "cp_async") throw std::runtime_error("tile.pipeline: unknown value " + pipeline);
   return t;
 }
 

@@ -35,7 +35,9 @@ const std::string& code_version() {
         R"("tile":{"block_m":128,"block_n":64,"warps":4,"stages":2}})");
     AttentionSpec wg = sync;
     wg.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma};
-    m += emit_cuda(sync, "sm_80") + emit_cuda(wg, "sm_90a");
+    AttentionSpec ws = sync;
+    ws.tile = TileConfig{128, 128, 12, 2, MmaKind::wgmma, PipelineKind::tma_ws};
+    m += emit_cuda(sync, "sm_80") + emit_cuda(wg, "sm_90a") + emit_cuda(ws, "sm_90a");
     return digest_hex(m).substr(0, 16);
   }();
   return version;
@@ -58,7 +60,8 @@ std::string to_string(const ShapeBucket& b) {
 
 std::string to_string(const TileConfig& t) {
   return std::to_string(t.block_m) + "x" + std::to_string(t.block_n) + " w" + std::to_string(t.warps) + " s" +
-         std::to_string(t.stages) + (t.mma == MmaKind::wgmma ? " wgmma" : "");
+         std::to_string(t.stages) + (t.mma == MmaKind::wgmma ? " wgmma" : "") +
+         (t.pipeline == PipelineKind::tma_ws ? " tma_ws" : "");
 }
 
 namespace detail {

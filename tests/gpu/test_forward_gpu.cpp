@@ -276,6 +276,7 @@ TEST_CASE("forward matches a float64 reference over the variant matrix", "[gpu]"
 TEST_CASE("every tuning candidate is correct", "[gpu]") {
   FJ_REQUIRE_GPU_OR_SKIP();
   const std::string arch = current_arch();
+  setenv("FLASHJIT_TUNE_TMA_WS", "1", 1);  // the warp-specialised candidates too
   std::vector<Case> cases;
   for (int d : {64, 128})
     for (const auto& m : {mask(MaskKind::causal, MaskAlign::bottom_right),
@@ -300,6 +301,65 @@ TEST_CASE("every tuning candidate is correct", "[gpu]") {
   }
   std::printf("tuning candidates on %s: %zu runs correct (%d on the wgmma path)\n", arch.c_str(), cases.size(), wgmma);
   if (arch == "sm_90a") CHECK(wgmma > 0);
+}
+
+// The warp-specialised kernel (tile.pipeline = tma_ws: a TMA producer warpgroup, 2 or 3
+// consumer warpgroups) over masks, head dims, GQA, odd and unequal lengths and both layouts:
+// TMA's zero fill of rows past the ends, its strides (BSHD), and the rings' parities over
+// long and short tile sequences.
+TEST_CASE("warp-specialised tiles match the reference", "[gpu][tma_ws]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  const std::string arch = current_arch();
+  if (arch != "sm_90a") {
+    std::printf("skipped: tma_ws needs sm_90a; this GPU is %s\n", arch.c_str());
+    return;
+  }
+  using flashjit::TileConfig;
+  const auto ws = [](int bm, int bn, int stages) {
+    return TileConfig{bm, bn, bm / 16 + 4, stages, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws};
+  };
+  const std::vector<std::pair<int, std::vector<TileConfig>>> tiles = {
+      {64, {ws(128, 128, 2), ws(192, 64, 3), ws(128, 192, 2)}},
+      {128, {ws(128, 128, 2), ws(128, 176, 2), ws(128, 64, 3)}},
+      {192, {ws(128, 96, 2)}},
+      {256, {ws(128, 64, 2)}},
+  };
+  const std::vector<flashjit::MaskSpec> masks = {
+      mask(MaskKind::none), mask(MaskKind::causal, MaskAlign::top_left), mask(MaskKind::causal, MaskAlign::bottom_right),
+      mask(MaskKind::sliding_window, MaskAlign::bottom_right, 100, 0),
+      mask(MaskKind::sliding_window, MaskAlign::top_left, 37, 11)};
+  const std::vector<std::pair<int64_t, int64_t>> lens = {{1, 1}, {17, 17}, {1000, 1000}, {17, 1000}, {1000, 17}, {4097, 1000}};
+  std::vector<Case> cases;
+  for (const auto& [d, ts] : tiles)
+    for (const TileConfig& t : ts)
+      for (const auto& m : masks)
+        for (const auto& [sq, sk] : lens) {
+          const bool wide = d >= 192;
+          if (wide && sq != sk && sq != 4097) continue;  // the wide head dims on a reduced set
+          const DType dt = (sq + sk) % 2 ? DType::f16 : DType::bf16;
+          Case c{dt, d, d, m, 6, 2, sq, sk, sq == 1000, sq >= 1000 ? 1 : 2, t};
+          cases.push_back(c);
+          if (sq == 17 && sk == 17) {  // the other dtype and a GQA ratio of 7
+            Case o{dt == DType::bf16 ? DType::f16 : DType::bf16, d, d, m, 7, 1, sq, sk, true, 3, t};
+            cases.push_back(o);
+          }
+        }
+  std::printf("compiled %zu distinct tma_ws kernels\n", compile_all(cases, arch));
+  uint32_t seed = 4242;
+  std::map<std::string, Errors> worst;
+  for (const auto& c : cases) {
+    const Errors e = run_case(c, seed++);
+    const bool bf16 = c.dtype == DType::bf16;
+    INFO(describe(c) << ": rel " << e.rel << " max_abs " << e.max_abs << " lse " << e.lse_abs);
+    CHECK(e.rel < (bf16 ? 2e-2 : 5e-3));
+    CHECK(e.max_abs < (bf16 ? 6e-2 : 1.5e-2));
+    CHECK(e.lse_abs < 2e-3);
+    Errors& w = worst[flashjit::to_string(c.dtype)];
+    w.rel = std::max(w.rel, e.rel);
+    w.lse_abs = std::max(w.lse_abs, e.lse_abs);
+  }
+  std::printf("tma_ws matrix: %zu cases checked\n", cases.size());
+  for (const auto& [dt, w] : worst) std::printf("  worst %s: rel %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.lse_abs);
 }
 
 TEST_CASE("forward with seqlen_k == 0 gives zeros and LSE -inf", "[gpu]") {
@@ -337,9 +397,13 @@ TEST_CASE("forward small subset (for compute-sanitizer)", "[gpu][sanitize]") {
                           mask(MaskKind::sliding_window, MaskAlign::bottom_right, 9, 3)})
       for (const auto& [sq, sk] : std::vector<std::pair<int64_t, int64_t>>{{17, 17}, {1, 33}, {130, 45}})
         for (bool bshd : {false, true}) {
-          const Case c{dt, 64, 64, m, 3, 1, sq, sk, bshd, 2};
-          const Errors e = run_case(c, seed++);
-          INFO(describe(c));
-          CHECK(e.rel < (dt == DType::bf16 ? 2e-2 : 5e-3));
+          Case c{dt, 64, 64, m, 3, 1, sq, sk, bshd, 2};
+          for (int pass = 0; pass < (current_arch() == "sm_90a" ? 2 : 1); ++pass) {
+            if (pass == 1)  // the warp-specialised kernel (TMA, mbarrier rings) too
+              c.tile = flashjit::TileConfig{128, 64, 12, 2, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws};
+            const Errors e = run_case(c, seed++);
+            INFO(describe(c));
+            CHECK(e.rel < (dt == DType::bf16 ? 2e-2 : 5e-3));
+          }
         }
 }

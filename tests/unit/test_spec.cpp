@@ -293,6 +293,28 @@ TEST_CASE("spec JSON round trip over a matrix of specs", "[spec]") {
   CHECK(texts.size() == specs.size());  // distinct specs, distinct canonical forms
 }
 
+TEST_CASE("spec JSON: tile.pipeline round trips, and the default stays unwritten", "[spec]") {
+  AttentionSpec s = base();
+  s.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma};
+  const std::string plain = spec_to_json(s);
+  CHECK(plain.find("pipeline") == std::string::npos);  // old kernel keys and records stay valid
+  s.tile->pipeline = PipelineKind::tma_ws;
+  s.tile->warps = 12;
+  const std::string ws = spec_to_json(s);
+  CHECK(has(ws, R"("pipeline":"tma_ws")"));
+  const AttentionSpec back = spec_from_json(ws);
+  REQUIRE(back.tile);
+  CHECK(back.tile->pipeline == PipelineKind::tma_ws);
+  CHECK(back.tile == s.tile);
+  CHECK(spec_hash(back) != spec_hash(spec_from_json(plain)));
+  const Caught e = spec_error([] {
+    spec_from_json(R"({"dtype":"bf16","head_dim":128,"tile":{"block_m":128,"block_n":128,"warps":12,"stages":2,)"
+                   R"("mma":"wgmma","pipeline":"tma"}})");
+  });
+  CHECK(e.field == "tile.pipeline");
+  CHECK(has(e.what, "cp_async, tma_ws"));
+}
+
 TEST_CASE("spec_hash: stable and sensitive to every field", "[spec]") {
   AttentionSpec s = base();
   s.tile = TileConfig{};
@@ -417,6 +439,19 @@ TEST_CASE("validate: every error names its field", "[spec]") {
          s.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma};
        },
        "tile.mma", {"head_dim in 64, 128, 192, 256", "head_dim=96", "mma_sync"}},
+      {"tma_ws warps",
+       [](AttentionSpec& s) { s.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma, PipelineKind::tma_ws}; },
+       "tile.warps", {"pipeline=tma_ws", "plus the producer's 4", "allowed: 12"}},
+      {"tma_ws on mma_sync",
+       [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 4, 2, MmaKind::mma_sync, PipelineKind::tma_ws}; },
+       "tile.pipeline", {"tma_ws needs mma=wgmma"}},
+      {"tma_ws with a tile-list mask",
+       [](AttentionSpec& s) {
+         s.mask.kind = MaskKind::custom;
+         s.mask.expr = "(q_idx // 64) % 2 == (kv_idx // 64) % 2";
+         s.tile = TileConfig{128, 128, 12, 2, MmaKind::wgmma, PipelineKind::tma_ws};
+       },
+       "tile.pipeline", {"classified per tile at run time", "pipeline=cp_async"}},
   };
   for (const Case& c : cases) {
     INFO(c.name);

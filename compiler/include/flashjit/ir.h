@@ -102,7 +102,8 @@ struct KvLoop {
 struct Grid {
   int block_m = 0;              // query rows per block (q_tile size)
   int block_n = 0;              // key rows per KV tile
-  int warps = 0;
+  int warps = 0;                // warps that compute (own query rows)
+  int producer_warps = 0;       // warps that only copy (tile.pipeline = tma_ws: one warpgroup)
   int gqa_group = 1;            // head_kv = head_q / gqa_group
   bool reverse_q_tiles = false; // launch the longest rows first (causal load balance)
 };

@@ -25,6 +25,12 @@ enum class MaskAlign { top_left, bottom_right };
 //   wgmma:    warpgroup-level wgmma.mma_async (sm_90a only), each warpgroup of 4 warps
 //             owns 64 Q rows; operands in 128-byte-swizzled shared memory
 enum class MmaKind { mma_sync, wgmma };
+// How K and V reach shared memory (and who waits for them).
+//   cp_async: every thread copies its share with cp.async, every warp computes (sm_80+)
+//   tma_ws:   warp-specialised (sm_90a, wgmma only): a producer warpgroup issues TMA bulk
+//             copies into mbarrier rings, the other warpgroups only compute; warps counts
+//             the producer's 4 too (templates/flashjit/fwd_ws_sm90.cuh)
+enum class PipelineKind { cp_async, tma_ws };
 
 struct MaskSpec {
   MaskKind kind = MaskKind::none;
@@ -49,9 +55,11 @@ struct TileConfig {
   int warps = 4;      // warps per block; each warp owns block_m / warps query rows
   int stages = 2;     // K/V shared-memory pipeline depth (cp.async ring)
   MmaKind mma = MmaKind::mma_sync;
+  PipelineKind pipeline = PipelineKind::cp_async;
 
   bool operator==(const TileConfig& o) const {
-    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages && mma == o.mma;
+    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages && mma == o.mma &&
+           pipeline == o.pipeline;
   }
 };
 
@@ -101,6 +109,7 @@ const char* to_string(DType);
 const char* to_string(MaskKind);
 const char* to_string(MaskAlign);
 const char* to_string(MmaKind);
+const char* to_string(PipelineKind);
 int dtype_size(DType);
 
 // The head dims the templates support.

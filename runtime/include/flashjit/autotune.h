@@ -20,6 +20,8 @@ namespace flashjit {
 // pass accepts it on `arch` (shared memory, registers). The heuristic default comes
 // first (so it wins ties), the rest in that fixed order. No GPU needed.
 std::vector<TileConfig> tile_candidates(const AttentionSpec& spec, const std::string& arch);
+// Whether tile_candidates() includes the warp-specialised (pipeline = tma_ws) tiles on sm_90a.
+bool tma_ws_candidates_enabled();
 
 // The bwd_dkdv tiles worth timing for (spec, arch): the heuristic first (default_bwd_tile),
 // then on sm_90a the wgmma shapes (block_m 64/128, one or two warpgroups, 1 or 2 stages),

@@ -69,6 +69,7 @@ class CudaDriver {
   FLASHJIT_DRIVER_FN(cuEventSynchronize)
   FLASHJIT_DRIVER_FN(cuEventElapsedTime)
   FLASHJIT_DRIVER_FN(cuEventDestroy)
+  FLASHJIT_DRIVER_FN(cuTensorMapEncodeTiled)  // TMA descriptors (tile.pipeline = tma_ws)
 #undef FLASHJIT_DRIVER_FN
 
  private:

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One device call for the warp-specialised forward (issue 13): build the C++ tests and the
+# Python package, run the tma_ws correctness matrix ([gpu][tma_ws]) and the compute-sanitizer
+# subset (which includes a tma_ws tile), then bench/bench_tma_ws.py alone on the GPU.
+# Usage: scripts/device_tma_ws.sh [tests|bench|all] (default all). Logs in $OUT.
+set -u
+mode=${1:-all}
+export PYTHONUNBUFFERED=1
+source "$(dirname "$0")/device_lib.sh"
+summary() {
+  echo "---- tests"
+  grep -hE "tma_ws matrix|worst|FAILED|failed|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY" \
+    "$OUT"/ws_tests.log "$OUT"/memcheck.log "$OUT"/racecheck.log 2>/dev/null | head -30
+  grep -h -A12 "FAILED:" "$OUT"/ws_tests.log 2>/dev/null | head -40
+  echo "---- bench"
+  sed -n '/^| D/,$p' "$OUT/bench.log" 2>/dev/null
+  grep -h "Error\|error" "$OUT/bench.log" 2>/dev/null | tail -5
+  echo "---- steps"
+  cat "$OUT/steps.txt"
+  (cd "$OUT" && tar czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)
+}
+trap summary EXIT
+# A warm machine that installed this very tree already (a 'tests' call before 'bench')
+# only rebuilds the C++ side.
+tree="$(git -C "$root" diff HEAD | md5sum)$(git -C "$root" rev-parse HEAD)"
+if python3 -c "import flashjit" 2>/dev/null && [ "$(cat /tmp/fj-installed-tree 2>/dev/null)" = "$tree" ]; then
+  run build 300 ninja -C build
+else
+  build_all python
+  echo "$tree" >/tmp/fj-installed-tree
+fi
+export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache
+if [ "$mode" != bench ]; then
+  FLASHJIT_AUTOTUNE=0 run ws_tests 240 build/tests/flashjit_tests "[gpu][tma_ws]"
+  FLASHJIT_AUTOTUNE=0 run memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)"
+  FLASHJIT_AUTOTUNE=0 run racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)"
+fi
+if [ "$mode" != tests ]; then
+  cd /tmp && run bench "${BENCH_LIMIT:-330}" python3 "$root/bench/bench_tma_ws.py" --deadline "${BENCH_DEADLINE:-240}" \
+    --out "$OUT/tma_ws.json"
+  cd "$root"
+fi

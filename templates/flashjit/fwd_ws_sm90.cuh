@@ -1,0 +1,101 @@
+// The warp-specialised schedule of the forward pass on sm_90a (tile.pipeline = tma_ws):
+// the block's last warpgroup is the producer, the others (64 query rows each) consume.
+//
+//   producer  one thread issues every copy as a TMA (fwd_tma_params.cuh): Q once, then per
+//             copy step t the K tile t and the V tile t - 1 (the consumers' P·V runs one
+//             tile behind their Q·Kᵀ), each into its own ring of STAGES slots. It waits for a
+//             slot to be empty before reusing it; the copy's bytes complete the slot's "full"
+//             barrier. The other producer threads give their registers away and exit.
+//   consumers wait for "full", compute, and arrive on "empty" as soon as their wgmmas no
+//             longer read the slot: K after S = Q·Kᵀ has landed, V after O += P·V.
+// Neither side waits for a block barrier inside the loop, and address arithmetic and copy
+// issue leave the consumers' instruction stream entirely (FlashAttention-3's structure).
+#pragma once
+
+#include "flashjit/block_context.cuh"
+#include "flashjit/fwd_tma_params.cuh"
+#include "flashjit/fwd_traits_sm90.cuh"
+#include "flashjit/mbarrier.cuh"
+#include "flashjit/tma.cuh"
+
+namespace flashjit {
+
+// Block shape of the warp-specialised kernel: the consumers are FwdTraitsSm90's warpgroups
+// (warps 0 .. 4·BM/64 - 1, so the math templates index rows by warp as on the plain path),
+// plus one producer warpgroup. Registers are moved from the producer to the consumers.
+template <class Elem_, int D_, int DV_, int BM_, int BN_, int STAGES_>
+struct FwdTraitsSm90Ws : FwdTraitsSm90<Elem_, D_, DV_, BM_, BN_, BM_ / 16, STAGES_> {
+  using Base = FwdTraitsSm90<Elem_, D_, DV_, BM_, BN_, BM_ / 16, STAGES_>;
+  static constexpr int CONSUMER_WARPS = BM_ / 16;
+  static constexpr int CONSUMER_THREADS = 32 * CONSUMER_WARPS;
+  static constexpr int WARPS = CONSUMER_WARPS + 4;
+  static constexpr int THREADS = 32 * WARPS;
+  static_assert(CONSUMER_WARPS == 4 || CONSUMER_WARPS == 8 || CONSUMER_WARPS == 12, "1 to 3 consumer warpgroups");
+  // 65,536 registers per SM for one block: 128·PRODUCER + CONSUMER_THREADS·CONSUMER fits.
+  // With one consumer warpgroup the launch already gives every thread the most (no moves).
+  static constexpr int PRODUCER_REGS = 24;
+  static constexpr int CONSUMER_REGS = CONSUMER_WARPS == 12 ? 160 : 240;
+  static constexpr bool MOVE_REGS = CONSUMER_WARPS > 4;
+  // Barriers after the tiles: q_full, k_full[S], v_full[S], k_empty[S], v_empty[S].
+  static constexpr int BARRIER_BYTES = 8 * (1 + 4 * STAGES_);
+  static constexpr int SMEM_BYTES =
+      Base::Q_BYTES + STAGES_ * (Base::K_STAGE_BYTES + Base::V_STAGE_BYTES) + BARRIER_BYTES + 1024;
+};
+
+template <int STAGES>
+struct WsBarriers {
+  u32 base;
+  __device__ __forceinline__ u32 q_full() const { return base; }
+  __device__ __forceinline__ u32 k_full(int s) const { return base + 8 * (1 + s); }
+  __device__ __forceinline__ u32 v_full(int s) const { return base + 8 * (1 + STAGES + s); }
+  __device__ __forceinline__ u32 k_empty(int s) const { return base + 8 * (1 + 2 * STAGES + s); }
+  __device__ __forceinline__ u32 v_empty(int s) const { return base + 8 * (1 + 3 * STAGES + s); }
+
+  // By one thread, before the block barrier that publishes them. "full" completes on the
+  // producer's arrival plus the copy's bytes; "empty" on every consumer thread's arrival.
+  __device__ __forceinline__ void init(u32 consumer_threads) const {
+    mbarrier_init(q_full(), 1);
+    for (int s = 0; s < STAGES; ++s) {
+      mbarrier_init(k_full(s), 1);
+      mbarrier_init(v_full(s), 1);
+      mbarrier_init(k_empty(s), consumer_threads);
+      mbarrier_init(v_empty(s), consumer_threads);
+    }
+    fence_mbarrier_init();
+  }
+
+  // Parity of the n-th use (from 0) of a ring slot: its "full" phase n / STAGES.
+  static __device__ __forceinline__ u32 parity(int n) { return (u32)(n / STAGES) & 1u; }
+};
+
+// The producer's work, run by one thread: Q, then copy steps 0 .. n_tiles (K of tile t
+// and V of tile t - 1 at step t). tile_at(i): the i-th KV tile of the block's sequence.
+template <class T, class TileAt>
+__device__ __forceinline__ void ws_produce(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 q_smem,
+                                           u32 k_smem, u32 v_smem, const BlockContext& blk, int n_tiles,
+                                           TileAt tile_at) {
+  tma_prefetch_map(&maps.q);
+  tma_prefetch_map(&maps.k);
+  tma_prefetch_map(&maps.v);
+  mbarrier_expect_tx(bars.q_full(), T::Q_BYTES);
+  tma_load_5d(q_smem, &maps.q, bars.q_full(), 0, blk.q0, 0, blk.head, blk.batch);
+  for (int t = 0; t <= n_tiles; ++t) {
+    if (t < n_tiles) {
+      const int s = t % T::STAGES;
+      // The slot's previous use (t - STAGES) must be released: its phase parity, inverted.
+      if (t >= T::STAGES) mbarrier_wait(bars.k_empty(s), WsBarriers<T::STAGES>::parity(t) ^ 1u);
+      mbarrier_expect_tx(bars.k_full(s), T::K_STAGE_BYTES);
+      tma_load_5d(k_smem + s * T::K_STAGE_BYTES, &maps.k, bars.k_full(s), 0, tile_at(t) * T::BN, 0, blk.head_kv,
+                  blk.batch);
+    }
+    if (t >= 1) {
+      const int u = t - 1, s = u % T::STAGES;
+      if (u >= T::STAGES) mbarrier_wait(bars.v_empty(s), WsBarriers<T::STAGES>::parity(u) ^ 1u);
+      mbarrier_expect_tx(bars.v_full(s), T::V_STAGE_BYTES);
+      tma_load_5d(v_smem + s * T::V_STAGE_BYTES, &maps.v, bars.v_full(s), 0, tile_at(u) * T::BN, 0, blk.head_kv,
+                  blk.batch);
+    }
+  }
+}
+
+}  // namespace flashjit
