@@ -16,7 +16,7 @@
 #include "flashjit/cuda_driver.h"
 #include "flashjit/error.h"
 #include "flashjit/runtime.h"
-#include "half_bits.h"
+#include "flashjit/half_bits.h"
 
 namespace flashjit::cli {
 

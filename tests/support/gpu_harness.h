@@ -10,50 +10,13 @@
 #include <vector>
 
 #include "flashjit/cuda_driver.h"
+#include "flashjit/half_bits.h"
 #include "flashjit/runtime.h"
 
 namespace fjtest {
 
-inline uint16_t to_bits(double x, flashjit::DType dt) {
-  const float f = static_cast<float>(x);
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if (dt == flashjit::DType::bf16) {
-    u += 0x7fff + ((u >> 16) & 1);  // round to nearest even (inputs are finite)
-    return static_cast<uint16_t>(u >> 16);
-  }
-  // fp16 via a conversion with round-to-nearest-even (inputs are well inside range).
-  const uint32_t sign = (u >> 16) & 0x8000;
-  int exp = static_cast<int>((u >> 23) & 0xff) - 127 + 15;
-  uint32_t mant = u & 0x7fffff;
-  if (exp <= 0) {  // subnormal half
-    if (exp < -10) return static_cast<uint16_t>(sign);
-    mant |= 0x800000;
-    const int shift = 14 - exp;
-    uint32_t h = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  uint32_t h = (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-  return static_cast<uint16_t>(sign | h);
-}
-
-inline double from_bits(uint16_t b, flashjit::DType dt) {
-  if (dt == flashjit::DType::bf16) {
-    uint32_t u = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  const int exp = (b >> 10) & 0x1f, mant = b & 0x3ff;
-  const double sign = (b & 0x8000) ? -1.0 : 1.0;
-  if (exp == 0) return sign * std::ldexp(mant, -24);
-  if (exp == 31) return mant ? NAN : sign * INFINITY;
-  return sign * std::ldexp(1024 + mant, exp - 25);
-}
+inline uint16_t to_bits(double x, flashjit::DType dt) { return flashjit::to_bits16(x, dt); }
+inline double from_bits(uint16_t b, flashjit::DType dt) { return flashjit::from_bits16(b, dt); }
 
 struct DeviceBuffer {
   CUdeviceptr ptr = 0;

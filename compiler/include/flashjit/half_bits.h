@@ -1,5 +1,6 @@
-// fp16 / bf16 bit patterns on the host, for the CLI's GPU inputs and outputs (the same
-// conversions as tests/support/gpu_harness.h, which the CLI cannot include).
+// fp16 / bf16 bit patterns on the host: rounding a double to the 16-bit types and reading
+// them back. Used where the host writes GPU inputs or reads outputs (flashjit check, the GPU
+// tests).
 #pragma once
 
 #include <cmath>
@@ -8,7 +9,7 @@
 
 #include "flashjit/spec.h"
 
-namespace flashjit::cli {
+namespace flashjit {
 
 // x rounded to nearest even in `dt` (x finite and inside the dtype's range).
 inline uint16_t to_bits16(double x, DType dt) {
@@ -51,4 +52,4 @@ inline double from_bits16(uint16_t b, DType dt) {
   return sign * std::ldexp(1024 + mant, exp - 25);
 }
 
-}  // namespace flashjit::cli
+}  // namespace flashjit
