@@ -121,6 +121,48 @@ TEST_CASE("tuning: candidates are legal, complete, deterministic and lead with t
     }
 }
 
+TEST_CASE("tuning: the warp-specialised candidates, on request, and their records", "[tuning][tma_ws]") {
+  const AttentionSpec causal = spec(R"({"dtype":"bf16","head_dim":128,"num_heads_q":8,"mask":{"kind":"causal"}})");
+  const auto ws = [](const std::vector<TileConfig>& c) {
+    return std::count_if(c.begin(), c.end(), [](const TileConfig& t) { return t.pipeline == flashjit::PipelineKind::tma_ws; });
+  };
+  unsetenv("FLASHJIT_TUNE_TMA_WS");
+  CHECK(ws(flashjit::tile_candidates(causal, "sm_90a")) == 0);
+  setenv("FLASHJIT_TUNE_TMA_WS", "1", 1);
+  const std::vector<TileConfig> c = flashjit::tile_candidates(causal, "sm_90a");
+  CHECK(ws(c) > 0);
+  CHECK(ws(flashjit::tile_candidates(causal, "sm_80")) == 0);  // Hopper only
+  for (const TileConfig& t : c)
+    if (t.pipeline == flashjit::PipelineKind::tma_ws) {
+      INFO(tile_str(t));
+      CHECK(t.warps == t.block_m / 16 + 4);
+      CHECK(pipeline_accepts(causal, t, "sm_90a"));
+    }
+  // A mask whose tiles are listed at run time gets none (validate() refuses them).
+  const AttentionSpec listed = spec(R"({"dtype":"bf16","head_dim":128,"mask":{"kind":"custom",)"
+                                    R"("expr":"(q_idx // 64) % 2 == (kv_idx // 64) % 2"}})");
+  CHECK(ws(flashjit::tile_candidates(listed, "sm_90a")) == 0);
+  unsetenv("FLASHJIT_TUNE_TMA_WS");
+
+  // A winner with pipeline = tma_ws survives the database's round trip.
+  const flashjit::DeviceInfo dev{"NVIDIA Test GPU", 132, 13000, "sm_90a"};
+  const TuningKey key = flashjit::make_tuning_key(causal, flashjit::shape_bucket(2, 8, 4096, 4096), dev);
+  fjtest::ScratchDir dir;
+  const TuningDb db(dir.path);
+  flashjit::TuningRecord rec;
+  rec.key = key;
+  rec.tile = TileConfig{128, 128, 12, 2, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws};
+  rec.median_ms = 0.25;
+  rec.candidates = {{rec.tile, true, 0.25, 10, ""}, {TileConfig{128, 128, 8, 2, flashjit::MmaKind::wgmma}, true, 0.3, 10, ""}};
+  db.store(key, rec);
+  const auto got = db.lookup(key);
+  REQUIRE(got);
+  CHECK(got->tile == rec.tile);
+  CHECK(got->candidates.size() == 2);
+  CHECK(got->candidates[1].tile.pipeline == flashjit::PipelineKind::cp_async);
+  CHECK(has(read_text(db.record_path(key)), "\"pipeline\": \"tma_ws\""));
+}
+
 TEST_CASE("tuning: candidates are pruned by each arch's budget", "[tuning]") {
   const AttentionSpec d256 = spec(R"({"dtype":"bf16","head_dim":256})");
   for (const TileConfig& t : flashjit::tile_candidates(d256, "sm_80")) {
