@@ -12,6 +12,7 @@ summary() {
   grep -hE "tma_ws matrix|worst|FAILED|failed|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY" \
     "$OUT"/ws_tests.log "$OUT"/memcheck.log "$OUT"/racecheck.log 2>/dev/null | head -30
   grep -h -A12 "FAILED:" "$OUT"/ws_tests.log 2>/dev/null | head -40
+  cat "$OUT/sass.log" 2>/dev/null | tail -3
   echo "---- bench"
   sed -n '/^| D/,$p' "$OUT/bench.log" 2>/dev/null
   grep -h "Error\|error" "$OUT/bench.log" 2>/dev/null | tail -5
@@ -31,6 +32,8 @@ else
 fi
 export FLASHJIT_CACHE_DIR=/tmp/flashjit-cache
 if [ "$mode" != bench ]; then
+  run sass 60 scripts/sass_stats.sh build/cli/flashjit \
+    '{"dtype":"bf16","head_dim":128,"mask":"causal","tile":{"block_m":128,"block_n":128,"warps":12,"stages":2,"mma":"wgmma","pipeline":"tma_ws"}}'
   FLASHJIT_AUTOTUNE=0 run ws_tests 240 build/tests/flashjit_tests "[gpu][tma_ws]"
   FLASHJIT_AUTOTUNE=0 run memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)"
   FLASHJIT_AUTOTUNE=0 run racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)"
