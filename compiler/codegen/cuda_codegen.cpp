@@ -30,6 +30,7 @@ class Emitter {
         tile_(*k.spec.tile),
         wgmma_(k.spec.tile->mma == MmaKind::wgmma),
         ws_(k.spec.tile->pipeline == PipelineKind::tma_ws),
+        pingpong_(k.spec.tile->pingpong),
         score_splits_(score_hook_splits(k.spec.score_mod, k.spec.captures)) {}
 
   std::string run() {
@@ -46,6 +47,7 @@ class Emitter {
   const TileConfig& tile_;
   const bool wgmma_;  // sm_90a warpgroup path: swizzled tiles, wgmma GEMMs
   const bool ws_;     // ... warp-specialised: a TMA producer warpgroup (fwd_ws_sm90.cuh)
+  const bool pingpong_;  // ... whose 2 consumer warpgroups take turns on the tensor cores
   const bool score_splits_;  // score_mod has a narrow-index form (score_hook_splits)
   std::ostringstream out_;
 
@@ -240,6 +242,10 @@ class Emitter {
     out_ << "    return;\n  }\n";
     out_ << "  // The consumer warpgroups: 64 query rows each.\n";
     out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
+    if (pingpong_) {
+      out_ << "  const PingPong turns{blk.warp / 4};  // the warpgroups take turns issuing GEMMs\n";
+      out_ << "  turns.start();\n";
+    }
   }
 
   void prologue_op(const ir::Op& op) {
@@ -408,14 +414,30 @@ class Emitter {
             break;
           }
           out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
+          if (pingpong_) {  // both operands first: a turn is not spent waiting for data
+            out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(r - 1));  // V of tile " << kv << " - 1\n";
+            out_ << "    turns.wait_turn();\n";
+          }
           out_ << fmt::format("    warpgroup_gemm_qk_issue<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
                               op.results[0]);
           out_ << "    // " << ir::print(*lagged) << "   <- of tile " << kv << " - 1\n";
-          if (ws_) out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(r - 1));  // V of tile " << kv << " - 1\n";
-          out_ << fmt::format("    if (has_prev) warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n",
-                              acc);
-          out_ << "    if (has_prev) warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
-          out_ << "    else warpgroup_wait<0>();\n";
+          if (ws_ && !pingpong_)
+            out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(r - 1));  // V of tile " << kv << " - 1\n";
+          if (pingpong_) {
+            // The turn passes between the issue and the wait, in each branch: a barrier
+            // between two `if (has_prev)` blocks splits the wgmma pipeline stage across
+            // blocks, and ptxas then serialises it (C7514).
+            out_ << "    if (has_prev) {\n";
+            out_ << fmt::format("      warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n", acc);
+            out_ << "      turns.pass_turn();  // the other warpgroup's GEMMs run during this one's softmax\n";
+            out_ << "      warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
+            out_ << "    } else {\n      turns.pass_turn();\n      warpgroup_wait<0>();\n    }\n";
+          } else {
+            out_ << fmt::format("    if (has_prev) warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + prev_slot * T::V_STAGE_BYTES);\n",
+                                acc);
+            out_ << "    if (has_prev) warpgroup_wait<1>();  // S has landed (P·V may still run)\n";
+            out_ << "    else warpgroup_wait<0>();\n";
+          }
           out_ << fmt::format("    pin({}.s[0]);\n", op.results[0]);
           if (ws_) out_ << "    mbarrier_arrive(bars.k_empty(slot));  // K's slot is free for the producer\n";
           break;
@@ -459,7 +481,9 @@ class Emitter {
       out_ << "    mbarrier_wait(bars.v_full((n_tiles - 1) % T::STAGES), bars.parity(n_tiles - 1));\n";
       out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
                           acc);
-      out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n\n", acc);
+      out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n", acc);
+      if (pingpong_) out_ << "  turns.finish();\n";
+      out_ << "\n";
       return;
     }
     out_ << "  // Copy step n_tiles: V of the last tile, for its P·V.\n";

@@ -189,6 +189,10 @@ void validate_wgmma(const TileConfig& tile, const AttentionSpec& n) {
 
 void validate(const TileConfig& tile, const AttentionSpec& spec) {
   // The rules below are arch- and shape-independent; fitting is the legality pass.
+  if (tile.pingpong && !(tile.pipeline == PipelineKind::tma_ws && tile.block_m == 128))
+    throw SpecError("tile.pingpong", fmt::format("needs pipeline=tma_ws and block_m=128 (two consumer warpgroups take "
+                                                 "turns); got pipeline={} block_m={}",
+                                                 to_string(tile.pipeline), tile.block_m));
   if (tile.pipeline != PipelineKind::cp_async && tile.pipeline != PipelineKind::tma_ws)
     throw SpecError("tile.pipeline",
                     fmt::format("{} is not a pipeline kind; allowed: cp_async, tma_ws", static_cast<int>(tile.pipeline)));

@@ -20,7 +20,7 @@ __all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
 MASK_KINDS = ("none", "causal", "sliding_window", "custom")
 ALIGNS = ("top_left", "bottom_right")
 _MASK_KEYS = ("kind", "align", "left", "right")
-_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma", "pipeline")
+_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma", "pipeline", "pingpong")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Tile:
     warpgroup of 4 warps per 64 rows, so warps = block_m / 16).
     pipeline: "cp_async" (every thread copies K/V) or "tma_ws" (sm_90a, wgmma: a producer
     warpgroup issues TMA copies, the others compute; warps = block_m / 16 + 4).
+    pingpong: tma_ws with block_m 128 only: the two consumer warpgroups take turns on the
+    tensor cores, one's softmax under the other's GEMMs.
     """
 
     block_m: int = 128
@@ -41,11 +43,14 @@ class Tile:
     stages: int = 2
     mma: str = "mma_sync"
     pipeline: str = "cp_async"
+    pingpong: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if d["pipeline"] == "cp_async":  # the default, unwritten (as in the C++ spec JSON)
             del d["pipeline"]
+        if not d["pingpong"]:
+            del d["pingpong"]
         return d
 
     @classmethod

@@ -218,7 +218,9 @@ std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::s
     for (int block_m : {128, 192})
       for (int block_n : {64, 96, 128, 176, 192})
         for (int stages : {2, 3})
-          consider({block_m, block_n, block_m / 16 + 4, stages, MmaKind::wgmma, PipelineKind::tma_ws});
+          for (bool pingpong : {false, true})
+            if (!pingpong || block_m == 128)
+              consider({block_m, block_n, block_m / 16 + 4, stages, MmaKind::wgmma, PipelineKind::tma_ws, pingpong});
   for (int block_m : {64, 128})
     for (int block_n : {32, 64, 128})
       for (int warps : {4, 8})

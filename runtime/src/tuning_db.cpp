@@ -44,6 +44,7 @@ Json tile_json(const TileConfig& t) {
   Json j{{"block_m", t.block_m}, {"block_n", t.block_n}, {"warps", t.warps},
          {"stages", t.stages},   {"mma", to_string(t.mma)}};
   if (t.pipeline != PipelineKind::cp_async) j["pipeline"] = to_string(t.pipeline);  // absent: cp_async
+  if (t.pingpong) j["pingpong"] = true;
   return j;
 }
 
@@ -71,6 +72,10 @@ TileConfig tile_from(const Json& j) {
   const std::string pipeline = j.value("pipeline", std::string("cp_async"));  // absent in records before tma_ws
   if (pipeline == "tma_ws") t.pipeline = PipelineKind::tma_ws;
   else if (pipeline != "cp_async") throw std::runtime_error("tile.pipeline: unknown value " + pipeline);
+  if (j.contains("pingpong")) {
+    if (!j["pingpong"].is_boolean()) throw std::invalid_argument("pingpong: not a boolean");
+    t.pingpong = j["pingpong"].get<bool>();
+  }
   return t;
 }
 

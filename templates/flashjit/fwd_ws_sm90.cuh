@@ -68,6 +68,33 @@ struct WsBarriers {
   static __device__ __forceinline__ u32 parity(int n) { return (u32)(n / STAGES) & 1u; }
 };
 
+// Ping-pong (tile.pingpong, 2 consumer warpgroups): the warpgroups take turns issuing their
+// GEMMs, each turn a named barrier of both (barrier 0 is __syncthreads'), so that one's
+// softmax runs on the CUDA cores while the other's GEMMs keep the tensor cores busy.
+//   start()      warpgroup 1 hands warpgroup 0 the first turn
+//   wait_turn()  before issuing an iteration's GEMMs
+//   pass_turn()  right after issuing them
+//   finish()     warpgroup 0 takes the turn warpgroup 1's last pass handed it, so that no
+//                barrier is left half-arrived when the block exits
+struct PingPong {
+  int wg;  // 0 or 1
+  static constexpr int kThreads = 256;
+  static __device__ __forceinline__ void bar_sync(int id) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+  }
+  static __device__ __forceinline__ void bar_arrive(int id) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kThreads));
+  }
+  __device__ __forceinline__ void start() const {
+    if (wg == 1) bar_arrive(1);
+  }
+  __device__ __forceinline__ void wait_turn() const { bar_sync(1 + wg); }
+  __device__ __forceinline__ void pass_turn() const { bar_arrive(2 - wg); }
+  __device__ __forceinline__ void finish() const {
+    if (wg == 0) bar_sync(1);
+  }
+};
+
 // The producer's work, run by one thread: Q, then copy steps 0 .. n_tiles (K of tile t
 // and V of tile t - 1 at step t). tile_at(i): the i-th KV tile of the block's sequence.
 template <class T, class TileAt>

@@ -300,7 +300,10 @@ TEST_CASE("spec JSON: tile.pipeline round trips, and the default stays unwritten
   CHECK(plain.find("pipeline") == std::string::npos);  // old kernel keys and records stay valid
   s.tile->pipeline = PipelineKind::tma_ws;
   s.tile->warps = 12;
+  CHECK(spec_to_json(s).find("pingpong") == std::string::npos);
+  s.tile->pingpong = true;
   const std::string ws = spec_to_json(s);
+  CHECK(has(ws, R"("pingpong":true)"));
   CHECK(has(ws, R"("pipeline":"tma_ws")"));
   const AttentionSpec back = spec_from_json(ws);
   REQUIRE(back.tile);
@@ -442,6 +445,16 @@ TEST_CASE("validate: every error names its field", "[spec]") {
       {"tma_ws warps",
        [](AttentionSpec& s) { s.tile = TileConfig{128, 128, 8, 2, MmaKind::wgmma, PipelineKind::tma_ws}; },
        "tile.warps", {"pipeline=tma_ws", "plus the producer's 4", "allowed: 12"}},
+      {"pingpong without tma_ws",
+       [](AttentionSpec& s) {
+         TileConfig t{128, 128, 8, 2, MmaKind::wgmma};
+         t.pingpong = true;
+         s.tile = t;
+       },
+       "tile.pingpong", {"needs pipeline=tma_ws and block_m=128", "pipeline=cp_async"}},
+      {"pingpong with 3 consumers",
+       [](AttentionSpec& s) { s.tile = TileConfig{192, 64, 16, 2, MmaKind::wgmma, PipelineKind::tma_ws, true}; },
+       "tile.pingpong", {"block_m=192"}},
       {"tma_ws on mma_sync",
        [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 4, 2, MmaKind::mma_sync, PipelineKind::tma_ws}; },
        "tile.pipeline", {"tma_ws needs mma=wgmma"}},

@@ -56,10 +56,13 @@ struct TileConfig {
   int stages = 2;     // K/V shared-memory pipeline depth (cp.async ring)
   MmaKind mma = MmaKind::mma_sync;
   PipelineKind pipeline = PipelineKind::cp_async;
+  // tma_ws with 2 consumer warpgroups only: they take turns on the tensor cores (named
+  // barriers), so that one's softmax runs while the other's GEMMs do (FlashAttention-3).
+  bool pingpong = false;
 
   bool operator==(const TileConfig& o) const {
     return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages && mma == o.mma &&
-           pipeline == o.pipeline;
+           pipeline == o.pipeline && pingpong == o.pingpong;
   }
 };
 
