@@ -13,6 +13,9 @@ summary() {
     "$OUT"/ws_tests.log "$OUT"/memcheck.log "$OUT"/racecheck.log 2>/dev/null | head -30
   grep -h -A12 "FAILED:" "$OUT"/ws_tests.log 2>/dev/null | head -40
   cat "$OUT/sass.log" 2>/dev/null | tail -3
+  echo "---- pytest"
+  for f in pytest_a pytest_b pytest_c; do grep -hE "passed|failed|error" "$OUT/$f.log" 2>/dev/null | tail -2; done
+  grep -hE "^(FAILED|ERROR) " "$OUT"/pytest_*.log 2>/dev/null | head -12
   echo "---- bench"
   sed -n '/^| D/,$p' "$OUT/bench.log" 2>/dev/null
   grep -h "Error\|error" "$OUT/bench.log" 2>/dev/null | tail -5
@@ -38,6 +41,12 @@ if [ "$mode" != bench ]; then
   FLASHJIT_AUTOTUNE=0 run ws_tests 170 build/tests/flashjit_tests "[gpu][tma_ws]" &
   FLASHJIT_AUTOTUNE=0 run memcheck 170 compute-sanitizer --tool memcheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)" &
   FLASHJIT_AUTOTUNE=0 run racecheck 170 compute-sanitizer --tool racecheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)" &
+  if [ -n "${WITH_PYTEST:-}" ]; then  # the Python GPU files too (issue 12's checks), bounded alike
+    (cd /tmp && run pytest_a 250 python3 -m pytest -q -x -rs "$root/python/tests/test_dropin_gpu.py" "$root/python/tests/test_block_mask_gpu.py") &
+    (cd /tmp && run pytest_b 250 python3 -m pytest -q -rs "$root/python/tests/test_dropout_gpu.py" "$root/python/tests/test_torch_compile_gpu.py") &
+    (cd /tmp && run pytest_c 250 python3 -m pytest -q -rs "$root/python/tests/test_variants_gpu.py" \
+      "$root/python/tests/test_backward_gpu.py::test_repeated_calls_take_the_checked_fast_path_and_keep_gradients") &
+  fi
   wait
 fi
 if [ "$mode" != tests ]; then
