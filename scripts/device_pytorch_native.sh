@@ -4,7 +4,7 @@
 # drop-in parity pytest (against torch SDPA and flex_attention), the torch.compile and GPU
 # pytest files, the C++ tuning cases (blocking and background modes) and the accuracy table
 # (bench/accuracy_report.py). Logs in $OUT.
-# Usage: scripts/device_pytorch_native.sh [first|tests|all]
+# Usage: scripts/device_pytorch_native.sh [first|tests|finish|all]
 set -u
 mode=${1:-all}
 export PYTHONUNBUFFERED=1
@@ -33,7 +33,8 @@ summary() {
 trap summary EXIT
 # Modes: first (build; probe, host overhead, first calls in every mode, blocking included),
 # tests (build, reusing an installed package when the tree is unchanged; every GPU test),
-# all (both, as one call: more than one device call's 600 s).
+# finish (host overhead and the background vs blocking first calls only), all (first and
+# tests as one call: more than one device call's 600 s).
 if [ "$mode" = tests ] && python3 -c "import flashjit" 2>/dev/null && [ -f /tmp/fj-installed-tree ] &&
    [ "$(cat /tmp/fj-installed-tree)" = "$(git -C "$root" diff HEAD | md5sum)$(git -C "$root" rev-parse HEAD)" ]; then
   run build 300 ninja -C build
@@ -42,6 +43,10 @@ else
   echo "$(git -C "$root" diff HEAD | md5sum)$(git -C "$root" rev-parse HEAD)" >/tmp/fj-installed-tree
 fi
 cd /tmp
+if [ "$mode" = finish ]; then  # host overhead (requires_grad included) and background vs blocking steady state
+  FLASHJIT_CACHE_DIR=/tmp/fj-host run host 120 python3 "$root/bench/bench_host_overhead.py" --out "$OUT/host_overhead.json"
+  run first_call 300 python3 "$root/bench/bench_first_call.py" --modes background,blocking --out "$OUT/first_call.json"
+fi
 if [ "$mode" = first ] || [ "$mode" = all ]; then
   run probe 120 python3 "$root/bench/probe_first_call.py" --out "$OUT/probe_first_call.json"
   FLASHJIT_CACHE_DIR=/tmp/fj-host run host 120 python3 "$root/bench/bench_host_overhead.py" --out "$OUT/host_overhead.json"
