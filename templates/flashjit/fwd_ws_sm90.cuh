@@ -17,6 +17,7 @@
 #include "flashjit/fwd_traits_sm90.cuh"
 #include "flashjit/mbarrier.cuh"
 #include "flashjit/tma.cuh"
+#include "flashjit/ws_ring.cuh"
 
 namespace flashjit {
 
@@ -65,7 +66,7 @@ struct WsBarriers {
   }
 
   // Parity of the n-th use (from 0) of a ring slot: its "full" phase n / STAGES.
-  static __device__ __forceinline__ u32 parity(int n) { return (u32)(n / STAGES) & 1u; }
+  static __device__ __forceinline__ u32 parity(int n) { return WsRing<STAGES>::parity(n); }
 };
 
 // Ping-pong (tile.pingpong, 2 consumer warpgroups): the warpgroups take turns issuing their
@@ -95,8 +96,34 @@ struct PingPong {
   }
 };
 
-// The producer's work, run by one thread: Q, then copy steps 0 .. n_tiles (K of tile t
-// and V of tile t - 1 at step t). tile_at(i): the i-th KV tile of the block's sequence.
+// The producer's work, run by one thread: ws_producer_program (ws_ring.cuh) with TMA copies.
+// tile_at(i): the i-th KV tile of the block's sequence.
+template <class T, class TileAt>
+struct WsTmaOps {
+  const WsBarriers<T::STAGES>& bars;
+  const FwdTmaMaps& maps;
+  u32 q_smem, k_smem, v_smem;
+  const BlockContext& blk;
+  TileAt tile_at;
+
+  __device__ __forceinline__ void load_q() {
+    mbarrier_expect_tx(bars.q_full(), T::Q_BYTES);
+    tma_load_5d(q_smem, &maps.q, bars.q_full(), 0, blk.q0, 0, blk.head, blk.batch);
+  }
+  __device__ __forceinline__ void wait_k_empty(int s, u32 parity) { mbarrier_wait(bars.k_empty(s), parity); }
+  __device__ __forceinline__ void wait_v_empty(int s, u32 parity) { mbarrier_wait(bars.v_empty(s), parity); }
+  __device__ __forceinline__ void load_k(int s, int i) {
+    mbarrier_expect_tx(bars.k_full(s), T::K_STAGE_BYTES);
+    tma_load_5d(k_smem + s * T::K_STAGE_BYTES, &maps.k, bars.k_full(s), 0, tile_at(i) * T::BN, 0, blk.head_kv,
+                blk.batch);
+  }
+  __device__ __forceinline__ void load_v(int s, int i) {
+    mbarrier_expect_tx(bars.v_full(s), T::V_STAGE_BYTES);
+    tma_load_5d(v_smem + s * T::V_STAGE_BYTES, &maps.v, bars.v_full(s), 0, tile_at(i) * T::BN, 0, blk.head_kv,
+                blk.batch);
+  }
+};
+
 template <class T, class TileAt>
 __device__ __forceinline__ void ws_produce(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 q_smem,
                                            u32 k_smem, u32 v_smem, const BlockContext& blk, int n_tiles,
@@ -104,25 +131,8 @@ __device__ __forceinline__ void ws_produce(const WsBarriers<T::STAGES>& bars, co
   tma_prefetch_map(&maps.q);
   tma_prefetch_map(&maps.k);
   tma_prefetch_map(&maps.v);
-  mbarrier_expect_tx(bars.q_full(), T::Q_BYTES);
-  tma_load_5d(q_smem, &maps.q, bars.q_full(), 0, blk.q0, 0, blk.head, blk.batch);
-  for (int t = 0; t <= n_tiles; ++t) {
-    if (t < n_tiles) {
-      const int s = t % T::STAGES;
-      // The slot's previous use (t - STAGES) must be released: its phase parity, inverted.
-      if (t >= T::STAGES) mbarrier_wait(bars.k_empty(s), WsBarriers<T::STAGES>::parity(t) ^ 1u);
-      mbarrier_expect_tx(bars.k_full(s), T::K_STAGE_BYTES);
-      tma_load_5d(k_smem + s * T::K_STAGE_BYTES, &maps.k, bars.k_full(s), 0, tile_at(t) * T::BN, 0, blk.head_kv,
-                  blk.batch);
-    }
-    if (t >= 1) {
-      const int u = t - 1, s = u % T::STAGES;
-      if (u >= T::STAGES) mbarrier_wait(bars.v_empty(s), WsBarriers<T::STAGES>::parity(u) ^ 1u);
-      mbarrier_expect_tx(bars.v_full(s), T::V_STAGE_BYTES);
-      tma_load_5d(v_smem + s * T::V_STAGE_BYTES, &maps.v, bars.v_full(s), 0, tile_at(u) * T::BN, 0, blk.head_kv,
-                  blk.batch);
-    }
-  }
+  WsTmaOps<T, TileAt> ops{bars, maps, q_smem, k_smem, v_smem, blk, tile_at};
+  ws_producer_program<T::STAGES>(ops, n_tiles);
 }
 
 }  // namespace flashjit

@@ -1,0 +1,46 @@
+// The warp-specialised forward's copy schedule, one definition for the device skeleton
+// (fwd_ws_sm90.cuh) and the host model that tests it (tests/unit/test_ws_ring.cpp).
+//
+// Each ring (K, V) has STAGES slots. Its n-th use (the n-th tile through it) goes to slot
+// n % STAGES; the slot's "full" barrier completes its phase n / STAGES when that tile has
+// landed, and its "empty" barrier completes phase n / STAGES when every consumer has
+// released it. The producer may refill the slot for use n + STAGES only after that.
+#pragma once
+
+#include "flashjit/host_device.cuh"
+
+namespace flashjit {
+
+template <int STAGES>
+struct WsRing {
+  static FJ_HOST_DEVICE int slot(int n) { return n % STAGES; }
+  // The parity an mbarrier wait names for phase n / STAGES of a slot's barrier.
+  static FJ_HOST_DEVICE unsigned parity(int n) { return (unsigned)(n / STAGES) & 1u; }
+  // Before use n the producer waits for the release of use n - STAGES (if any).
+  static FJ_HOST_DEVICE bool reuses(int n) { return n >= STAGES; }
+  static FJ_HOST_DEVICE unsigned release_parity(int n) { return parity(n - STAGES); }
+};
+
+// The producer's program for a block whose KV sequence has n_tiles tiles: Q, then copy step
+// t = 0 .. n_tiles issues K of the t-th tile (t < n_tiles) and V of the (t-1)-th (t >= 1):
+// the consumers' P·V runs one tile behind their Q·Kᵀ. `ops` carries it out:
+//   load_q(); wait_k_empty(slot, parity); load_k(slot, i); wait_v_empty(slot, parity);
+//   load_v(slot, i)   (i: the position in the tile sequence)
+template <int STAGES, class Ops>
+FJ_HOST_DEVICE void ws_producer_program(Ops& ops, int n_tiles) {
+  using R = WsRing<STAGES>;
+  ops.load_q();
+  for (int t = 0; t <= n_tiles; ++t) {
+    if (t < n_tiles) {
+      if (R::reuses(t)) ops.wait_k_empty(R::slot(t), R::release_parity(t));
+      ops.load_k(R::slot(t), t);
+    }
+    if (t >= 1) {
+      const int u = t - 1;
+      if (R::reuses(u)) ops.wait_v_empty(R::slot(u), R::release_parity(u));
+      ops.load_v(R::slot(u), u);
+    }
+  }
+}
+
+}  // namespace flashjit
