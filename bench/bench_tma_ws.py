@@ -35,11 +35,12 @@ def bench(fn):
 
 
 def ws_tiles(d):
-    for bm, bn, st, pp in itertools.product([128, 192], [64, 96, 128, 176, 192], [2, 3], [False, True]):
-        if pp and bm != 128:
+    for bm, bn, st, pp, pers in itertools.product([128, 192], [64, 96, 128, 176, 192], [2, 3], [False, True],
+                                                   [False, True]):
+        if (pp or pers) and bm != 128:
             continue
         yield flashjit.Tile(block_m=bm, block_n=bn, warps=bm // 16 + 4, stages=st, mma="wgmma", pipeline="tma_ws",
-                            pingpong=pp)
+                            pingpong=pp, persistent=pers)
 
 
 def main():
@@ -82,7 +83,7 @@ def main():
             err = (fn().float() - ref.float()).abs().max().item()
             t = tflops(b, h, n, d, causal, bench(fn))
             print(f"   D={d} N={n} causal={causal} {tile.block_m}x{tile.block_n} s{tile.stages}"
-                  f"{' pingpong' if tile.pingpong else ''}: {t:6.1f} TFLOP/s"
+                  f"{' pingpong' if tile.pingpong else ''}{' persistent' if tile.persistent else ''}: {t:6.1f} TFLOP/s"
                   f" regs={info.registers} err={err:.4f}", flush=True)
             if err > 5e-2:
                 row.setdefault("bad", []).append([tile.to_dict(), err])

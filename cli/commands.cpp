@@ -30,9 +30,9 @@ std::string known_or_unknown(int v, const char* unit) {
 }
 
 std::string tile_string(const TileConfig& t) {
-  return fmt::format("block_m={} block_n={} warps={} stages={} mma={}{}{}", t.block_m, t.block_n, t.warps, t.stages,
+  return fmt::format("block_m={} block_n={} warps={} stages={} mma={}{}{}{}", t.block_m, t.block_n, t.warps, t.stages,
                      to_string(t.mma), t.pipeline == PipelineKind::tma_ws ? " pipeline=tma_ws" : "",
-                     t.pingpong ? " pingpong" : "");
+                     t.pingpong ? " pingpong" : "", t.persistent ? " persistent" : "");
 }
 }  // namespace
 

@@ -31,6 +31,7 @@ class Emitter {
         wgmma_(k.spec.tile->mma == MmaKind::wgmma),
         ws_(k.spec.tile->pipeline == PipelineKind::tma_ws),
         pingpong_(k.spec.tile->pingpong),
+        persistent_(k.spec.tile->persistent),
         score_splits_(score_hook_splits(k.spec.score_mod, k.spec.captures)) {}
 
   std::string run() {
@@ -48,6 +49,7 @@ class Emitter {
   const bool wgmma_;  // sm_90a warpgroup path: swizzled tiles, wgmma GEMMs
   const bool ws_;     // ... warp-specialised: a TMA producer warpgroup (fwd_ws_sm90.cuh)
   const bool pingpong_;  // ... whose 2 consumer warpgroups take turns on the tensor cores
+  const bool persistent_;  // ... one block per SM walking (q tile, head, batch) work items
   const bool score_splits_;  // score_mod has a narrow-index form (score_hook_splits)
   std::ostringstream out_;
 
@@ -210,12 +212,10 @@ class Emitter {
     if (listed())
       out_ << fmt::format("  const u32 list_smem = v_smem + T::STAGES * T::V_STAGE_BYTES{};  // tile list (kv_tiles.cuh)\n",
                           wgmma_ ? " + T::BARRIER_BYTES" : "");
+    if (persistent_) return entry_persistent();
     out_ << fmt::format("  const BlockContext blk = block_context<T::BM>(params, /*reverse_tiles=*/{});\n",
                         k_.grid.reverse_q_tiles ? "true" : "false");
-    out_ << "  const Band band = make_band(params);\n";
-    if (dropout_op())
-      out_ << "  const DropoutKey dkey = dropout_key(params);  // dropout's RNG state\n"
-              "  const u32 drop_bh = dropout_bh(params, blk.batch, blk.head);\n";
+    work_item_context("  ");
     out_ << "\n";
     if (ws_) roles();
     for (const ir::Op& op : k_.prologue) prologue_op(op);
@@ -223,6 +223,73 @@ class Emitter {
     if (wgmma_) loop_overlapped();
     else loop();
     for (const ir::Op& op : k_.epilogue) epilogue_op(op);
+    out_ << "}\n";
+  }
+
+  // What a work item needs beside its BlockContext: the band, dropout's key.
+  void work_item_context(const std::string& indent) {
+    out_ << indent << "const Band band = make_band(params);\n";
+    if (dropout_op())
+      out_ << indent << "const DropoutKey dkey = dropout_key(params);  // dropout's RNG state\n"
+           << indent << "const u32 drop_bh = dropout_bh(params, blk.batch, blk.head);\n";
+  }
+
+  // Emits what `body` writes, indented by two more spaces (a loop's body).
+  template <class Body>
+  void indented(Body body) {
+    std::ostringstream saved;
+    saved << out_.str();
+    out_.str("");
+    out_.clear();
+    body();
+    std::istringstream inner(out_.str());
+    out_.str("");
+    out_.clear();
+    out_ << saved.str();
+    for (std::string line; std::getline(inner, line);) out_ << (line.empty() ? "" : "  ") << line << "\n";
+  }
+
+  // The persistent warp-specialised kernel: every role walks the same work items
+  // w = blockIdx.x, blockIdx.x + gridDim.x, ... (block_context.cuh); the rings' uses and Q's
+  // barrier phases continue from item to item.
+  void entry_persistent() {
+    const char* reverse = k_.grid.reverse_q_tiles ? "true" : "false";
+    out_ << "  // The rings' mbarriers after the tiles (WsBarriers: q_full, k_full, v_full, k_empty, v_empty, q_empty).\n";
+    out_ << "  const WsBarriers<T::STAGES> bars{v_smem + T::STAGES * T::V_STAGE_BYTES};\n";
+    out_ << "  if (threadIdx.x == 0) bars.init(T::CONSUMER_THREADS);\n";
+    out_ << "  __syncthreads();\n";
+    out_ << "  const long long n_work = work_count<T::BM>(params);  // (q tile, head, batch) items\n";
+    out_ << "  int uses = 0, item = 0;  // the rings' uses so far; the work items so far\n";
+    out_ << "  if ((int)threadIdx.x / 32 >= T::CONSUMER_WARPS) {  // the producer warpgroup\n";
+    out_ << "    if (T::MOVE_REGS) setmaxnreg_dec<T::PRODUCER_REGS>();\n";
+    out_ << "    if ((int)threadIdx.x / 32 == T::CONSUMER_WARPS && threadIdx.x % 32 == 0)\n";
+    out_ << "      for (long long w = blockIdx.x; w < n_work; w += gridDim.x, ++item) {\n";
+    out_ << fmt::format("        const BlockContext blk = block_context_at<T::BM>(params, w, /*reverse_tiles=*/{});\n", reverse);
+    out_ << "        const Band band = make_band(params);\n";
+    out_ << "        const BandTiles tiles{band_kv_tiles(band, blk.q0, T::BM, params.seqlen_q, params.seqlen_k, T::BN)};\n";
+    out_ << "        const int n_tiles = tiles.count();\n";
+    out_ << "        ws_produce<T>(bars, maps, q_smem, k_smem, v_smem, blk, n_tiles, [&](int i) { return tiles.at(i); }, uses, item);\n";
+    out_ << "        uses += n_tiles;\n";
+    out_ << "      }\n";
+    out_ << "    return;\n  }\n";
+    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
+    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
+    if (pingpong_) {
+      out_ << "  const PingPong turns{(int)threadIdx.x / 128};  // the warpgroups take turns issuing GEMMs\n";
+      out_ << "  turns.start();\n";
+    }
+    out_ << "  for (long long w = blockIdx.x; w < n_work; w += gridDim.x, ++item) {\n";
+    indented([&] {
+      out_ << fmt::format("  const BlockContext blk = block_context_at<T::BM>(params, w, /*reverse_tiles=*/{});\n", reverse);
+      work_item_context("  ");
+      kv_range("; P·V one tile behind (overlap_pv); copies by the producer warpgroup (TMA)");
+      for (const ir::Op& op : k_.prologue) prologue_op(op);
+      loop_overlapped();
+      for (const ir::Op& op : k_.epilogue) epilogue_op(op);
+      out_ << "  uses += n_tiles;\n";
+    });
+    out_ << "  }\n";
+    if (pingpong_) out_ << "  turns.finish();\n";
     out_ << "}\n";
   }
 
@@ -253,7 +320,8 @@ class Emitter {
     switch (op.kind) {
       case ir::OpKind::load_tile:
         if (ws_) {
-          out_ << "  mbarrier_wait(bars.q_full(), 0);  // Q has landed (the producer's TMA copy)\n";
+          out_ << fmt::format("  mbarrier_wait(bars.q_full(), {});  // Q has landed (the producer's TMA copy)\n",
+                              persistent_ ? "item & 1" : "0");
           break;
         }
         out_ << "  " << loader() << "<T::BM, T::D, T::THREADS>(q_smem, q_rows_ptr(params, blk), params.q_row_stride, blk.q_rows, blk.tid);\n";
@@ -388,7 +456,14 @@ class Emitter {
     out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
     out_ << fmt::format("  // r: the iteration, = the copy step it consumes; {} its tile.\n", kv);
     out_ << loop_header(kv);
-    out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
+    // n: this tile's use of the rings; a persistent kernel's continue across work items.
+    const std::string n = persistent_ ? "n" : "r";
+    if (persistent_) {
+      out_ << "    const int n = uses + r;  // this tile's use of the rings (they continue across work items)\n";
+      out_ << "    const int slot = n % T::STAGES, prev_slot = (n + T::STAGES - 1) % T::STAGES;\n";
+    } else {
+      out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
+    }
     out_ << "    const bool has_prev = r > 0;\n";
     std::string softmax_scores;  // the score tile that holds P after the softmax
     for (const ir::Op& op : loop.body) {
@@ -396,7 +471,7 @@ class Emitter {
       switch (op.kind) {
         case ir::OpKind::wait_copies:
           if (ws_) {
-            out_ << "    mbarrier_wait(bars.k_full(slot), bars.parity(r));  // K of tile " << kv << " has landed\n";
+            out_ << "    mbarrier_wait(bars.k_full(slot), bars.parity(" << n << "));  // K of tile " << kv << " has landed\n";
             break;
           }
           out_ << "    if (r + T::STAGES - 1 <= n_tiles) copy_step(r + T::STAGES - 1);  // prefetch\n";
@@ -415,14 +490,14 @@ class Emitter {
           }
           out_ << fmt::format("    ScoreTile<T> {};\n", op.results[0]);
           if (pingpong_) {  // both operands first: a turn is not spent waiting for data
-            out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(r - 1));  // V of tile " << kv << " - 1\n";
+            out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(" << n << " - 1));  // V of tile " << kv << " - 1\n";
             out_ << "    turns.wait_turn();\n";
           }
           out_ << fmt::format("    warpgroup_gemm_qk_issue<T>({}, q_smem, k_smem + slot * T::K_STAGE_BYTES, blk.warp);\n",
                               op.results[0]);
           out_ << "    // " << ir::print(*lagged) << "   <- of tile " << kv << " - 1\n";
           if (ws_ && !pingpong_)
-            out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(r - 1));  // V of tile " << kv << " - 1\n";
+            out_ << "    if (has_prev) mbarrier_wait(bars.v_full(prev_slot), bars.parity(" << n << " - 1));  // V of tile " << kv << " - 1\n";
           if (pingpong_) {
             // The turn passes between the issue and the wait, in each branch: a barrier
             // between two `if (has_prev)` blocks splits the wgmma pipeline stage across
@@ -476,13 +551,18 @@ class Emitter {
     }
     out_ << "  }\n";
     if (ws_) {
+      const std::string last = persistent_ ? "uses + n_tiles - 1" : "n_tiles - 1";
+      if (persistent_) out_ << "  mbarrier_arrive(bars.q_empty());  // every Q·Kᵀ of this item has landed: Q's slot is free\n";
       out_ << "  // The last tile's P·V.\n";
       out_ << "  if (n_tiles > 0) {\n";
-      out_ << "    mbarrier_wait(bars.v_full((n_tiles - 1) % T::STAGES), bars.parity(n_tiles - 1));\n";
-      out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + ((n_tiles - 1) % T::STAGES) * T::V_STAGE_BYTES);\n",
-                          acc);
-      out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n  }}\n", acc);
-      if (pingpong_) out_ << "  turns.finish();\n";
+      out_ << fmt::format("    mbarrier_wait(bars.v_full(({0}) % T::STAGES), bars.parity({0}));\n", last);
+      out_ << fmt::format("    warpgroup_gemm_pv_issue<T>({}, p_prev, v_smem + (({}) % T::STAGES) * T::V_STAGE_BYTES);\n",
+                          acc, last);
+      out_ << fmt::format("    warpgroup_wait<0>();\n    pin({}.o[0]);\n", acc);
+      // Released too, so that every use of the V ring is: a persistent block's next item
+      // refills this slot.
+      out_ << fmt::format("    mbarrier_arrive(bars.v_empty(({}) % T::STAGES));\n  }}\n", last);
+      if (pingpong_ && !persistent_) out_ << "  turns.finish();\n";
       out_ << "\n";
       return;
     }

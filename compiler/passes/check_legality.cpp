@@ -39,9 +39,9 @@ int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
     // tiles to 1024 bytes (fwd_traits_sm90.cuh).
     const int q = t.block_m * spec.head_dim;
     const int kv = t.stages * t.block_n * (spec.head_dim + spec.head_dim_v);
-    // tma_ws: q_full plus full and empty barriers per slot of the K and the V ring
-    // (fwd_ws_sm90.cuh); no tile list (validate() keeps those masks on cp_async).
-    if (t.pipeline == PipelineKind::tma_ws) return e * (q + kv) + 8 * (1 + 4 * t.stages) + 1024;
+    // tma_ws: q_full and q_empty plus full and empty barriers per slot of the K and the V
+    // ring (fwd_ws_sm90.cuh); no tile list (validate() keeps those masks on cp_async).
+    if (t.pipeline == PipelineKind::tma_ws) return e * (q + kv) + 8 * (2 + 4 * t.stages) + 1024;
     return e * (q + kv) + 64 + 1024 + list;
   }
   const int q = t.block_m * (spec.head_dim + kRowPad);

@@ -104,7 +104,7 @@ MaskSpec read_mask(const Json& v) {
 
 TileConfig read_tile(const Json& v) {
   if (!v.is_object()) type_error("tile", "an object", v);
-  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages", "mma", "pipeline", "pingpong"});
+  check_keys(v, "tile.", {"block_m", "block_n", "warps", "stages", "mma", "pipeline", "pingpong", "persistent"});
   TileConfig t;  // keys left out keep TileConfig's defaults
   if (v.contains("block_m")) t.block_m = read_int(v["block_m"], "tile.block_m");
   if (v.contains("block_n")) t.block_n = read_int(v["block_n"], "tile.block_n");
@@ -118,6 +118,7 @@ TileConfig read_tile(const Json& v) {
                                          {{"cp_async", PipelineKind::cp_async}, {"tma_ws", PipelineKind::tma_ws}},
                                          "cp_async, tma_ws");
   if (v.contains("pingpong")) t.pingpong = read_bool(v["pingpong"], "tile.pingpong");
+  if (v.contains("persistent")) t.persistent = read_bool(v["persistent"], "tile.persistent");
   return t;
 }
 
@@ -224,6 +225,7 @@ std::string spec_to_json(const AttentionSpec& spec, bool pretty) {
     // field existed read and hash as they did.
     if (n.tile->pipeline != PipelineKind::cp_async) tile["pipeline"] = to_string(n.tile->pipeline);
     if (n.tile->pingpong) tile["pingpong"] = true;
+    if (n.tile->persistent) tile["persistent"] = true;
     j["tile"] = std::move(tile);
   }
   return pretty ? j.dump(2) : j.dump();

@@ -193,6 +193,10 @@ void validate(const TileConfig& tile, const AttentionSpec& spec) {
     throw SpecError("tile.pingpong", fmt::format("needs pipeline=tma_ws and block_m=128 (two consumer warpgroups take "
                                                  "turns); got pipeline={} block_m={}",
                                                  to_string(tile.pipeline), tile.block_m));
+  if (tile.persistent && tile.pipeline != PipelineKind::tma_ws)
+    throw SpecError("tile.persistent", fmt::format("needs pipeline=tma_ws (the warp-specialised kernel walks its work "
+                                                   "items); got pipeline={}",
+                                                   to_string(tile.pipeline)));
   if (tile.pipeline != PipelineKind::cp_async && tile.pipeline != PipelineKind::tma_ws)
     throw SpecError("tile.pipeline",
                     fmt::format("{} is not a pipeline kind; allowed: cp_async, tma_ws", static_cast<int>(tile.pipeline)));

@@ -20,7 +20,7 @@ __all__ = ["Spec", "Tile", "MASK_KINDS", "ALIGNS"]
 MASK_KINDS = ("none", "causal", "sliding_window", "custom")
 ALIGNS = ("top_left", "bottom_right")
 _MASK_KEYS = ("kind", "align", "left", "right")
-_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma", "pipeline", "pingpong")
+_TILE_KEYS = ("block_m", "block_n", "warps", "stages", "mma", "pipeline", "pingpong", "persistent")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Tile:
     warpgroup issues TMA copies, the others compute; warps = block_m / 16 + 4).
     pingpong: tma_ws with block_m 128 only: the two consumer warpgroups take turns on the
     tensor cores, one's softmax under the other's GEMMs.
+    persistent: tma_ws only: one block per SM walks the (q tile, head, batch) items, longest
+    rows first for causal and banded masks.
     """
 
     block_m: int = 128
@@ -44,13 +46,15 @@ class Tile:
     mma: str = "mma_sync"
     pipeline: str = "cp_async"
     pingpong: bool = False
+    persistent: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if d["pipeline"] == "cp_async":  # the default, unwritten (as in the C++ spec JSON)
             del d["pipeline"]
-        if not d["pingpong"]:
-            del d["pingpong"]
+        for flag in ("pingpong", "persistent"):
+            if not d[flag]:
+                del d[flag]
         return d
 
     @classmethod

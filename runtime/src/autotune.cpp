@@ -219,8 +219,10 @@ std::vector<TileConfig> tile_candidates(const AttentionSpec& spec0, const std::s
       for (int block_n : {64, 96, 128, 176, 192})
         for (int stages : {2, 3})
           for (bool pingpong : {false, true})
-            if (!pingpong || block_m == 128)
-              consider({block_m, block_n, block_m / 16 + 4, stages, MmaKind::wgmma, PipelineKind::tma_ws, pingpong});
+            for (bool persistent : {false, true})
+              if (block_m == 128 || (!pingpong && !persistent))  // both need 2 consumer warpgroups here
+                consider({block_m, block_n, block_m / 16 + 4, stages, MmaKind::wgmma, PipelineKind::tma_ws, pingpong,
+                          persistent});
   for (int block_m : {64, 128})
     for (int block_n : {32, 64, 128})
       for (int warps : {4, 8})

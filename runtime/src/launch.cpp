@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -60,6 +61,7 @@ FwdParams make_params(const TensorView& q, const TensorView& k, const TensorView
   p.seqlen_k = static_cast<int>(shape.seqlen_k);
   p.num_heads_q = static_cast<int>(shape.heads_q);
   p.gqa_group = static_cast<int>(shape.heads_q / shape.heads_kv);
+  p.batch = static_cast<int>(shape.batch);
   set_captures(p, captures);
   return p;
 }
@@ -129,18 +131,40 @@ FwdTmaMaps make_tma_maps(const TensorView& q, const TensorView& k, const TensorV
   return m;
 }
 
+namespace {
+// The SM count of the current context's device, queried once per device.
+int current_sm_count() {
+  static std::mutex mu;
+  static std::map<CUdevice, int> counts;
+  CudaDriver& drv = CudaDriver::get();
+  CUdevice dev = 0;
+  drv.check(drv.cuCtxGetDevice(&dev), "cuCtxGetDevice");
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = counts.find(dev);
+  if (it == counts.end())
+    it = counts.emplace(dev, drv.device_attribute(dev, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)).first;
+  return it->second;
+}
+}  // namespace
+
 void launch(const LoadedKernel& kernel, const TileConfig& tile, FwdParams p, const ProblemShape& shape,
             CUstream stream, const FwdTmaMaps* maps) {
   CudaDriver& drv = CudaDriver::get();
-  const unsigned grid_x = static_cast<unsigned>((shape.seqlen_q + tile.block_m - 1) / tile.block_m);
+  const int64_t q_tiles = (shape.seqlen_q + tile.block_m - 1) / tile.block_m;
+  unsigned grid_x = static_cast<unsigned>(q_tiles), grid_y = static_cast<unsigned>(shape.heads_q),
+           grid_z = static_cast<unsigned>(shape.batch);
+  if (tile.persistent) {  // one block per SM walks the (q tile, head, batch) items (block_context.cuh)
+    const int64_t work = q_tiles * shape.heads_q * shape.batch;
+    grid_x = static_cast<unsigned>(std::min<int64_t>(work, current_sm_count()));
+    grid_y = grid_z = 1;
+  }
   if ((tile.pipeline == PipelineKind::tma_ws) != (maps != nullptr))
     throw std::logic_error("flashjit: launch() of a tma_ws kernel needs its TMA maps (and only such a kernel takes them)");
   FwdTmaMaps m = maps ? *maps : FwdTmaMaps{};
   void* args_ws[] = {&p, &m};
   void* args_plain[] = {&p};
   void** args = maps ? args_ws : args_plain;
-  drv.check(drv.cuLaunchKernel(kernel.function, grid_x, static_cast<unsigned>(shape.heads_q),
-                               static_cast<unsigned>(shape.batch), kernel.info.threads, 1, 1,
+  drv.check(drv.cuLaunchKernel(kernel.function, grid_x, grid_y, grid_z, kernel.info.threads, 1, 1,
                                kernel.info.dynamic_smem_bytes, stream, args, nullptr),
             "cuLaunchKernel");
 }

@@ -45,6 +45,7 @@ Json tile_json(const TileConfig& t) {
          {"stages", t.stages},   {"mma", to_string(t.mma)}};
   if (t.pipeline != PipelineKind::cp_async) j["pipeline"] = to_string(t.pipeline);  // absent: cp_async
   if (t.pingpong) j["pingpong"] = true;
+  if (t.persistent) j["persistent"] = true;
   return j;
 }
 
@@ -75,6 +76,10 @@ TileConfig tile_from(const Json& j) {
   if (j.contains("pingpong")) {
     if (!j["pingpong"].is_boolean()) throw std::invalid_argument("pingpong: not a boolean");
     t.pingpong = j["pingpong"].get<bool>();
+  }
+  if (j.contains("persistent")) {
+    if (!j["persistent"].is_boolean()) throw std::invalid_argument("persistent: not a boolean");
+    t.persistent = j["persistent"].get<bool>();
   }
   return t;
 }

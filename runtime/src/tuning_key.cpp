@@ -61,7 +61,8 @@ std::string to_string(const ShapeBucket& b) {
 std::string to_string(const TileConfig& t) {
   return std::to_string(t.block_m) + "x" + std::to_string(t.block_n) + " w" + std::to_string(t.warps) + " s" +
          std::to_string(t.stages) + (t.mma == MmaKind::wgmma ? " wgmma" : "") +
-         (t.pipeline == PipelineKind::tma_ws ? " tma_ws" : "") + (t.pingpong ? " pingpong" : "");
+         (t.pipeline == PipelineKind::tma_ws ? " tma_ws" : "") + (t.pingpong ? " pingpong" : "") +
+         (t.persistent ? " persistent" : "");
 }
 
 namespace detail {

@@ -34,6 +34,31 @@ __device__ __forceinline__ BlockContext block_context(const FwdParams& p, bool r
   return b;
 }
 
+// Persistent kernels (tile.persistent): a block walks work items w = blockIdx.x,
+// blockIdx.x + gridDim.x, ... of the (q tile, head, batch) space, the q tile outermost, so
+// with reverse_tiles every block takes the longest rows first (causal load balance).
+template <int BM>
+__device__ __forceinline__ long long work_count(const FwdParams& p) {
+  return (long long)((p.seqlen_q + BM - 1) / BM) * p.num_heads_q * p.batch;
+}
+template <int BM>
+__device__ __forceinline__ BlockContext block_context_at(const FwdParams& p, long long work, bool reverse_tiles) {
+  BlockContext b;
+  const int tiles = (p.seqlen_q + BM - 1) / BM;
+  const long long per_tile = (long long)p.num_heads_q * p.batch;
+  const int t = (int)(work / per_tile), rest = (int)(work % per_tile);
+  const int tile = reverse_tiles ? tiles - 1 - t : t;
+  b.q0 = tile * BM;
+  b.q_rows = p.seqlen_q - b.q0 < BM ? p.seqlen_q - b.q0 : BM;
+  b.head = rest % p.num_heads_q;
+  b.batch = rest / p.num_heads_q;
+  b.head_kv = b.head / p.gqa_group;
+  b.tid = threadIdx.x;
+  b.warp = threadIdx.x / 32;
+  b.lane = threadIdx.x % 32;
+  return b;
+}
+
 // Row q0 of this block's (batch, head) in Q / O, row 0 of the LSE slice (null if none).
 __device__ __forceinline__ const u16* q_rows_ptr(const FwdParams& p, const BlockContext& b) {
   return static_cast<const u16*>(p.q) + b.batch * p.q_batch_stride + b.head * p.q_head_stride + b.q0 * p.q_row_stride;

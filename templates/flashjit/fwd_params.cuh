@@ -21,6 +21,7 @@ struct FwdParams {
   int seqlen_k;
   int num_heads_q;
   int gqa_group;  // heads_q / heads_kv
+  int batch;      // read by persistent kernels, which walk (q tile, head, batch) themselves
   // Dropout's RNG state (philox.cuh): read from dropout_state[0..1] when that is set (device
   // memory: CUDA-graph replays), else these two. Unused without dropout.
   unsigned long long dropout_seed, dropout_offset;

@@ -37,8 +37,8 @@ struct FwdTraitsSm90Ws : FwdTraitsSm90<Elem_, D_, DV_, BM_, BN_, BM_ / 16, STAGE
   static constexpr int PRODUCER_REGS = 24;
   static constexpr int CONSUMER_REGS = CONSUMER_WARPS == 12 ? 160 : 240;
   static constexpr bool MOVE_REGS = CONSUMER_WARPS > 4;
-  // Barriers after the tiles: q_full, k_full[S], v_full[S], k_empty[S], v_empty[S].
-  static constexpr int BARRIER_BYTES = 8 * (1 + 4 * STAGES_);
+  // Barriers after the tiles: q_full, k_full[S], v_full[S], k_empty[S], v_empty[S], q_empty.
+  static constexpr int BARRIER_BYTES = 8 * (2 + 4 * STAGES_);
   static constexpr int SMEM_BYTES =
       Base::Q_BYTES + STAGES_ * (Base::K_STAGE_BYTES + Base::V_STAGE_BYTES) + BARRIER_BYTES + 1024;
 };
@@ -51,6 +51,8 @@ struct WsBarriers {
   __device__ __forceinline__ u32 v_full(int s) const { return base + 8 * (1 + STAGES + s); }
   __device__ __forceinline__ u32 k_empty(int s) const { return base + 8 * (1 + 2 * STAGES + s); }
   __device__ __forceinline__ u32 v_empty(int s) const { return base + 8 * (1 + 3 * STAGES + s); }
+  // A persistent block's consumers release Q when their last Q·Kᵀ of a work item has landed.
+  __device__ __forceinline__ u32 q_empty() const { return base + 8 * (1 + 4 * STAGES); }
 
   // By one thread, before the block barrier that publishes them. "full" completes on the
   // producer's arrival plus the copy's bytes; "empty" on every consumer thread's arrival.
@@ -62,6 +64,7 @@ struct WsBarriers {
       mbarrier_init(k_empty(s), consumer_threads);
       mbarrier_init(v_empty(s), consumer_threads);
     }
+    mbarrier_init(q_empty(), consumer_threads);
     fence_mbarrier_init();
   }
 
@@ -106,6 +109,7 @@ struct WsTmaOps {
   const BlockContext& blk;
   TileAt tile_at;
 
+  __device__ __forceinline__ void wait_q_empty(u32 parity) { mbarrier_wait(bars.q_empty(), parity); }
   __device__ __forceinline__ void load_q() {
     mbarrier_expect_tx(bars.q_full(), T::Q_BYTES);
     tma_load_5d(q_smem, &maps.q, bars.q_full(), 0, blk.q0, 0, blk.head, blk.batch);
@@ -124,15 +128,18 @@ struct WsTmaOps {
   }
 };
 
+// One work item's copies. base / item: see ws_producer_program (0 for a block with one item).
 template <class T, class TileAt>
 __device__ __forceinline__ void ws_produce(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 q_smem,
                                            u32 k_smem, u32 v_smem, const BlockContext& blk, int n_tiles,
-                                           TileAt tile_at) {
-  tma_prefetch_map(&maps.q);
-  tma_prefetch_map(&maps.k);
-  tma_prefetch_map(&maps.v);
+                                           TileAt tile_at, int base = 0, int item = 0) {
+  if (item == 0) {
+    tma_prefetch_map(&maps.q);
+    tma_prefetch_map(&maps.k);
+    tma_prefetch_map(&maps.v);
+  }
   WsTmaOps<T, TileAt> ops{bars, maps, q_smem, k_smem, v_smem, blk, tile_at};
-  ws_producer_program<T::STAGES>(ops, n_tiles);
+  ws_producer_program<T::STAGES>(ops, n_tiles, base, item);
 }
 
 }  // namespace flashjit

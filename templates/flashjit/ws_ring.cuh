@@ -21,24 +21,29 @@ struct WsRing {
   static FJ_HOST_DEVICE unsigned release_parity(int n) { return parity(n - STAGES); }
 };
 
-// The producer's program for a block whose KV sequence has n_tiles tiles: Q, then copy step
-// t = 0 .. n_tiles issues K of the t-th tile (t < n_tiles) and V of the (t-1)-th (t >= 1):
-// the consumers' P·V runs one tile behind their Q·Kᵀ. `ops` carries it out:
-//   load_q(); wait_k_empty(slot, parity); load_k(slot, i); wait_v_empty(slot, parity);
-//   load_v(slot, i)   (i: the position in the tile sequence)
+// The producer's program for one work item (a q tile of one head) whose KV sequence has
+// n_tiles tiles: Q, then copy step t = 0 .. n_tiles issues K of the t-th tile (t < n_tiles)
+// and V of the (t-1)-th (t >= 1): the consumers' P·V runs one tile behind their Q·Kᵀ.
+// A persistent block runs it once per work item: `item` counts them (Q's barriers' phase),
+// `base` the tiles that went through the rings before (the rings' uses continue).
+// `ops` carries it out:
+//   wait_q_empty(parity); load_q(); wait_k_empty(slot, parity); load_k(slot, i);
+//   wait_v_empty(slot, parity); load_v(slot, i)   (i: the position in this item's sequence)
 template <int STAGES, class Ops>
-FJ_HOST_DEVICE void ws_producer_program(Ops& ops, int n_tiles) {
+FJ_HOST_DEVICE void ws_producer_program(Ops& ops, int n_tiles, int base = 0, int item = 0) {
   using R = WsRing<STAGES>;
+  if (item > 0) ops.wait_q_empty((unsigned)(item - 1) & 1u);  // the last item's consumers are done with Q
   ops.load_q();
   for (int t = 0; t <= n_tiles; ++t) {
     if (t < n_tiles) {
-      if (R::reuses(t)) ops.wait_k_empty(R::slot(t), R::release_parity(t));
-      ops.load_k(R::slot(t), t);
+      const int n = base + t;
+      if (R::reuses(n)) ops.wait_k_empty(R::slot(n), R::release_parity(n));
+      ops.load_k(R::slot(n), t);
     }
     if (t >= 1) {
-      const int u = t - 1;
-      if (R::reuses(u)) ops.wait_v_empty(R::slot(u), R::release_parity(u));
-      ops.load_v(R::slot(u), u);
+      const int n = base + t - 1;
+      if (R::reuses(n)) ops.wait_v_empty(R::slot(n), R::release_parity(n));
+      ops.load_v(R::slot(n), t - 1);
     }
   }
 }

@@ -315,12 +315,13 @@ TEST_CASE("warp-specialised tiles match the reference", "[gpu][tma_ws]") {
     return;
   }
   using flashjit::TileConfig;
-  const auto ws = [](int bm, int bn, int stages, bool pingpong = false) {
-    return TileConfig{bm, bn, bm / 16 + 4, stages, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws, pingpong};
+  const auto ws = [](int bm, int bn, int stages, bool pingpong = false, bool persistent = false) {
+    return TileConfig{bm, bn, bm / 16 + 4, stages, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws, pingpong,
+                      persistent};
   };
   const std::vector<std::pair<int, std::vector<TileConfig>>> tiles = {
-      {64, {ws(128, 128, 2), ws(192, 64, 3), ws(128, 192, 2, true)}},
-      {128, {ws(128, 128, 2), ws(128, 176, 2, true), ws(128, 64, 3), ws(128, 128, 2, true)}},
+      {64, {ws(128, 128, 2), ws(192, 64, 3, false, true), ws(128, 192, 2, true)}},
+      {128, {ws(128, 128, 2), ws(128, 176, 2, true), ws(128, 64, 3, false, true), ws(128, 128, 2, true, true)}},
       {192, {ws(128, 96, 2)}},
       {256, {ws(128, 64, 2)}},
   };

@@ -304,6 +304,11 @@ TEST_CASE("spec JSON: tile.pipeline round trips, and the default stays unwritten
   s.tile->pingpong = true;
   const std::string ws = spec_to_json(s);
   CHECK(has(ws, R"("pingpong":true)"));
+  CHECK(!has(ws, "persistent"));
+  AttentionSpec p = s;
+  p.tile->persistent = true;
+  CHECK(has(spec_to_json(p), R"("persistent":true)"));
+  CHECK(spec_from_json(spec_to_json(p)).tile == p.tile);
   CHECK(has(ws, R"("pipeline":"tma_ws")"));
   const AttentionSpec back = spec_from_json(ws);
   REQUIRE(back.tile);
@@ -455,6 +460,13 @@ TEST_CASE("validate: every error names its field", "[spec]") {
       {"pingpong with 3 consumers",
        [](AttentionSpec& s) { s.tile = TileConfig{192, 64, 16, 2, MmaKind::wgmma, PipelineKind::tma_ws, true}; },
        "tile.pingpong", {"block_m=192"}},
+      {"persistent without tma_ws",
+       [](AttentionSpec& s) {
+         TileConfig t{128, 128, 8, 2, MmaKind::wgmma};
+         t.persistent = true;
+         s.tile = t;
+       },
+       "tile.persistent", {"needs pipeline=tma_ws", "pipeline=cp_async"}},
       {"tma_ws on mma_sync",
        [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 4, 2, MmaKind::mma_sync, PipelineKind::tma_ws}; },
        "tile.pipeline", {"tma_ws needs mma=wgmma"}},

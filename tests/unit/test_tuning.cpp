@@ -151,7 +151,7 @@ TEST_CASE("tuning: the warp-specialised candidates, on request, and their record
   const TuningDb db(dir.path);
   flashjit::TuningRecord rec;
   rec.key = key;
-  rec.tile = TileConfig{128, 128, 12, 2, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws};
+  rec.tile = TileConfig{128, 128, 12, 2, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws, true, true};
   rec.median_ms = 0.25;
   rec.candidates = {{rec.tile, true, 0.25, 10, ""}, {TileConfig{128, 128, 8, 2, flashjit::MmaKind::wgmma}, true, 0.3, 10, ""}};
   db.store(key, rec);
@@ -161,6 +161,7 @@ TEST_CASE("tuning: the warp-specialised candidates, on request, and their record
   CHECK(got->candidates.size() == 2);
   CHECK(got->candidates[1].tile.pipeline == flashjit::PipelineKind::cp_async);
   CHECK(has(read_text(db.record_path(key)), "\"pipeline\": \"tma_ws\""));
+  CHECK(has(read_text(db.record_path(key)), "\"persistent\": true"));
 }
 
 TEST_CASE("tuning: candidates are pruned by each arch's budget", "[tuning]") {

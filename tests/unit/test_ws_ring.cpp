@@ -90,21 +90,26 @@ struct SimNamedBarrier {
   }
 };
 
+// One block: `items` holds each work item's tile count (a persistent block has several; the
+// rings' uses and Q's phases continue from one to the next). Slots hold (item, tile) codes.
 template <int STAGES>
 struct Block {
   int consumers;
-  int n_tiles;
+  std::vector<int> items;
   bool pingpong;
-  SimMbarrier q_full, k_full[STAGES], v_full[STAGES], k_empty[STAGES], v_empty[STAGES];
+  SimMbarrier q_full, q_empty, k_full[STAGES], v_full[STAGES], k_empty[STAGES], v_empty[STAGES];
   SimNamedBarrier turn[2];
   std::atomic<int> k_slot[STAGES], v_slot[STAGES];  // the tile (sequence position) a slot holds
   std::atomic<int> k_readers[STAGES], v_readers[STAGES];  // consumers reading a slot now
-  std::atomic<bool> q_landed{false};
+  std::atomic<int> q_item{-1};     // the work item whose Q the Q slot holds
+  std::atomic<int> q_readers{0};
   std::mutex err_mu;
   std::vector<std::string> errors;
   std::mt19937 rng_seed;
 
-  Block(int c, int n, bool pp, uint32_t seed) : consumers(c), n_tiles(n), pingpong(pp), rng_seed(seed) {
+  Block(int c, std::vector<int> work, bool pp, uint32_t seed)
+      : consumers(c), items(std::move(work)), pingpong(pp), rng_seed(seed) {
+    q_empty.expected = consumers;
     for (int s = 0; s < STAGES; ++s) {
       k_empty[s].expected = v_empty[s].expected = consumers;
       k_slot[s] = v_slot[s] = -1;
@@ -124,11 +129,14 @@ void jitter(std::mt19937& rng) {
 }
 
 // What the device's WsTmaOps does, with a "copy" that lands after a delay on its own thread.
+constexpr int code(int item, int tile) { return item * 1000 + tile; }
+
 template <int STAGES>
 struct SimOps {
   Block<STAGES>& b;
   std::mt19937 rng;
   std::vector<std::thread>& copies;
+  int item = 0;  // the work item being loaded
   void land(std::atomic<int>& slot_value, std::atomic<int>& readers, int value, SimMbarrier& full, const char* what) {
     const int delay = std::uniform_int_distribution<int>(0, 60)(rng);
     // The copy thread outlives this object (the producer's): it holds the block's members only.
@@ -140,13 +148,12 @@ struct SimOps {
       full.complete_tx(1);
     });
   }
+  void wait_q_empty(unsigned parity) {
+    if (!b.q_empty.wait(parity)) b.fail("producer: Q empty wait timed out");
+  }
   void load_q() {
     b.q_full.arrive_expect_tx(1);
-    Block<STAGES>& blk = b;
-    copies.emplace_back([&blk] {
-      blk.q_landed = true;
-      blk.q_full.complete_tx(1);
-    });
+    land(b.q_item, b.q_readers, item, b.q_full, "Q");
   }
   void wait_k_empty(int s, unsigned parity) {
     if (!b.k_empty[s].wait(parity)) b.fail("producer: K empty wait timed out");
@@ -157,12 +164,12 @@ struct SimOps {
   void load_k(int s, int i) {
     jitter(rng);
     b.k_full[s].arrive_expect_tx(1);
-    land(b.k_slot[s], b.k_readers[s], i, b.k_full[s], "K");
+    land(b.k_slot[s], b.k_readers[s], code(item, i), b.k_full[s], "K");
   }
   void load_v(int s, int i) {
     jitter(rng);
     b.v_full[s].arrive_expect_tx(1);
-    land(b.v_slot[s], b.v_readers[s], i, b.v_full[s], "V");
+    land(b.v_slot[s], b.v_readers[s], code(item, i), b.v_full[s], "V");
   }
 };
 
@@ -177,67 +184,93 @@ void consume(Block<STAGES>& b, int wg, uint32_t seed) {
              ", expected " + std::to_string(want));
   };
   if (b.pingpong && wg == 1) b.turn[0].arrive();  // turns.start()
-  if (!b.q_full.wait(0)) return b.fail("Q wait timed out");
-  if (!b.q_landed) b.fail("Q read before it landed");
-  for (int r = 0; r < b.n_tiles; ++r) {
-    const int slot = R::slot(r), prev = R::slot(r + STAGES - 1);
-    if (!b.k_full[slot].wait(R::parity(r))) return b.fail("K full wait timed out");
-    if (b.pingpong) {
-      if (r > 0 && !b.v_full[prev].wait(R::parity(r - 1))) return b.fail("V full wait timed out");
-      if (!b.turn[wg].sync()) return b.fail("turn wait timed out");
+  int uses = 0;
+  for (int item = 0; item < (int)b.items.size(); ++item) {
+    const int n_tiles = b.items[item];
+    if (!b.q_full.wait(unsigned(item) & 1u)) return b.fail("Q wait timed out");
+    ++b.q_readers;
+    expect(b.q_item, item, "Q", -1);
+    for (int r = 0; r < n_tiles; ++r) {
+      const int n = uses + r;
+      const int slot = R::slot(n), prev = R::slot(n + STAGES - 1);
+      if (!b.k_full[slot].wait(R::parity(n))) return b.fail("K full wait timed out");
+      if (b.pingpong) {
+        if (r > 0 && !b.v_full[prev].wait(R::parity(n - 1))) return b.fail("V full wait timed out");
+        if (!b.turn[wg].sync()) return b.fail("turn wait timed out");
+      }
+      ++b.k_readers[slot];  // S = Q·Kᵀ issued: reads the K slot until it has landed
+      expect(b.k_slot[slot], code(item, r), "K", r);
+      if (r > 0) {
+        if (!b.pingpong && !b.v_full[prev].wait(R::parity(n - 1))) return b.fail("V full wait timed out");
+        ++b.v_readers[prev];  // P·V of the previous tile issued
+        expect(b.v_slot[prev], code(item, r - 1), "V", r);
+      }
+      if (b.pingpong) b.turn[wg ^ 1].arrive();  // turns.pass_turn()
+      jitter(rng);
+      expect(b.k_slot[slot], code(item, r), "K (still)", r);
+      expect(b.q_item, item, "Q (still)", r);
+      --b.k_readers[slot];
+      b.k_empty[slot].arrive();  // S has landed
+      jitter(rng);               // mask, softmax
+      if (r > 0) {
+        expect(b.v_slot[prev], code(item, r - 1), "V (still)", r);
+        --b.v_readers[prev];
+        b.v_empty[prev].arrive();  // P·V has landed
+      }
     }
-    ++b.k_readers[slot];  // S = Q·Kᵀ issued: reads the K slot until it has landed
-    expect(b.k_slot[slot], r, "K", r);
-    if (r > 0) {
-      if (!b.pingpong && !b.v_full[prev].wait(R::parity(r - 1))) return b.fail("V full wait timed out");
-      ++b.v_readers[prev];  // P·V of the previous tile issued
-      expect(b.v_slot[prev], r - 1, "V", r);
+    --b.q_readers;
+    b.q_empty.arrive();  // every Q·Kᵀ of the item has landed
+    if (n_tiles > 0) {
+      const int last = R::slot(uses + n_tiles - 1);
+      if (!b.v_full[last].wait(R::parity(uses + n_tiles - 1))) return b.fail("last V wait timed out");
+      ++b.v_readers[last];
+      expect(b.v_slot[last], code(item, n_tiles - 1), "last V", n_tiles);
+      jitter(rng);
+      --b.v_readers[last];
+      b.v_empty[last].arrive();  // the last P·V has landed
     }
-    if (b.pingpong) b.turn[wg ^ 1].arrive();  // turns.pass_turn()
-    jitter(rng);
-    expect(b.k_slot[slot], r, "K (still)", r);
-    --b.k_readers[slot];
-    b.k_empty[slot].arrive();  // S has landed
-    jitter(rng);               // mask, softmax
-    if (r > 0) {
-      expect(b.v_slot[prev], r - 1, "V (still)", r);
-      --b.v_readers[prev];
-      b.v_empty[prev].arrive();  // P·V has landed
-    }
-  }
-  if (b.n_tiles > 0) {
-    const int last = R::slot(b.n_tiles - 1);
-    if (!b.v_full[last].wait(R::parity(b.n_tiles - 1))) return b.fail("last V wait timed out");
-    expect(b.v_slot[last], b.n_tiles - 1, "last V", b.n_tiles);
+    uses += n_tiles;
   }
   if (b.pingpong && wg == 0 && !b.turn[0].sync()) b.fail("finish timed out");  // turns.finish()
 }
 
 template <int STAGES>
-void run_block(int consumers, int n_tiles, bool pingpong, uint32_t seed) {
-  Block<STAGES> b(consumers, n_tiles, pingpong, seed);
+void run_block(int consumers, const std::vector<int>& items, bool pingpong, uint32_t seed) {
+  Block<STAGES> b(consumers, items, pingpong, seed);
   std::vector<std::thread> copies;
   std::thread producer([&] {
     SimOps<STAGES> ops{b, std::mt19937(seed * 7 + 1), copies};
-    flashjit::ws_producer_program<STAGES>(ops, n_tiles);
+    int uses = 0;
+    for (int item = 0; item < (int)items.size(); ++item) {  // as the persistent kernel's producer loop
+      ops.item = item;
+      flashjit::ws_producer_program<STAGES>(ops, items[item], uses, item);
+      uses += items[item];
+    }
   });
   std::vector<std::thread> wgs;
   for (int c = 0; c < consumers; ++c) wgs.emplace_back([&, c] { consume<STAGES>(b, c, seed * 13 + c); });
   for (auto& t : wgs) t.join();
   producer.join();
   for (auto& t : copies) t.join();
-  INFO("stages " << STAGES << " consumers " << consumers << " tiles " << n_tiles << " pingpong " << pingpong << " seed "
+  std::string work;
+  for (int n : items) work += std::to_string(n) + " ";
+  INFO("stages " << STAGES << " consumers " << consumers << " items [" << work << "] pingpong " << pingpong << " seed "
                  << seed);
   for (const auto& e : b.errors) FAIL_CHECK(e);
   CHECK(b.errors.empty());
-  // Every copy issued was consumed: the producer issued exactly n_tiles K and V copies.
+  // Every copy issued was consumed and released.
+  std::vector<int> uses(STAGES);
+  int n = 0;
+  for (int tiles : items)
+    for (int r = 0; r < tiles; ++r, ++n) ++uses[n % STAGES];
   for (int s = 0; s < STAGES; ++s) {
-    const int uses = n_tiles > s ? (n_tiles - 1 - s) / STAGES + 1 : 0;
-    CHECK(b.k_full[s].completed == uses);
-    CHECK(b.v_full[s].completed == uses);
-    CHECK(b.k_empty[s].completed == uses);
-    CHECK(b.v_empty[s].completed == (n_tiles - 1 > s ? (n_tiles - 2 - s) / STAGES + 1 : 0));  // the last V is never released
+    CHECK(b.k_full[s].completed == uses[s]);
+    CHECK(b.v_full[s].completed == uses[s]);
+    CHECK(b.k_empty[s].completed == uses[s]);
+    CHECK(b.v_empty[s].completed == uses[s]);
   }
+  CHECK(b.q_full.completed == (int)items.size());
+  CHECK(b.q_empty.completed == (int)items.size());
   if (pingpong) {  // no named barrier left half-arrived at the block's exit
     CHECK(b.turn[0].pending() == 0);
     CHECK(b.turn[1].pending() == 0);
@@ -265,13 +298,30 @@ TEST_CASE("ws ring: the producer and consumers never deadlock, overrun or read s
   for (int n_tiles : {0, 1, 2, 3, 5, 8, 13})
     for (int consumers : {1, 2, 3}) {
       for (int rep = 0; rep < 3; ++rep) {
-        run_block<2>(consumers, n_tiles, false, seed++);
-        run_block<3>(consumers, n_tiles, false, seed++);
+        run_block<2>(consumers, {n_tiles}, false, seed++);
+        run_block<3>(consumers, {n_tiles}, false, seed++);
       }
       if (consumers == 2)
         for (int rep = 0; rep < 3; ++rep) {
-          run_block<2>(2, n_tiles, true, seed++);
-          run_block<3>(2, n_tiles, true, seed++);
+          run_block<2>(2, {n_tiles}, true, seed++);
+          run_block<3>(2, {n_tiles}, true, seed++);
         }
+    }
+}
+
+TEST_CASE("ws ring: a persistent block's work items share the rings and Q", "[tma_ws]") {
+  // Items of different lengths, empty ones (fully masked q tiles) among them: the rings'
+  // uses and Q's phases carry over, the producer loads an item's Q only once the last
+  // item's consumers released it, and its K/V run ahead into the next item.
+  const std::vector<std::vector<int>> blocks = {{3, 1, 4}, {0, 2, 0, 5}, {1, 1, 1, 1, 1}, {7, 0}, {2, 6, 3, 1}};
+  uint32_t seed = 1000;
+  for (const auto& items : blocks)
+    for (int rep = 0; rep < 3; ++rep) {
+      for (int consumers : {1, 2, 3}) {
+        run_block<2>(consumers, items, false, seed++);
+        run_block<3>(consumers, items, false, seed++);
+      }
+      run_block<2>(2, items, true, seed++);
+      run_block<3>(2, items, true, seed++);
     }
 }

@@ -59,10 +59,13 @@ struct TileConfig {
   // tma_ws with 2 consumer warpgroups only: they take turns on the tensor cores (named
   // barriers), so that one's softmax runs while the other's GEMMs do (FlashAttention-3).
   bool pingpong = false;
+  // tma_ws only: one block per SM walks the (q tile, head, batch) items, longest rows first
+  // for causal and banded masks; the producer loads the next item while the consumers finish.
+  bool persistent = false;
 
   bool operator==(const TileConfig& o) const {
     return block_m == o.block_m && block_n == o.block_n && warps == o.warps && stages == o.stages && mma == o.mma &&
-           pipeline == o.pipeline && pingpong == o.pingpong;
+           pipeline == o.pipeline && pingpong == o.pingpong && persistent == o.persistent;
   }
 };
 
