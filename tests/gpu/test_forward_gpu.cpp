@@ -363,6 +363,63 @@ TEST_CASE("warp-specialised tiles match the reference", "[gpu][tma_ws]") {
   for (const auto& [dt, w] : worst) std::printf("  worst %s: rel %.3e  lse_abs %.3e\n", dt.c_str(), w.rel, w.lse_abs);
 }
 
+// K and V broadcast over heads (head stride 0, a view torch's expand() gives): TMA cannot
+// describe a zero stride, so a tma_ws tile runs the same tile on the cp.async pipeline; the
+// result must equal the dense tensors' with a plain tile, bit for bit.
+TEST_CASE("tma_ws tiles fall back for broadcast (zero-stride) K and V", "[gpu][tma_ws]") {
+  FJ_REQUIRE_GPU_OR_SKIP();
+  if (current_arch() != "sm_90a") {
+    std::printf("skipped: tma_ws needs sm_90a\n");
+    return;
+  }
+  const int64_t B = 1, H = 4, S = 300, D = 128;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<uint16_t> q(B * H * S * D), k1(B * S * D), v1(B * S * D);
+  for (auto* t : {&q, &k1, &v1})
+    for (auto& x : *t) x = fjtest::to_bits(normal(rng), DType::bf16);
+  std::vector<uint16_t> kd, vd;  // the same K / V copied to every head
+  for (int64_t h = 0; h < H; ++h) {
+    kd.insert(kd.end(), k1.begin(), k1.end());
+    vd.insert(vd.end(), v1.begin(), v1.end());
+  }
+  fjtest::DeviceBuffer dq(q.size() * 2), dk1(k1.size() * 2), dv1(v1.size() * 2), dkd(kd.size() * 2),
+      dvd(vd.size() * 2), o1(q.size() * 2), o2(q.size() * 2);
+  dq.upload(q.data());
+  dk1.upload(k1.data());
+  dv1.upload(v1.data());
+  dkd.upload(kd.data());
+  dvd.upload(vd.data());
+  o1.poison();
+  o2.poison();
+  const auto et = flashjit::ElemType::bf16;
+  auto broadcast = [&](void* p) {
+    auto t = flashjit::TensorView::bhsd(p, et, B, H, S, D);
+    t.strides[1] = 0;
+    return t;
+  };
+  flashjit::AttentionSpec ws;
+  ws.dtype = DType::bf16;
+  ws.head_dim = ws.head_dim_v = D;
+  ws.num_heads_q = ws.num_heads_kv = H;
+  ws.mask = mask(MaskKind::causal);
+  ws.tile = flashjit::TileConfig{128, 128, 12, 2, flashjit::MmaKind::wgmma, flashjit::PipelineKind::tma_ws};
+  flashjit::AttentionSpec plain = ws;
+  plain.tile = flashjit::TileConfig{128, 128, 8, 2, flashjit::MmaKind::wgmma};
+  const auto tq = flashjit::TensorView::bhsd(dq.data(), et, B, H, S, D);
+  flashjit::forward(ws, tq, broadcast(dk1.data()), broadcast(dv1.data()), flashjit::TensorView::bhsd(o1.data(), et, B, H, S, D),
+                    nullptr, nullptr);
+  flashjit::forward(plain, tq, flashjit::TensorView::bhsd(dkd.data(), et, B, H, S, D),
+                    flashjit::TensorView::bhsd(dvd.data(), et, B, H, S, D), flashjit::TensorView::bhsd(o2.data(), et, B, H, S, D),
+                    nullptr, nullptr);
+  auto& drv = flashjit::CudaDriver::get();
+  drv.check(drv.cuCtxSynchronize(), "sync");
+  std::vector<uint16_t> a(q.size()), b(q.size());
+  o1.download(a.data());
+  o2.download(b.data());
+  REQUIRE(std::memcmp(a.data(), b.data(), a.size() * 2) == 0);
+}
+
 TEST_CASE("forward with seqlen_k == 0 gives zeros and LSE -inf", "[gpu]") {
   FJ_REQUIRE_GPU_OR_SKIP();
   Case c{DType::bf16, 64, 64, mask(MaskKind::none), 2, 2, 33, 0, false, 1};
