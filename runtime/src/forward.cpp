@@ -207,6 +207,7 @@ void PreparedForward::operator()(const TensorView& q, const TensorView& k, const
     TileConfig plain = entry->tile;
     plain.pipeline = PipelineKind::cp_async;
     plain.warps -= 4;
+    plain.pingpong = plain.persistent = false;  // the warp-specialised kernel's options
     AttentionSpec s = spec;
     s.tile = plain;
     launch(loaded_kernel(s, ctx, detail::device_info(drv.current_device()).arch), plain, params, shape, cu_stream);

@@ -117,9 +117,11 @@ TensorMap encode_map(const char* name, const TensorView& t, int box_rows) {
 }  // namespace
 
 bool tma_compatible(const TensorView& q, const TensorView& k, const TensorView& v) {
+  // The encoder takes byte strides that are multiples of 16 (the forward's checks already
+  // ask for 16-byte aligned rows) and below 2^40 (the checks allow up to 2^48).
   for (const TensorView* t : {&q, &k, &v})
     for (int d = 0; d < 3; ++d)
-      if (t->strides[d] <= 0) return false;
+      if (t->strides[d] <= 0 || t->strides[d] * 2 >= (int64_t(1) << 40)) return false;
   return true;
 }
 

@@ -41,7 +41,8 @@ void set_dropout(FwdParams& p, const DropoutRng& rng);
 // when the driver cannot describe it (tma_compatible() says so beforehand).
 FwdTmaMaps make_tma_maps(const TensorView& q, const TensorView& k, const TensorView& v, const TileConfig& tile);
 // Whether q, k and v can be read by TMA: what the driver's encoder requires beyond the
-// forward's own checks (16-byte aligned rows are checked already): no zero strides.
+// forward's own checks (16-byte aligned rows are checked already): no zero strides, byte
+// strides below 2^40.
 bool tma_compatible(const TensorView& q, const TensorView& k, const TensorView& v);
 
 // maps: the descriptors of a tma_ws kernel (required then), null otherwise.
