@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED=1
 source "$(dirname "$0")/device_lib.sh"
 summary() {
   echo "---- tests"
-  grep -hE "tma_ws matrix|worst|FAILED|failed|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY" \
+  grep -hE "tma_ws matrix|variants on tma_ws|worst|FAILED|failed|test cases:|All tests passed|ERROR SUMMARY|RACECHECK SUMMARY" \
     "$OUT"/ws_tests.log "$OUT"/memcheck.log "$OUT"/racecheck.log 2>/dev/null | head -30
   grep -h -A12 "FAILED:" "$OUT"/ws_tests.log 2>/dev/null | head -40
   cat "$OUT/sass.log" 2>/dev/null | tail -3
