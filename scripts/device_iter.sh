@@ -14,7 +14,7 @@ t0=$SECONDS
 echo "build: $((SECONDS - t0)) s"
 FLASHJIT_AUTOTUNE=0 timeout 400 ./build/tests/flashjit_tests "[gpu]~[sanitize]" >"$OUT/gpu_tests.log" 2>&1
 echo "gpu tests rc=$? ($((SECONDS - t0)) s)"
-grep -E "compiled|variants checked|worst|candidates on|passed|failed" "$OUT/gpu_tests.log" | tail -12
+grep -E "compiled|cases checked|variants checked|worst|candidates on|passed|failed" "$OUT/gpu_tests.log" | tail -12
 grep -B3 -A12 "FAILED" "$OUT/gpu_tests.log" | head -60
 spec='{"dtype":"bf16","head_dim":128,"mask":{"kind":"causal"},"tile":{"block_m":128,"block_n":128,"warps":8,"stages":2,"mma":"wgmma"}}'
 ./build/cli/flashjit emit --spec "$spec" --arch sm_90a >"$OUT/k128.cu"

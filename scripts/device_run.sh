@@ -93,7 +93,7 @@ elif [ "$mode" != tests ]; then
 fi
 
 echo "---- GPU test summary"
-grep -E "compiled|variants checked|worst|SKIPPED|FAILED|passed|failed" "$OUT/build_tests.log" | tail -20
+grep -E "compiled|cases checked|variants checked|worst|SKIPPED|FAILED|passed|failed" "$OUT/build_tests.log" | tail -20
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/build_tests.log"
 echo "---- pytest"
 grep -E "passed|failed|error" "$OUT/python.log" | tail -5
