@@ -38,7 +38,7 @@ if [ "$mode" != bench ]; then
   run sass 60 scripts/sass_stats.sh build/cli/flashjit \
     '{"dtype":"bf16","head_dim":128,"mask":"causal","tile":{"block_m":128,"block_n":128,"warps":12,"stages":2,"mma":"wgmma","pipeline":"tma_ws","pingpong":true}}'
   # In parallel and bounded (correctness only; the bench below runs alone).
-  FLASHJIT_AUTOTUNE=0 run ws_tests 170 build/tests/flashjit_tests "[gpu][tma_ws]" &
+  FLASHJIT_AUTOTUNE=0 run ws_tests 170 build/tests/flashjit_tests "[gpu][tma_ws],[gpu][block_mask]" &
   FLASHJIT_AUTOTUNE=0 run memcheck 170 compute-sanitizer --tool memcheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)" &
   FLASHJIT_AUTOTUNE=0 run racecheck 170 compute-sanitizer --tool racecheck --error-exitcode 9 build/tests/flashjit_tests "forward small subset (for compute-sanitizer)" &
   if [ -n "${WITH_PYTEST:-}" ]; then  # the Python GPU files too (issue 12's checks), bounded alike

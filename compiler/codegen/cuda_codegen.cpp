@@ -32,6 +32,7 @@ class Emitter {
         ws_(k.spec.tile->pipeline == PipelineKind::tma_ws),
         pingpong_(k.spec.tile->pingpong),
         persistent_(k.spec.tile->persistent),
+        continues_(persistent_ || (ws_ && k.loop.classes.by_interval)),
         score_splits_(score_hook_splits(k.spec.score_mod, k.spec.captures)) {}
 
   std::string run() {
@@ -50,6 +51,7 @@ class Emitter {
   const bool ws_;     // ... warp-specialised: a TMA producer warpgroup (fwd_ws_sm90.cuh)
   const bool pingpong_;  // ... whose 2 consumer warpgroups take turns on the tensor cores
   const bool persistent_;  // ... one block per SM walking (q tile, head, batch) work items
+  const bool continues_;   // the rings' uses continue across work items or tile-list chunks
   const bool score_splits_;  // score_mod has a narrow-index form (score_hook_splits)
   std::ostringstream out_;
 
@@ -82,9 +84,9 @@ class Emitter {
     out_ << "\nnamespace {\n\n";
     if (ws_)
       out_ << fmt::format("using T = flashjit::FwdTraitsSm90Ws<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
-                          "/*STAGES=*/{}>;\n",
+                          "/*STAGES=*/{}{}>;\n",
                           spec_.dtype == DType::bf16 ? "BF16" : "F16", spec_.head_dim, spec_.head_dim_v, tile_.block_m,
-                          tile_.block_n, tile_.stages);
+                          tile_.block_n, tile_.stages, listed() ? ", /*LISTS=*/true" : "");
     else
       out_ << fmt::format("using T = flashjit::{}<flashjit::{}, /*D=*/{}, /*DV=*/{}, /*BM=*/{}, /*BN=*/{}, "
                           "/*WARPS=*/{}, /*STAGES=*/{}>;\n",
@@ -94,7 +96,8 @@ class Emitter {
                                  32 * tile_.warps);
     // The host launches with the size the legality pass computed; the two must agree.
     out_ << fmt::format("static_assert(T::SMEM_BYTES{} == {}, \"host and device disagree on shared memory\");\n\n",
-                        listed() ? " + flashjit::kTileListBytes" : "", passes::smem_bytes(spec_, tile_));
+                        !listed() ? "" : ws_ ? " + flashjit::WsLists::BYTES" : " + flashjit::kTileListBytes",
+                        passes::smem_bytes(spec_, tile_));
     const ir::Op* softmax = find_op(ir::OpKind::online_softmax);
     const double scale_log2 = softmax ? softmax->float_attr("scale_log2") : spec_.effective_scale() * M_LOG2E;
     if (spec_.score_mod.empty()) {
@@ -209,7 +212,7 @@ class Emitter {
     }
     out_ << "  const u32 k_smem = q_smem + T::Q_BYTES;                   // STAGES K tiles\n";
     out_ << "  const u32 v_smem = k_smem + T::STAGES * T::K_STAGE_BYTES; // STAGES V tiles\n";
-    if (listed())
+    if (listed() && !ws_)
       out_ << fmt::format("  const u32 list_smem = v_smem + T::STAGES * T::V_STAGE_BYTES{};  // tile list (kv_tiles.cuh)\n",
                           wgmma_ ? " + T::BARRIER_BYTES" : "");
     if (persistent_) return entry_persistent();
@@ -297,6 +300,7 @@ class Emitter {
   // mbarriers first, then the producer warpgroup's thread issues every TMA copy while the
   // others continue as the consumers below.
   void roles() {
+    if (listed()) return roles_listed();
     kv_range("; P·V one tile behind (overlap_pv); copies by the producer warpgroup (TMA)");
     out_ << "  // The rings' mbarriers after the tiles (WsBarriers: q_full, k_full, v_full, k_empty, v_empty).\n";
     out_ << "  const WsBarriers<T::STAGES> bars{v_smem + T::STAGES * T::V_STAGE_BYTES};\n";
@@ -306,6 +310,45 @@ class Emitter {
     out_ << "    if (T::MOVE_REGS) setmaxnreg_dec<T::PRODUCER_REGS>();\n";
     out_ << "    if (blk.warp == T::CONSUMER_WARPS && blk.lane == 0)\n";
     out_ << "      ws_produce<T>(bars, maps, q_smem, k_smem, v_smem, blk, n_tiles, [&](int i) { return tiles.at(i); });\n";
+    out_ << "    return;\n  }\n";
+    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
+    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
+    if (pingpong_) {
+      out_ << "  const PingPong turns{blk.warp / 4};  // the warpgroups take turns issuing GEMMs\n";
+      out_ << "  turns.start();\n";
+    }
+  }
+
+  // The split of a warp-specialised block whose tiles are classified at run time: the
+  // producer warpgroup lists each chunk's tiles (all 128 threads, on their own named barrier)
+  // into one of two list buffers (WsLists), publishes it, and its first thread issues the
+  // chunk's copies; the consumers read the list (loop_overlapped opens their chunk loop).
+  void roles_listed() {
+    out_ << "  // The rings' mbarriers after the tiles, then the two tile-list buffers (WsLists).\n";
+    out_ << "  const WsBarriers<T::STAGES> bars{v_smem + T::STAGES * T::V_STAGE_BYTES};\n";
+    out_ << "  const WsLists lists{bars.base + T::BARRIER_BYTES};\n";
+    out_ << "  if (blk.tid == 0) {\n    bars.init(T::CONSUMER_THREADS);\n    lists.init(T::CONSUMER_THREADS);\n  }\n";
+    out_ << "  __syncthreads();\n";
+    out_ << "  const int n_all = (params.seqlen_k + T::BN - 1) / T::BN;  // KV tiles before classification\n";
+    out_ << "  if (blk.warp >= T::CONSUMER_WARPS) {  // the producer warpgroup\n";
+    out_ << "    if (T::MOVE_REGS) setmaxnreg_dec<T::PRODUCER_REGS>();\n";
+    out_ << "    const int ptid = blk.tid - T::CONSUMER_THREADS;\n";
+    classify_lambda("    ");
+    out_ << "    if (ptid == 0) ws_produce_q<T>(bars, maps, q_smem, blk);\n";
+    out_ << "    int uses = 0;  // the rings' uses so far (they continue across chunks)\n";
+    out_ << "    for (int chunk = 0, c = 0; chunk < n_all; chunk += kTileListCap, ++c) {\n";
+    out_ << "      int* const list = lists.list(smem, c);\n";
+    out_ << "      if (c >= 2) mbarrier_wait(lists.empty(c), WsLists::parity(c - 2));  // chunk c - 2's list is read\n";
+    out_ << "      const ListTiles tiles = build_tile_list_with<128>(list, chunk, (int)fj_min(chunk + kTileListCap, n_all), "
+            "classify, ptid, producer_sync);\n";
+    out_ << "      if (ptid == 0) {\n";
+    out_ << "        list[kTileListCountSlot] = tiles.count();\n";
+    out_ << "        __threadfence_block();  // the whole list before its publication\n";
+    out_ << "        mbarrier_arrive(lists.full(c));\n";
+    out_ << "        ws_produce_kv<T>(bars, maps, k_smem, v_smem, blk, tiles.count(), [&](int i) { return tiles.at(i); }, uses);\n";
+    out_ << "      }\n";
+    out_ << "      uses += tiles.count();\n";
+    out_ << "    }\n";
     out_ << "    return;\n  }\n";
     out_ << "  // The consumer warpgroups: 64 query rows each.\n";
     out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
@@ -347,19 +390,13 @@ class Emitter {
     out_ << fmt::format("\n  // for %{} in kv_tiles{}{}, stages = {}{}\n", loop.induction,
                         loop.classes.skip_empty ? ": non-empty tiles only" : ": all tiles",
                         loop.classes.unmasked_full ? ", full tiles unmasked" : "", loop.stages, note);
-    if (loop.classes.by_interval) {
-      out_ << "  // Tile classes: the mask over the tile's index box (real rows and keys only); a tile\n";
-      out_ << "  // reaching past seqlen_k is never full. The row-only reads' ranges are the same for every\n";
-      out_ << "  // tile: each warp scans them once, here.\n";
-      out_ << "  const MaskRowIv rv = mask_row_interval(params, IvBox{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
-      out_ << "                                                      IvI{0, params.seqlen_k - 1}, params.seqlen_q, params.seqlen_k}, blk.lane);\n";
-      out_ << "  const auto classify = [&](int t) {\n";
-      out_ << "    const long long kv_last = fj_min((long long)(t + 1) * T::BN, params.seqlen_k) - 1;\n";
-      out_ << "    const IvBox box{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
-      out_ << "                    IvI{(long long)t * T::BN, kv_last}, params.seqlen_q, params.seqlen_k};\n";
-      out_ << "    const int c = iv_tile_class(mask_tile_interval(params, box, rv));\n";
-      out_ << "    return c == kTileFull && (t + 1) * T::BN > params.seqlen_k ? (int)kTilePartial : c;\n";
-      out_ << "  };\n";
+    if (loop.classes.by_interval && ws_) {  // the producer builds the lists (roles_listed)
+      out_ << "  int uses = 0;  // the rings' uses so far (they continue across chunks)\n";
+      out_ << "  for (int chunk = 0, c = 0; chunk < n_all; chunk += kTileListCap, ++c) {\n";
+      out_ << "  mbarrier_wait(lists.full(c), WsLists::parity(c));  // the producer listed this chunk's tiles\n";
+      out_ << "  const ListTiles tiles{lists.list(smem, c), lists.list(smem, c)[kTileListCountSlot]};\n";
+    } else if (loop.classes.by_interval) {
+      classify_lambda("  ");
       out_ << "  // The list of non-empty tiles, after the pipeline's tiles (and mbarriers).\n";
       out_ << "  int* const tile_list = reinterpret_cast<int*>(smem + (list_smem - smem_addr(smem)));\n";
       out_ << "  const int n_all = (params.seqlen_k + T::BN - 1) / T::BN;\n";
@@ -372,6 +409,22 @@ class Emitter {
       out_ << "  const BandTiles tiles{KvTileRange{0, (params.seqlen_k + T::BN - 1) / T::BN, 0, 0}};\n";
     }
     out_ << "  const int n_tiles = tiles.count();\n";
+  }
+
+  // `classify(t)`: the tile class of KV tile t by interval analysis of the mask expression.
+  void classify_lambda(const std::string& in) {
+    out_ << in << "// Tile classes: the mask over the tile's index box (real rows and keys only); a tile\n";
+    out_ << in << "// reaching past seqlen_k is never full. The row-only reads' ranges are the same for every\n";
+    out_ << in << "// tile: each warp scans them once, here.\n";
+    out_ << in << "const MaskRowIv rv = mask_row_interval(params, IvBox{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
+    out_ << in << "                                                    IvI{0, params.seqlen_k - 1}, params.seqlen_q, params.seqlen_k}, blk.lane);\n";
+    out_ << in << "const auto classify = [&](int t) {\n";
+    out_ << in << "  const long long kv_last = fj_min((long long)(t + 1) * T::BN, params.seqlen_k) - 1;\n";
+    out_ << in << "  const IvBox box{iv_i(blk.batch), iv_i(blk.head), IvI{blk.q0, blk.q0 + blk.q_rows - 1},\n";
+    out_ << in << "                  IvI{(long long)t * T::BN, kv_last}, params.seqlen_q, params.seqlen_k};\n";
+    out_ << in << "  const int c = iv_tile_class(mask_tile_interval(params, box, rv));\n";
+    out_ << in << "  return c == kTileFull && (t + 1) * T::BN > params.seqlen_k ? (int)kTilePartial : c;\n";
+    out_ << in << "};\n";
   }
 
   // The mask on the scores, skipped on tiles classify_tiles proved full: the band, or the
@@ -453,13 +506,15 @@ class Emitter {
     if (!lagged) throw std::logic_error("codegen: a wgmma kernel needs the overlap_pv pass (no lagged P·V gemm)");
     const std::string& acc = lagged->results[0];
     if (!ws_) ring_with_copies();
+    else if (listed()) kv_range("; P·V one tile behind (overlap_pv); copies by the producer warpgroup (TMA)");
     out_ << "  PackedP<T> p_prev;  // P of the previous tile, the A operand of its P·V GEMM\n";
     out_ << fmt::format("  // r: the iteration, = the copy step it consumes; {} its tile.\n", kv);
     out_ << loop_header(kv);
     // n: this tile's use of the rings; a persistent kernel's continue across work items.
-    const std::string n = persistent_ ? "n" : "r";
-    if (persistent_) {
-      out_ << "    const int n = uses + r;  // this tile's use of the rings (they continue across work items)\n";
+    const std::string n = continues_ ? "n" : "r";
+    if (continues_) {
+      out_ << fmt::format("    const int n = uses + r;  // this tile's use of the rings (they continue across {})\n",
+                          persistent_ ? "work items" : "chunks");
       out_ << "    const int slot = n % T::STAGES, prev_slot = (n + T::STAGES - 1) % T::STAGES;\n";
     } else {
       out_ << "    const int slot = r % T::STAGES, prev_slot = (r + T::STAGES - 1) % T::STAGES;\n";
@@ -551,7 +606,7 @@ class Emitter {
     }
     out_ << "  }\n";
     if (ws_) {
-      const std::string last = persistent_ ? "uses + n_tiles - 1" : "n_tiles - 1";
+      const std::string last = continues_ ? "uses + n_tiles - 1" : "n_tiles - 1";
       if (persistent_) out_ << "  mbarrier_arrive(bars.q_empty());  // every Q·Kᵀ of this item has landed: Q's slot is free\n";
       out_ << "  // The last tile's P·V.\n";
       out_ << "  if (n_tiles > 0) {\n";
@@ -562,6 +617,11 @@ class Emitter {
       // Released too, so that every use of the V ring is: a persistent block's next item
       // refills this slot.
       out_ << fmt::format("    mbarrier_arrive(bars.v_empty(({}) % T::STAGES));\n  }}\n", last);
+      if (listed()) {
+        out_ << "  mbarrier_arrive(lists.empty(c));  // this chunk's list is read\n";
+        out_ << "  uses += n_tiles;\n";
+        out_ << "  }  // chunk\n";
+      }
       if (pingpong_ && !persistent_) out_ << "  turns.finish();\n";
       out_ << "\n";
       return;

@@ -40,8 +40,9 @@ int smem_bytes(const AttentionSpec& spec0, const TileConfig& t) {
     const int q = t.block_m * spec.head_dim;
     const int kv = t.stages * t.block_n * (spec.head_dim + spec.head_dim_v);
     // tma_ws: q_full and q_empty plus full and empty barriers per slot of the K and the V
-    // ring (fwd_ws_sm90.cuh); no tile list (validate() keeps those masks on cp_async).
-    if (t.pipeline == PipelineKind::tma_ws) return e * (q + kv) + 8 * (2 + 4 * t.stages) + 1024;
+    // ring (fwd_ws_sm90.cuh), and for a tile list two buffers and their 4 mbarriers (WsLists).
+    if (t.pipeline == PipelineKind::tma_ws)
+      return e * (q + kv) + 8 * (2 + 4 * t.stages) + 1024 + (list ? 2 * list + 32 : 0);
     return e * (q + kv) + 64 + 1024 + list;
   }
   const int q = t.block_m * (spec.head_dim + kRowPad);
@@ -87,7 +88,10 @@ void check_legality(ir::Kernel& k, const std::string& arch) {
   // warp-specialised block moves the producer's registers to the consumers (setmaxnreg):
   // theirs is the limit (FwdTraitsSm90Ws::CONSUMER_REGS).
   int register_limit = std::min(kMaxRegisters, (65536 / r.threads) & ~7);
-  if (t.pipeline == PipelineKind::tma_ws) register_limit = t.block_m == 192 ? 160 : t.block_m == 128 ? 240 : kMaxRegisters;
+  if (t.pipeline == PipelineKind::tma_ws) {
+    const bool lists = needs_tile_list(k.spec);  // the producer keeps more (FwdTraitsSm90Ws<..., LISTS>)
+    register_limit = t.block_m == 192 ? (lists ? 152 : 160) : t.block_m == 128 ? (lists ? 224 : 240) : kMaxRegisters;
+  }
   k.resources = r;
   if (t.mma == MmaKind::wgmma && arch != "sm_90a")
     throw LegalityError(fmt::format("flashjit: spec.tile.mma = wgmma needs arch sm_90a (Hopper); the target is {}; "

@@ -162,13 +162,13 @@ void validate_wgmma(const TileConfig& tile, const AttentionSpec& n) {
       throw SpecError("tile.warps", fmt::format("{} with pipeline=tma_ws and block_m={}: a warpgroup of 4 warps per 64 "
                                                 "rows plus the producer's 4; allowed: {}",
                                                 tile.warps, tile.block_m, tile.block_m / 16 + 4));
-    // The producer walks a closed-form tile range; a tile list built at run time (a mask
-    // expression that is not a band, a block mask) is the cp_async pipeline's for now.
-    if (n.mask.kind == MaskKind::custom &&
+    // A tile list built at run time (a mask expression that is not a band, a block mask) is
+    // built chunk by chunk by the producer; a persistent block walks closed-form ranges only.
+    if (tile.persistent && n.mask.kind == MaskKind::custom &&
         !expr::as_band(*expr::parse_cached(n.mask.expr, expr::Context{false, n.captures})))
-      throw SpecError("tile.pipeline", "tma_ws supports masks whose tiles have a closed form (none, causal, "
-                                       "sliding_window, or an expression recognised as one of them); this mask "
-                                       "expression is classified per tile at run time: use pipeline=cp_async");
+      throw SpecError("tile.persistent", "persistent tma_ws blocks support masks whose tiles have a closed form (none, "
+                                         "causal, sliding_window, or an expression recognised as one of them); this mask "
+                                         "expression is classified per tile at run time: use persistent=false");
   } else if (tile.warps != tile.block_m / 16)
     throw SpecError("tile.warps", fmt::format("{} with mma=wgmma and block_m={}: each warpgroup of 4 warps owns 64 "
                                               "rows; allowed: {}",

@@ -15,6 +15,7 @@
 #include "flashjit/block_context.cuh"
 #include "flashjit/fwd_tma_params.cuh"
 #include "flashjit/fwd_traits_sm90.cuh"
+#include "flashjit/kv_tiles.cuh"
 #include "flashjit/mbarrier.cuh"
 #include "flashjit/tma.cuh"
 #include "flashjit/ws_ring.cuh"
@@ -24,7 +25,9 @@ namespace flashjit {
 // Block shape of the warp-specialised kernel: the consumers are FwdTraitsSm90's warpgroups
 // (warps 0 .. 4·BM/64 - 1, so the math templates index rows by warp as on the plain path),
 // plus one producer warpgroup. Registers are moved from the producer to the consumers.
-template <class Elem_, int D_, int DV_, int BM_, int BN_, int STAGES_>
+// LISTS: the producer also classifies tiles into lists (WsLists): interval arithmetic needs
+// more of its registers.
+template <class Elem_, int D_, int DV_, int BM_, int BN_, int STAGES_, bool LISTS = false>
 struct FwdTraitsSm90Ws : FwdTraitsSm90<Elem_, D_, DV_, BM_, BN_, BM_ / 16, STAGES_> {
   using Base = FwdTraitsSm90<Elem_, D_, DV_, BM_, BN_, BM_ / 16, STAGES_>;
   static constexpr int CONSUMER_WARPS = BM_ / 16;
@@ -34,8 +37,10 @@ struct FwdTraitsSm90Ws : FwdTraitsSm90<Elem_, D_, DV_, BM_, BN_, BM_ / 16, STAGE
   static_assert(CONSUMER_WARPS == 4 || CONSUMER_WARPS == 8 || CONSUMER_WARPS == 12, "1 to 3 consumer warpgroups");
   // 65,536 registers per SM for one block: 128·PRODUCER + CONSUMER_THREADS·CONSUMER fits.
   // With one consumer warpgroup the launch already gives every thread the most (no moves).
-  static constexpr int PRODUCER_REGS = 24;
-  static constexpr int CONSUMER_REGS = CONSUMER_WARPS == 12 ? 160 : 240;
+  static constexpr int PRODUCER_REGS = LISTS ? 56 : 24;
+  static constexpr int CONSUMER_REGS = CONSUMER_WARPS == 12 ? (LISTS ? 152 : 160) : (LISTS ? 224 : 240);
+  static_assert(128 * PRODUCER_REGS + CONSUMER_THREADS * CONSUMER_REGS <= 65536 || CONSUMER_WARPS == 4,
+                "the register file holds one block");
   static constexpr bool MOVE_REGS = CONSUMER_WARPS > 4;
   // Barriers after the tiles: q_full, k_full[S], v_full[S], k_empty[S], v_empty[S], q_empty.
   static constexpr int BARRIER_BYTES = 8 * (2 + 4 * STAGES_);
@@ -71,6 +76,32 @@ struct WsBarriers {
   // Parity of the n-th use (from 0) of a ring slot: its "full" phase n / STAGES.
   static __device__ __forceinline__ u32 parity(int n) { return WsRing<STAGES>::parity(n); }
 };
+
+// Mask expressions classified per tile: the producer warpgroup builds each chunk's tile list
+// (kv_tiles.cuh) into one of two list buffers after the rings' barriers and publishes it on
+// that buffer's "full" barrier; the consumers read it and release it on "empty" when the
+// chunk's tiles are done. The producer builds chunk c + 2 into the buffer of chunk c.
+struct WsLists {
+  u32 base;  // shared-memory address of buffer 0; buffer 1 and then 4 mbarriers follow
+  static constexpr int INTS = kTileListBytes / 4;
+  static constexpr int BYTES = 2 * kTileListBytes + 32;
+  __device__ __forceinline__ int* list(unsigned char* smem, int c) const {
+    return reinterpret_cast<int*>(smem + (base - smem_addr(smem))) + (c % 2) * INTS;
+  }
+  __device__ __forceinline__ u32 full(int c) const { return base + 2 * kTileListBytes + 8 * (c % 2); }
+  __device__ __forceinline__ u32 empty(int c) const { return base + 2 * kTileListBytes + 16 + 8 * (c % 2); }
+  __device__ __forceinline__ void init(u32 consumer_threads) const {
+    for (int b = 0; b < 2; ++b) {
+      mbarrier_init(full(b), 1);
+      mbarrier_init(empty(b), consumer_threads);
+    }
+  }
+  // Parity of chunk c's use of its buffer (phase c / 2).
+  static __device__ __forceinline__ u32 parity(int c) { return (u32)(c / 2) & 1u; }
+};
+
+// The producer warpgroup's own barrier (named barrier 3; 1 and 2 are ping-pong's).
+__device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 3, 128;\n" ::: "memory"); }
 
 // Ping-pong (tile.pingpong, 2 consumer warpgroups): the warpgroups take turns issuing their
 // GEMMs, each turn a named barrier of both (barrier 0 is __syncthreads'), so that one's
@@ -127,6 +158,24 @@ struct WsTmaOps {
                 blk.batch);
   }
 };
+
+// A block whose tiles come in chunks: Q once (ws_produce_q), then each chunk's K and V.
+template <class T>
+__device__ __forceinline__ void ws_produce_q(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 q_smem,
+                                             const BlockContext& blk) {
+  tma_prefetch_map(&maps.q);
+  tma_prefetch_map(&maps.k);
+  tma_prefetch_map(&maps.v);
+  mbarrier_expect_tx(bars.q_full(), T::Q_BYTES);
+  tma_load_5d(q_smem, &maps.q, bars.q_full(), 0, blk.q0, 0, blk.head, blk.batch);
+}
+template <class T, class TileAt>
+__device__ __forceinline__ void ws_produce_kv(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 k_smem,
+                                              u32 v_smem, const BlockContext& blk, int n_tiles, TileAt tile_at,
+                                              int base) {
+  WsTmaOps<T, TileAt> ops{bars, maps, 0, k_smem, v_smem, blk, tile_at};
+  ws_producer_kv_program<T::STAGES>(ops, n_tiles, base);
+}
 
 // One work item's copies. base / item: see ws_producer_program (0 for a block with one item).
 template <class T, class TileAt>

@@ -40,12 +40,16 @@ constexpr int kTileListBytes = (kTileListCap + 32) * 4;
 // order: every thread classifies tiles base + tid; a ballot and per-warp counts give each
 // kept tile its slot. classify(t) -> kTileEmpty / kTilePartial / kTileFull, uniform per t.
 // Starts with a barrier, so the previous chunk's list may still be read until then.
-template <int THREADS, class Classify>
-__device__ __forceinline__ ListTiles build_tile_list(int* list, int first, int last, Classify classify, int tid) {
+// THREADS threads with tid 0 .. THREADS - 1 take part; sync() is their barrier
+// (__syncthreads for a whole block, a named barrier for a warp-specialised block's producer).
+template <int THREADS, class Classify, class Sync>
+__device__ __forceinline__ ListTiles build_tile_list_with(int* list, int first, int last, Classify classify, int tid,
+                                                          Sync sync) {
+  static_assert(THREADS / 32 <= 31, "the per-warp counts and the count slot share the list's scratch");
   int* const warp_counts = list + kTileListCap;
   const int warp = tid / 32, lane = tid % 32;
   int n = 0;
-  __syncthreads();
+  sync();
   for (int base = first; base < last; base += THREADS) {
     const int t = base + tid;
     const int c = t < last ? classify(t) : (int)kTileEmpty;
@@ -61,10 +65,19 @@ __device__ __forceinline__ ListTiles build_tile_list(int* list, int first, int l
     }
     if (c != kTileEmpty)
       list[offset + __popc(keep & ((1u << lane) - 1u))] = t | (c == kTileFull ? (int)0x80000000u : 0);
-    __syncthreads();  // the list is complete, and warp_counts free for the next round
+    sync();  // the list is complete, and warp_counts free for the next round
     n = total;
   }
   return ListTiles{list, n};
 }
+
+template <int THREADS, class Classify>
+__device__ __forceinline__ ListTiles build_tile_list(int* list, int first, int last, Classify classify, int tid) {
+  return build_tile_list_with<THREADS>(list, first, last, classify, tid, [] { __syncthreads(); });
+}
+
+// Where a list's length is kept for readers that did not build it (a warp-specialised
+// block's consumers): the last int of the scratch.
+constexpr int kTileListCountSlot = kTileListCap + 31;
 
 }  // namespace flashjit

@@ -30,10 +30,20 @@ struct WsRing {
 //   wait_q_empty(parity); load_q(); wait_k_empty(slot, parity); load_k(slot, i);
 //   wait_v_empty(slot, parity); load_v(slot, i)   (i: the position in this item's sequence)
 template <int STAGES, class Ops>
+FJ_HOST_DEVICE void ws_producer_kv_program(Ops& ops, int n_tiles, int base);
+
+template <int STAGES, class Ops>
 FJ_HOST_DEVICE void ws_producer_program(Ops& ops, int n_tiles, int base = 0, int item = 0) {
-  using R = WsRing<STAGES>;
   if (item > 0) ops.wait_q_empty((unsigned)(item - 1) & 1u);  // the last item's consumers are done with Q
   ops.load_q();
+  ws_producer_kv_program<STAGES>(ops, n_tiles, base);
+}
+
+// The K/V part alone: a block whose tiles come in chunks (a tile list per chunk) runs it once
+// per chunk, `base` counting the tiles of the chunks before.
+template <int STAGES, class Ops>
+FJ_HOST_DEVICE void ws_producer_kv_program(Ops& ops, int n_tiles, int base) {
+  using R = WsRing<STAGES>;
   for (int t = 0; t <= n_tiles; ++t) {
     if (t < n_tiles) {
       const int n = base + t;

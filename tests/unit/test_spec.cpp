@@ -470,13 +470,13 @@ TEST_CASE("validate: every error names its field", "[spec]") {
       {"tma_ws on mma_sync",
        [](AttentionSpec& s) { s.tile = TileConfig{128, 64, 4, 2, MmaKind::mma_sync, PipelineKind::tma_ws}; },
        "tile.pipeline", {"tma_ws needs mma=wgmma"}},
-      {"tma_ws with a tile-list mask",
+      {"persistent tma_ws with a tile-list mask",
        [](AttentionSpec& s) {
          s.mask.kind = MaskKind::custom;
          s.mask.expr = "(q_idx // 64) % 2 == (kv_idx // 64) % 2";
-         s.tile = TileConfig{128, 128, 12, 2, MmaKind::wgmma, PipelineKind::tma_ws};
+         s.tile = TileConfig{128, 128, 12, 2, MmaKind::wgmma, PipelineKind::tma_ws, false, true};
        },
-       "tile.pipeline", {"classified per tile at run time", "pipeline=cp_async"}},
+       "tile.persistent", {"classified per tile at run time", "persistent=false"}},
   };
   for (const Case& c : cases) {
     INFO(c.name);

@@ -138,10 +138,13 @@ TEST_CASE("tuning: the warp-specialised candidates, on request, and their record
       CHECK(t.warps == t.block_m / 16 + 4);
       CHECK(pipeline_accepts(causal, t, "sm_90a"));
     }
-  // A mask whose tiles are listed at run time gets none (validate() refuses them).
+  // A mask whose tiles are listed at run time: the producer builds the lists, but a
+  // persistent block does not (validate() refuses it).
   const AttentionSpec listed = spec(R"({"dtype":"bf16","head_dim":128,"mask":{"kind":"custom",)"
                                     R"("expr":"(q_idx // 64) % 2 == (kv_idx // 64) % 2"}})");
-  CHECK(ws(flashjit::tile_candidates(listed, "sm_90a")) == 0);
+  const std::vector<TileConfig> lc = flashjit::tile_candidates(listed, "sm_90a");
+  CHECK(ws(lc) > 0);
+  CHECK(std::none_of(lc.begin(), lc.end(), [](const TileConfig& t) { return t.persistent; }));
   unsetenv("FLASHJIT_TUNE_TMA_WS");
 
   // A winner with pipeline = tma_ws survives the database's round trip.

@@ -103,6 +103,11 @@ struct Block {
   std::atomic<int> k_readers[STAGES], v_readers[STAGES];  // consumers reading a slot now
   std::atomic<int> q_item{-1};     // the work item whose Q the Q slot holds
   std::atomic<int> q_readers{0};
+  // chunked: the items are chunks of one work item's tile list (WsLists): one Q, and two list
+  // buffers published on list_full and released on list_empty.
+  bool chunked = false;
+  SimMbarrier list_full[2], list_empty[2];
+  std::atomic<int> list_chunk[2], list_count[2], list_readers[2];
   std::mutex err_mu;
   std::vector<std::string> errors;
   std::mt19937 rng_seed;
@@ -110,6 +115,12 @@ struct Block {
   Block(int c, std::vector<int> work, bool pp, uint32_t seed)
       : consumers(c), items(std::move(work)), pingpong(pp), rng_seed(seed) {
     q_empty.expected = consumers;
+    for (int i = 0; i < 2; ++i) {
+      list_empty[i].expected = consumers;
+      list_chunk[i] = -1;
+      list_count[i] = 0;
+      list_readers[i] = 0;
+    }
     for (int s = 0; s < STAGES; ++s) {
       k_empty[s].expected = v_empty[s].expected = consumers;
       k_slot[s] = v_slot[s] = -1;
@@ -185,11 +196,23 @@ void consume(Block<STAGES>& b, int wg, uint32_t seed) {
   };
   if (b.pingpong && wg == 1) b.turn[0].arrive();  // turns.start()
   int uses = 0;
-  for (int item = 0; item < (int)b.items.size(); ++item) {
-    const int n_tiles = b.items[item];
-    if (!b.q_full.wait(unsigned(item) & 1u)) return b.fail("Q wait timed out");
+  if (b.chunked) {  // one Q for all chunks
+    if (!b.q_full.wait(0)) return b.fail("Q wait timed out");
     ++b.q_readers;
-    expect(b.q_item, item, "Q", -1);
+    expect(b.q_item, 0, "Q", -1);
+  }
+  for (int item = 0; item < (int)b.items.size(); ++item) {
+    int n_tiles = b.items[item];
+    if (b.chunked) {  // the producer's list of this chunk
+      if (!b.list_full[item % 2].wait(unsigned(item / 2) & 1u)) return b.fail("list wait timed out");
+      ++b.list_readers[item % 2];
+      expect(b.list_chunk[item % 2], item, "list", -1);
+      n_tiles = b.list_count[item % 2];
+    } else {
+      if (!b.q_full.wait(unsigned(item) & 1u)) return b.fail("Q wait timed out");
+      ++b.q_readers;
+      expect(b.q_item, item, "Q", -1);
+    }
     for (int r = 0; r < n_tiles; ++r) {
       const int n = uses + r;
       const int slot = R::slot(n), prev = R::slot(n + STAGES - 1);
@@ -208,7 +231,7 @@ void consume(Block<STAGES>& b, int wg, uint32_t seed) {
       if (b.pingpong) b.turn[wg ^ 1].arrive();  // turns.pass_turn()
       jitter(rng);
       expect(b.k_slot[slot], code(item, r), "K (still)", r);
-      expect(b.q_item, item, "Q (still)", r);
+      expect(b.q_item, b.chunked ? 0 : item, "Q (still)", r);
       --b.k_readers[slot];
       b.k_empty[slot].arrive();  // S has landed
       jitter(rng);               // mask, softmax
@@ -218,8 +241,10 @@ void consume(Block<STAGES>& b, int wg, uint32_t seed) {
         b.v_empty[prev].arrive();  // P·V has landed
       }
     }
-    --b.q_readers;
-    b.q_empty.arrive();  // every Q·Kᵀ of the item has landed
+    if (!b.chunked) {
+      --b.q_readers;
+      b.q_empty.arrive();  // every Q·Kᵀ of the item has landed
+    }
     if (n_tiles > 0) {
       const int last = R::slot(uses + n_tiles - 1);
       if (!b.v_full[last].wait(R::parity(uses + n_tiles - 1))) return b.fail("last V wait timed out");
@@ -229,21 +254,39 @@ void consume(Block<STAGES>& b, int wg, uint32_t seed) {
       --b.v_readers[last];
       b.v_empty[last].arrive();  // the last P·V has landed
     }
+    if (b.chunked) {
+      expect(b.list_chunk[item % 2], item, "list (still)", -1);
+      --b.list_readers[item % 2];
+      b.list_empty[item % 2].arrive();  // this chunk's list is read
+    }
     uses += n_tiles;
   }
   if (b.pingpong && wg == 0 && !b.turn[0].sync()) b.fail("finish timed out");  // turns.finish()
 }
 
 template <int STAGES>
-void run_block(int consumers, const std::vector<int>& items, bool pingpong, uint32_t seed) {
+void run_block(int consumers, const std::vector<int>& items, bool pingpong, uint32_t seed, bool chunked = false) {
   Block<STAGES> b(consumers, items, pingpong, seed);
+  b.chunked = chunked;
   std::vector<std::thread> copies;
   std::thread producer([&] {
     SimOps<STAGES> ops{b, std::mt19937(seed * 7 + 1), copies};
     int uses = 0;
-    for (int item = 0; item < (int)items.size(); ++item) {  // as the persistent kernel's producer loop
+    if (chunked) ops.load_q();  // ws_produce_q, once
+    for (int item = 0; item < (int)items.size(); ++item) {  // as the kernel's producer loop
       ops.item = item;
-      flashjit::ws_producer_program<STAGES>(ops, items[item], uses, item);
+      if (chunked) {  // roles_listed: wait for the buffer, list the chunk, publish it, then its copies
+        const int buf = item % 2;
+        if (item >= 2 && !b.list_empty[buf].wait(unsigned((item - 2) / 2) & 1u)) b.fail("producer: list empty wait timed out");
+        jitter(ops.rng);
+        if (b.list_readers[buf] != 0) b.fail("list buffer rewritten while a consumer reads it");
+        b.list_chunk[buf] = item;
+        b.list_count[buf] = items[item];
+        b.list_full[buf].arrive();
+        flashjit::ws_producer_kv_program<STAGES>(ops, items[item], uses);
+      } else {
+        flashjit::ws_producer_program<STAGES>(ops, items[item], uses, item);
+      }
       uses += items[item];
     }
   });
@@ -269,8 +312,14 @@ void run_block(int consumers, const std::vector<int>& items, bool pingpong, uint
     CHECK(b.k_empty[s].completed == uses[s]);
     CHECK(b.v_empty[s].completed == uses[s]);
   }
-  CHECK(b.q_full.completed == (int)items.size());
-  CHECK(b.q_empty.completed == (int)items.size());
+  CHECK(b.q_full.completed == (chunked ? 1 : (int)items.size()));
+  CHECK(b.q_empty.completed == (chunked ? 0 : (int)items.size()));
+  if (chunked)
+    for (int i = 0; i < 2; ++i) {
+      const int lists = ((int)items.size() - i + 1) / 2;  // chunks i, i + 2, ...
+      CHECK(b.list_full[i].completed == lists);
+      CHECK(b.list_empty[i].completed == lists);
+    }
   if (pingpong) {  // no named barrier left half-arrived at the block's exit
     CHECK(b.turn[0].pending() == 0);
     CHECK(b.turn[1].pending() == 0);
@@ -323,5 +372,22 @@ TEST_CASE("ws ring: a persistent block's work items share the rings and Q", "[tm
       }
       run_block<2>(2, items, true, seed++);
       run_block<3>(2, items, true, seed++);
+    }
+}
+
+TEST_CASE("ws ring: tile lists in chunks, built by the producer into two buffers", "[tma_ws]") {
+  // A mask classified at run time: the producer lists each chunk's tiles (some chunks
+  // empty), publishes the list, then issues its copies; consumers release a buffer once its
+  // chunk is done, and the producer reuses it two chunks later.
+  const std::vector<std::vector<int>> blocks = {{4}, {3, 0, 5}, {1, 1, 1, 1, 1, 1}, {0, 0, 2}, {6, 2, 0, 3, 1}};
+  uint32_t seed = 5000;
+  for (const auto& chunks : blocks)
+    for (int rep = 0; rep < 3; ++rep) {
+      for (int consumers : {1, 2, 3}) {
+        run_block<2>(consumers, chunks, false, seed++, true);
+        run_block<3>(consumers, chunks, false, seed++, true);
+      }
+      run_block<2>(2, chunks, true, seed++, true);
+      run_block<3>(2, chunks, true, seed++, true);
     }
 }
