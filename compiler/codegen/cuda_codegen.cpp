@@ -275,12 +275,7 @@ class Emitter {
     out_ << "        uses += n_tiles;\n";
     out_ << "      }\n";
     out_ << "    return;\n  }\n";
-    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
-    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
-    if (pingpong_) {
-      out_ << "  const PingPong turns{(int)threadIdx.x / 128};  // the warpgroups take turns issuing GEMMs\n";
-      out_ << "  turns.start();\n";
-    }
+    consumers_start("(int)threadIdx.x / 128");
     out_ << "  for (long long w = blockIdx.x; w < n_work; w += gridDim.x, ++item) {\n";
     indented([&] {
       out_ << fmt::format("  const BlockContext blk = block_context_at<T::BM>(params, w, /*reverse_tiles=*/{});\n", reverse);
@@ -294,6 +289,17 @@ class Emitter {
     out_ << "  }\n";
     if (pingpong_) out_ << "  turns.finish();\n";
     out_ << "}\n";
+  }
+
+  // Where the consumer warpgroups of a warp-specialised block begin: they take the
+  // producer's registers and, with ping-pong, set up their turns (`wg`: this warpgroup).
+  void consumers_start(const std::string& wg) {
+    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
+    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
+    if (pingpong_) {
+      out_ << "  const PingPong turns{" << wg << "};  // the warpgroups take turns issuing GEMMs\n";
+      out_ << "  turns.start();\n";
+    }
   }
 
   // The warp-specialised block's split (fwd_ws_sm90.cuh): the tile sequence and the rings'
@@ -311,12 +317,7 @@ class Emitter {
     out_ << "    if (blk.warp == T::CONSUMER_WARPS && blk.lane == 0)\n";
     out_ << "      ws_produce<T>(bars, maps, q_smem, k_smem, v_smem, blk, n_tiles, [&](int i) { return tiles.at(i); });\n";
     out_ << "    return;\n  }\n";
-    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
-    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
-    if (pingpong_) {
-      out_ << "  const PingPong turns{blk.warp / 4};  // the warpgroups take turns issuing GEMMs\n";
-      out_ << "  turns.start();\n";
-    }
+    consumers_start("blk.warp / 4");
   }
 
   // The split of a warp-specialised block whose tiles are classified at run time: the
@@ -350,12 +351,7 @@ class Emitter {
     out_ << "      uses += tiles.count();\n";
     out_ << "    }\n";
     out_ << "    return;\n  }\n";
-    out_ << "  // The consumer warpgroups: 64 query rows each.\n";
-    out_ << "  if (T::MOVE_REGS) setmaxnreg_inc<T::CONSUMER_REGS>();\n";
-    if (pingpong_) {
-      out_ << "  const PingPong turns{blk.warp / 4};  // the warpgroups take turns issuing GEMMs\n";
-      out_ << "  turns.start();\n";
-    }
+    consumers_start("blk.warp / 4");
   }
 
   void prologue_op(const ir::Op& op) {

@@ -159,15 +159,21 @@ struct WsTmaOps {
   }
 };
 
+// The descriptors into the cache before the block's first copy.
+__device__ __forceinline__ void ws_prefetch_maps(const FwdTmaMaps& maps) {
+  tma_prefetch_map(&maps.q);
+  tma_prefetch_map(&maps.k);
+  tma_prefetch_map(&maps.v);
+}
+
 // A block whose tiles come in chunks: Q once (ws_produce_q), then each chunk's K and V.
 template <class T>
 __device__ __forceinline__ void ws_produce_q(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 q_smem,
                                              const BlockContext& blk) {
-  tma_prefetch_map(&maps.q);
-  tma_prefetch_map(&maps.k);
-  tma_prefetch_map(&maps.v);
-  mbarrier_expect_tx(bars.q_full(), T::Q_BYTES);
-  tma_load_5d(q_smem, &maps.q, bars.q_full(), 0, blk.q0, 0, blk.head, blk.batch);
+  ws_prefetch_maps(maps);
+  const auto no_tiles = [](int) { return 0; };
+  WsTmaOps<T, decltype(no_tiles)> ops{bars, maps, q_smem, 0, 0, blk, no_tiles};
+  ops.load_q();
 }
 template <class T, class TileAt>
 __device__ __forceinline__ void ws_produce_kv(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 k_smem,
@@ -182,11 +188,7 @@ template <class T, class TileAt>
 __device__ __forceinline__ void ws_produce(const WsBarriers<T::STAGES>& bars, const FwdTmaMaps& maps, u32 q_smem,
                                            u32 k_smem, u32 v_smem, const BlockContext& blk, int n_tiles,
                                            TileAt tile_at, int base = 0, int item = 0) {
-  if (item == 0) {
-    tma_prefetch_map(&maps.q);
-    tma_prefetch_map(&maps.k);
-    tma_prefetch_map(&maps.v);
-  }
+  if (item == 0) ws_prefetch_maps(maps);
   WsTmaOps<T, TileAt> ops{bars, maps, q_smem, k_smem, v_smem, blk, tile_at};
   ws_producer_program<T::STAGES>(ops, n_tiles, base, item);
 }
